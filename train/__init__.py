@@ -1,0 +1,1 @@
+"""kdlive's training side: data pipeline (this issue), then teacher, students and report."""

@@ -1,0 +1,195 @@
+"""`kdtrain data`: a MIDI collection or Slakh2100 -> Slakh layout -> window store + summary.
+
+Stages (each resumable):
+
+1. ``--midi DIR`` (or the demo corpus): render every kept track once into ``OUT/slakh/``;
+   ``--slakh DIR`` skips this and reads the given folder.
+2. Read the Slakh layout, cut each stem into windows (rolls + log-mel) into ``OUT/windows/``.
+3. ``OUT/summary.json``, ``OUT/skipped.jsonl``, ``OUT/config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from live.contract import CONTRACT_VERSION
+from live.errors import MidiFileError
+from live.taxonomy import CLASSES
+from train import collection, slakh
+from train.errors import DataError
+from train.render import fluidsynth_path
+from train.slakh import StemRef
+from train.soundfonts import find_soundfonts
+from train.stems import SILENT_WINDOW_DB, stem_windows
+from train.store import StemWindows, StoreWriter, WindowStore
+
+#: Real MIDI a package manager installs (Debian): ~95 songs of game music, all General MIDI.
+DEMO_DIRS = (
+    Path("/usr/share/games/openttd/baseset/openmsx"),  # openttd-openmsx
+    Path("/usr/share/games/simutrans/music"),  # simutrans-data
+    Path("/usr/share/planetblupi/music"),  # planetblupi-music-midi
+)
+DEMO_HINT = (
+    "the demo corpus is not installed: apt-get install openttd-openmsx simutrans-data "
+    "planetblupi-music-midi (Debian/Ubuntu), or pass --midi DIR (any folder of General MIDI "
+    "files) or --slakh DIR"
+)
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class DataConfig:
+    """Everything that decides what ``kdtrain data`` writes; saved as ``OUT/config.json``."""
+
+    out: Path = Path("data")
+    midi: list[Path] = field(default_factory=list)
+    slakh: Path | None = None
+    soundfonts: list[Path] = field(default_factory=list)
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    limit_songs: int | None = None
+    train_hop_bars: int = 1
+    eval_hop_bars: int = 2
+    silence_db: float = SILENT_WINDOW_DB
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        return json.loads(json.dumps(d, default=str)) | {"contract_version": CONTRACT_VERSION}
+
+
+def demo_dirs() -> list[Path]:
+    """The installed demo-corpus folders, or :class:`DataError` saying how to install them."""
+    found = [d for d in DEMO_DIRS if d.is_dir()]
+    if not found:
+        raise DataError(DEMO_HINT)
+    return found
+
+
+def build(config: DataConfig, progress: Progress | None = None) -> dict:
+    """Run the whole data pipeline; returns the summary (also written to ``OUT/summary.json``)."""
+    if config.slakh is not None and config.midi:
+        raise DataError("pass either --slakh or --midi, not both")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    skipped: list[dict] = []
+    silent_tracks = 0
+    if config.slakh is not None:
+        root = Path(config.slakh)
+    else:
+        root = out / "slakh"
+        skipped += _render(config, root, progress)
+        silent_tracks = sum(1 for r in skipped if r.get("silent_track"))
+    stems, bad = slakh.scan(root)
+    skipped += bad
+    if config.limit_songs is not None and config.slakh is not None:
+        keep = sorted({s.song for s in stems})[: config.limit_songs]
+        stems = [s for s in stems if s.song in set(keep)]
+    if not stems:
+        raise DataError(f"no usable stems found under {root}: see {out / 'skipped.jsonl'}")
+    skipped += _cut(config, stems, out / "windows", progress)
+    return _finish(config, out, stems, skipped, silent_tracks)
+
+
+def _render(config: DataConfig, root: Path, progress: Progress | None) -> list[dict]:
+    fluidsynth_path()  # fail early, with the install hint, before any work
+    soundfonts = find_soundfonts(config.soundfonts)
+    files = collection.find_midi_files(config.midi or demo_dirs())
+    if not files:
+        raise DataError(f"no MIDI files (.mid, .midi) under {', '.join(map(str, config.midi))}")
+    jobs, skipped = collection.plan_jobs(files, root, limit_songs=config.limit_songs)
+    done = 0
+
+    def tick(_job: collection.SongJob) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress("render", done, len(jobs))
+
+    if progress:
+        progress("render", 0, len(jobs))
+    skipped += collection.render_collection(
+        jobs, root, soundfonts, workers=config.workers, on_song=tick
+    )
+    return skipped
+
+
+def _cut(
+    config: DataConfig, stems: list[StemRef], folder: Path, progress: Progress | None
+) -> list[dict]:
+    """Windows of every stem not yet in the store, appended as they complete."""
+    skipped: list[dict] = []
+    with StoreWriter(folder) as writer:
+        todo = [s for s in stems if s.key not in writer.done]
+        done = len(stems) - len(todo)
+        if progress:
+            progress("windows", done, len(stems))
+        for stem, result in _map_stems(config, todo):
+            if isinstance(result, StemWindows):
+                writer.append(result)
+            else:
+                skipped.append({"file": str(stem.midi_path), "reason": result})
+            done += 1
+            if progress:
+                progress("windows", done, len(stems))
+    return skipped
+
+
+def _one_stem(stem: StemRef, hop_bars: int, silence_db: float) -> StemWindows | str:
+    try:
+        return stem_windows(stem, hop_bars=hop_bars, silence_db=silence_db)
+    except (MidiFileError, ValueError, OSError, RuntimeError) as exc:
+        return f"unusable stem ({exc})"
+
+
+def _map_stems(
+    config: DataConfig, stems: list[StemRef]
+) -> Iterator[tuple[StemRef, StemWindows | str]]:
+    def hop(stem: StemRef) -> int:
+        return config.train_hop_bars if stem.split == "train" else config.eval_hop_bars
+
+    order = sorted(stems, key=lambda s: -s.audio_path.stat().st_size)
+    if config.workers <= 1:
+        for stem in order:
+            yield stem, _one_stem(stem, hop(stem), config.silence_db)
+        return
+    with ProcessPoolExecutor(max_workers=config.workers) as pool:
+        futures = {pool.submit(_one_stem, s, hop(s), config.silence_db): s for s in order}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _finish(
+    config: DataConfig, out: Path, stems: list[StemRef], skipped: list[dict], silent_tracks: int
+) -> dict:
+    store = WindowStore(out / "windows")
+    windows = {split: dict.fromkeys(CLASSES, 0) for split in slakh.SPLITS}
+    for split, label in zip(store.index["split"], store.index["label"], strict=True):
+        windows[split][label] += 1
+    done = _store_log(out / "windows")
+    summary = {
+        "songs": len(set(store.index["song"])),
+        "stems": len(set(zip(store.index["song"], store.index["stem"], strict=True))),
+        "skipped": len(skipped),
+        "windows": windows,
+        "silent_tracks": silent_tracks,
+        "silent_windows": sum(d.get("silent", 0) for d in done),
+        "windows_past_audio_end": sum(d.get("past_end", 0) for d in done),
+        "stems_found": len(stems),
+        "contract_version": CONTRACT_VERSION,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    with open(out / "skipped.jsonl", "w") as f:
+        for record in skipped:
+            f.write(json.dumps(record) + "\n")
+    (out / "config.json").write_text(json.dumps(config.to_json(), indent=1))
+    return summary
+
+
+def _store_log(folder: Path) -> list[dict]:
+    path = folder / "done.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

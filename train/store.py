@@ -1,0 +1,213 @@
+"""The window store: flat binary files written as stems stream in, memory-mapped for training.
+
+Layout of ``OUT/windows/``::
+
+    rolls.u8     uint8   [N, 128, 16]   piano rolls from the contract's quantiser, 0/1
+    mel.f16      float16 [F, 128]       log-mel frames (dB), time-major, stems one after another
+    index.csv    one row per window: song, stem, split, label, program, soundfont, bar,
+                 start/end (seconds and ticks), tempo, and the window's frames in mel.f16
+    done.jsonl   one line per finished stem, written after its data: the resume log
+
+Window ``i``'s mel is ``mel[mel_offset[i] : mel_offset[i] + mel_frames[i]].T`` ([128, frames],
+unpadded). Memory stays bounded whatever the corpus size: each stem is appended and flushed.
+An interrupted build resumes: files are cut back to what ``done.jsonl`` vouches for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from live.contract import CONTRACT_VERSION, MEL, WINDOW
+
+COLUMNS = (
+    "window", "song", "stem", "split", "label", "program", "soundfont", "bar",
+    "start_sec", "end_sec", "start_tick", "end_tick", "valid_steps", "tempo_bpm",
+    "mel_offset", "mel_frames",
+)  # fmt: skip
+ROLL_BYTES = WINDOW.n_pitches * WINDOW.n_steps
+FRAME_BYTES = MEL.n_mels * 2
+
+
+@dataclass
+class StemWindows:
+    """What one stem contributes: its windows and the mel frames they point into."""
+
+    key: str
+    rolls: npt.NDArray[np.uint8]  # [n, 128, 16]
+    mel: npt.NDArray[np.float16]  # [frames, 128]; rows' mel_offset are relative to it
+    rows: list[dict]
+    silent: int = 0  # windows dropped because the audio is silent
+    past_end: int = 0  # windows dropped because they run past the end of the audio
+
+
+class StoreWriter:
+    """Appends stems to a store; reopening an interrupted store resumes where it stopped."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.done: dict[str, dict] = _read_done(self.folder / "done.jsonl")
+        self.n_windows = sum(d["windows"] for d in self.done.values())
+        self.n_frames = sum(d["frames"] for d in self.done.values())
+        self._truncate()
+        self._rolls = open(self.folder / "rolls.u8", "ab")  # noqa: SIM115
+        self._mel = open(self.folder / "mel.f16", "ab")  # noqa: SIM115
+        self._index = open(self.folder / "index.csv", "a", newline="")  # noqa: SIM115
+        self._done = open(self.folder / "done.jsonl", "a")  # noqa: SIM115
+        self._csv = csv.DictWriter(self._index, fieldnames=COLUMNS, lineterminator="\n")
+        if self._index.tell() == 0:
+            self._csv.writeheader()
+
+    def _truncate(self) -> None:
+        """Cut every file back to the stems that ``done.jsonl`` records as complete."""
+        for name, size in (
+            ("rolls.u8", self.n_windows * ROLL_BYTES),
+            ("mel.f16", self.n_frames * FRAME_BYTES),
+        ):
+            path = self.folder / name
+            if path.exists() and path.stat().st_size != size:
+                with open(path, "r+b") as f:
+                    f.truncate(size)
+        index = self.folder / "index.csv"
+        if index.exists():
+            lines = index.read_text().splitlines(keepends=True)
+            if len(lines) != self.n_windows + 1:
+                index.write_text("".join(lines[: self.n_windows + 1]))
+
+    def append(self, stem: StemWindows) -> None:
+        """Write one stem's windows, then log it as done (data first: a crash never lies)."""
+        n = len(stem.rows)
+        self._rolls.write(np.ascontiguousarray(stem.rolls, np.uint8).tobytes())
+        self._mel.write(np.ascontiguousarray(stem.mel, np.float16).tobytes())
+        for i, row in enumerate(stem.rows):
+            self._csv.writerow(
+                row
+                | {"window": self.n_windows + i, "mel_offset": self.n_frames + row["mel_offset"]}
+            )
+        for f in (self._rolls, self._mel, self._index):
+            f.flush()
+        record = {"stem": stem.key, "windows": n, "frames": int(stem.mel.shape[0])}
+        record |= {"silent": stem.silent, "past_end": stem.past_end}
+        self._done.write(json.dumps(record) + "\n")
+        self._done.flush()
+        self.done[stem.key] = record
+        self.n_windows += n
+        self.n_frames += int(stem.mel.shape[0])
+
+    def close(self) -> None:
+        for f in (self._rolls, self._mel, self._index, self._done):
+            f.close()
+        meta = {
+            "contract_version": CONTRACT_VERSION,
+            "windows": self.n_windows,
+            "frames": self.n_frames,
+            "roll_shape": [WINDOW.n_pitches, WINDOW.n_steps],
+            "mel": {"n_mels": MEL.n_mels, "sample_rate": MEL.sample_rate,
+                    "n_fft": MEL.n_fft, "hop_length": MEL.hop_length, "unit": "dB"},
+        }  # fmt: skip
+        (self.folder / "meta.json").write_text(json.dumps(meta, indent=1))
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_done(path: Path) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    good = 0
+    with open(path, "rb") as f:
+        raw = f.read()
+    for line in raw.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break  # a line cut short by a crash: that stem is redone
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        done[record["stem"]] = record
+        good += len(line)
+    if good != len(raw):
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    return done
+
+
+class WindowStore:
+    """Read side: the index as numpy columns, rolls and mel memory-mapped (nothing loaded)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        meta_path = self.folder / "meta.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(
+                f"no window store at {self.folder}: run `kdtrain data --out ...` first"
+            )
+        meta = json.loads(meta_path.read_text())
+        self.n = int(meta["windows"])
+        self.index = _read_index(self.folder / "index.csv")
+        shape = (self.n, WINDOW.n_pitches, WINDOW.n_steps)
+        self.rolls = _memmap(self.folder / "rolls.u8", np.uint8, shape)
+        self.mel_frames = _memmap(self.folder / "mel.f16", np.float16, (meta["frames"], MEL.n_mels))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def mel(self, i: int) -> npt.NDArray[np.float16]:
+        """Log-mel of window ``i``: ``[n_mels, frames]`` (unpadded)."""
+        off, n = int(self.index["mel_offset"][i]), int(self.index["mel_frames"][i])
+        return self.mel_frames[off : off + n].T
+
+    def split(self, name: str) -> npt.NDArray[np.int64]:
+        """Indices of the windows in split ``name``."""
+        return np.flatnonzero(self.index["split"] == name)
+
+
+def _memmap(path: Path, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+    if int(np.prod(shape)) == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+
+
+_NUMERIC = {"window", "program", "bar", "start_tick", "end_tick", "valid_steps", "mel_offset",
+            "mel_frames"}  # fmt: skip
+_FLOAT = {"start_sec", "end_sec", "tempo_bpm"}
+
+
+def _read_index(path: Path) -> dict[str, np.ndarray]:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(io.StringIO(f.read())))
+    header, body = rows[0], rows[1:]
+    columns = list(zip(*body, strict=True)) if body else [() for _ in header]
+    out: dict[str, np.ndarray] = {}
+    for name, values in zip(header, columns, strict=True):
+        if name in _NUMERIC:
+            out[name] = np.array(values, dtype=np.int64)
+        elif name in _FLOAT:
+            out[name] = np.array(values, dtype=np.float64)
+        else:
+            out[name] = np.array(values, dtype=object)
+    return out
+
+
+def count_by(index: dict[str, np.ndarray], keys: Iterable[str]) -> dict:
+    """Nested counts ``{split: {label: n}}`` style over the given columns."""
+    keys = list(keys)
+    out: dict = {}
+    for values in zip(*(index[k] for k in keys), strict=True):
+        node = out
+        for v in values[:-1]:
+            node = node.setdefault(str(v), {})
+        node[str(values[-1])] = node.get(str(values[-1]), 0) + 1
+    return out
