@@ -89,8 +89,9 @@ def _run(job):  # type: ignore[no-untyped-def]
 def _print_summary(summary: dict, out: Path) -> None:
     typer.echo(json.dumps(summary["windows"], indent=None))
     typer.echo(
-        f"{summary['songs']} songs, {summary['stems']} stems, "
-        f"{sum(sum(c.values()) for c in summary['windows'].values())} windows; "
+        f"{summary['stems_found']} stems found; {summary['songs']} songs and {summary['stems']} "
+        f"stems gave {sum(sum(c.values()) for c in summary['windows'].values())} windows "
+        f"({summary['windows_past_audio_end']} ran past the end of the audio); "
         f"{summary['silent_windows']} silent windows and {summary['silent_tracks']} silent "
         f"tracks dropped; {summary['skipped']} skipped (see {out / 'skipped.jsonl'})"
     )

@@ -91,7 +91,7 @@ def build(config: DataConfig, progress: Progress | None = None) -> dict:
         stems = [s for s in stems if s.song in set(keep)]
     if not stems:
         raise DataError(f"no usable stems found under {root}: see {out / 'skipped.jsonl'}")
-    skipped += _cut(config, stems, out / "windows", progress)
+    skipped += _cut(config, root, stems, out / "windows", progress)
     return _finish(config, out, stems, skipped, silent_tracks)
 
 
@@ -119,11 +119,14 @@ def _render(config: DataConfig, root: Path, progress: Progress | None) -> list[d
 
 
 def _cut(
-    config: DataConfig, stems: list[StemRef], folder: Path, progress: Progress | None
+    config: DataConfig, root: Path, stems: list[StemRef], folder: Path, progress: Progress | None
 ) -> list[dict]:
     """Windows of every stem not yet in the store, appended as they complete."""
     skipped: list[dict] = []
-    with StoreWriter(folder) as writer:
+    params = {"source": str(Path(root).resolve()),
+              "train_hop_bars": config.train_hop_bars, "eval_hop_bars": config.eval_hop_bars,
+              "silence_db": config.silence_db}  # fmt: skip
+    with StoreWriter(folder, params) as writer:
         todo = [s for s in stems if s.key not in writer.done]
         done = len(stems) - len(todo)
         if progress:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +52,9 @@ class StemWindows:
 class StoreWriter:
     """Appends stems to a store; reopening an interrupted store resumes where it stopped."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, params: dict | None = None) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._start_fresh_if_params_changed(params or {})
         self.done: dict[str, dict] = _read_done(self.folder / "done.jsonl")
         self.n_windows = sum(d["windows"] for d in self.done.values())
         self.n_frames = sum(d["frames"] for d in self.done.values())
@@ -65,6 +66,17 @@ class StoreWriter:
         self._csv = csv.DictWriter(self._index, fieldnames=COLUMNS, lineterminator="\n")
         if self._index.tell() == 0:
             self._csv.writeheader()
+
+    def _start_fresh_if_params_changed(self, params: dict) -> None:
+        """A store built with other settings (hop, silence threshold, contract, source) is
+        not resumed but rebuilt: mixing windows made two ways would be silent skew."""
+        params = {"contract_version": CONTRACT_VERSION} | params
+        path = self.folder / "params.json"
+        if path.exists() and json.loads(path.read_text()) != json.loads(json.dumps(params)):
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_text(json.dumps(params, indent=1, sort_keys=True))
 
     def _truncate(self) -> None:
         """Cut every file back to the stems that ``done.jsonl`` records as complete."""

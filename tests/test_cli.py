@@ -1,0 +1,68 @@
+"""The command lines: real console scripts where it matters, CliRunner for the rest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from conftest import slakh_stem, write_slakh_track
+from live.cli import app as kdlive
+from train.cli import app as kdtrain
+
+runner = CliRunner()
+
+
+def test_kdtrain_data_from_slakh(tmp_path: Path) -> None:
+    write_slakh_track(tmp_path / "slakh" / "train" / "Track00001", {"S00": slakh_stem("Bass", 33)})
+    result = runner.invoke(
+        kdtrain,
+        [
+            "data",
+            "--slakh",
+            str(tmp_path / "slakh"),
+            "--out",
+            str(tmp_path / "out"),
+            "--workers",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 stems found" in result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["windows"]["train"]["Bass"] == 3
+
+
+def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["kdtrain", "data", "--slakh", str(tmp_path / "missing"), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "Slakh folder not found" in result.stderr
+
+
+def test_missing_fluidsynth_says_how_to_install(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH: no fluidsynth
+    (tmp_path / "m").mkdir()
+    result = runner.invoke(
+        kdtrain, ["data", "--midi", str(tmp_path / "m"), "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 1
+    assert "apt-get install fluidsynth" in result.output
+
+
+def test_kdlive_contract_prints_the_numbers() -> None:
+    result = runner.invoke(kdlive, ["contract"])
+    assert result.exit_code == 0
+    info = json.loads(result.output)
+    assert info["input_shape"] == [None, 1, 128, 16]
+    assert info["classes"][0] == "Piano" and len(info["classes"]) == 8
+
+
+def test_kdexport_exists() -> None:
+    assert subprocess.run(["kdexport", "--help"], capture_output=True).returncode == 0
