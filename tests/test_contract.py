@@ -23,12 +23,9 @@ def reference_roll(pitches, starts, ends, valid_steps=N_STEPS):
     """Brute force: cell (p, k) is 1 iff a note of pitch p overlaps step [k, k+1)."""
     roll = np.zeros((N_PITCHES, N_STEPS), np.float32)
     n_cols = min(max(valid_steps, 0), N_STEPS)
-    for p, s, e in zip(pitches, starts, ends):
+    for p, s, e in zip(pitches, starts, ends, strict=True):
         for k in range(n_cols):
-            if e == s:
-                hit = math.floor(s) == k
-            else:
-                hit = s < k + 1 and e > k
+            hit = math.floor(s) == k if e == s else (s < k + 1 and e > k)
             if hit:
                 roll[int(p), k] = 1
     return roll
@@ -53,10 +50,7 @@ def notes(draw, time=any_time, max_size=12):
     for _ in range(n):
         p = draw(st.integers(min_value=0, max_value=127))
         a = draw(time)
-        if draw(st.integers(0, 4)) == 0:
-            b = a
-        else:
-            b = draw(time)
+        b = a if draw(st.integers(0, 4)) == 0 else draw(time)
         s, e = min(a, b), max(a, b)
         pitches.append(p)
         starts.append(s)
@@ -286,10 +280,10 @@ def test_every_marked_cell_is_overlapped_by_a_note_and_vice_versa(data):
     pitches, starts, ends = data
     roll = quantize(pitches, starts, ends)
     for p in range(N_PITCHES):
-        mine = [(s, e) for q, s, e in zip(pitches, starts, ends) if q == p]
+        mine = [(s, e) for q, s, e in zip(pitches, starts, ends, strict=True) if q == p]
         for k in np.flatnonzero(roll[p]):
             assert any((s < k + 1 and e > k) or (s == e and math.floor(s) == k) for s, e in mine)
-    for p, s, e in zip(pitches, starts, ends):
+    for p, s, e in zip(pitches, starts, ends, strict=True):
         if s == e:
             if 0 <= s < N_STEPS:
                 assert roll[p, math.floor(s)] == 1

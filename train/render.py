@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -11,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from live.contract import MEL
+from train import fluid
 from train.errors import DataError, MissingToolError
 
 FLUIDSYNTH_HINT = (
@@ -49,7 +51,25 @@ def fluidsynth_command(
 def render(
     midi: Path, soundfont: Path, *, sample_rate: int = MEL.sample_rate, timeout: float = 600
 ) -> npt.NDArray[np.float32]:
-    """Render a whole MIDI file once: ``y`` [shape=(n,)] float32 mono at ``sample_rate``."""
+    """Render a whole MIDI file once: ``y`` [shape=(n,)] float32 mono at ``sample_rate``.
+
+    In-process through libfluidsynth when it loads (the soundfont is loaded once per worker),
+    else with the fluidsynth program. ``KDLIVE_FLUIDSYNTH=program`` forces the program.
+    """
+    fluidsynth_path()  # the program is the documented requirement; it brings the library too
+    if os.environ.get("KDLIVE_FLUIDSYNTH") != "program" and fluid.library() is not None:
+        try:
+            synth = fluid.synth_for(soundfont, sample_rate=sample_rate, gain=GAIN)
+            return synth.render(midi)
+        except OSError as exc:
+            raise DataError(f"FluidSynth failed on {midi.name}: {exc}") from exc
+    return render_with_program(midi, soundfont, sample_rate=sample_rate, timeout=timeout)
+
+
+def render_with_program(
+    midi: Path, soundfont: Path, *, sample_rate: int = MEL.sample_rate, timeout: float = 600
+) -> npt.NDArray[np.float32]:
+    """Render with one run of the fluidsynth program (pays the soundfont load every time)."""
     with tempfile.TemporaryDirectory(prefix="kdlive-render-") as tmp:
         out = Path(tmp) / "out.raw"
         cmd = fluidsynth_command(midi, soundfont, out, sample_rate=sample_rate)
