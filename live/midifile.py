@@ -27,26 +27,26 @@ DEFAULT_TEMPO = 500_000  # microseconds per quarter note: 120 BPM
 # ---------------------------------------------------------------------------------- loading
 
 
-class _LenientKeySignature(_meta.MetaSpec_key_signature):  # type: ignore[misc]
-    """Key signature that decodes out-of-range keys (seen in real files) as C major."""
+@contextlib.contextmanager
+def _lenient_key_signatures() -> Iterator[None]:
+    """Decode out-of-range key signatures (seen in real files) as C major, for one read.
 
-    def decode(self, message, data):  # type: ignore[no-untyped-def]
+    Swaps the decode method of mido's key_signature spec and puts it back afterwards.
+    """
+    spec = _meta._META_SPECS[0x59]
+    strict = spec.decode
+
+    def lenient(message, data):  # type: ignore[no-untyped-def]
         try:
-            super().decode(message, data)
+            strict(message, data)
         except _meta.KeySignatureError:
             message.key = "C"
 
-
-@contextlib.contextmanager
-def _lenient_key_signatures() -> Iterator[None]:
-    original = _meta._META_SPEC_BY_TYPE[0x59]
-    _meta.add_meta_spec(_LenientKeySignature)
+    spec.decode = lenient
     try:
         yield
     finally:
-        _meta._META_SPEC_BY_TYPE[0x59] = original
-        _meta._META_SPECS[original.type_byte] = original
-        _meta._META_SPECS["key_signature"] = original
+        del spec.decode  # the class's strict method shows through again
 
 
 def load_midi(source: str | Path | bytes) -> mido.MidiFile:
@@ -64,12 +64,18 @@ def load_midi(source: str | Path | bytes) -> mido.MidiFile:
         raise MidiFileError(f"{name}: the file is empty")
     try:
         try:
-            return mido.MidiFile(file=io.BytesIO(data))
+            midi = mido.MidiFile(file=io.BytesIO(data))
         except _meta.KeySignatureError:
             with _lenient_key_signatures():
-                return mido.MidiFile(file=io.BytesIO(data))
-    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as exc:
+                midi = mido.MidiFile(file=io.BytesIO(data))
+    except EOFError as exc:
+        raise MidiFileError(f"{name}: not a readable MIDI file (it ends early: truncated)") from exc
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise MidiFileError(f"{name}: not a readable MIDI file ({exc})") from exc
+    if midi.type not in (0, 1, 2) or not midi.tracks:
+        raise MidiFileError(f"{name}: not a readable MIDI file (corrupt header: format "
+                            f"{midi.type}, {len(midi.tracks)} tracks)")  # fmt: skip
+    return midi
 
 
 # ------------------------------------------------------------------------------- time maps
@@ -218,8 +224,10 @@ class _OpenPart:
 def read_song(midi: mido.MidiFile) -> Song:
     """Parse every track of ``midi`` once into parts, tempo map and bar grid.
 
-    Note-on/off pairs are matched first-in first-out per channel and pitch; a note left
-    sounding at the end of its track ends there. Zero-length notes are kept (they mark an onset).
+    A note-off ends every sounding note of its channel and pitch (as a synthesizer's key
+    release does, and as pretty_midi reads files), except notes started on the same tick when
+    older ones are ended too (a retrigger). A note left sounding at the end of its track ends
+    there. Zero-length notes (on and off on one tick) are kept: they mark an onset.
     """
     if midi.type == 2:
         raise MidiFileError("type 2 (asynchronous) MIDI files are not supported: convert to type 1")
@@ -276,8 +284,13 @@ def _read_track(
         elif kind == "note_off" or (kind == "note_on" and msg.velocity == 0):
             queue = sounding.get((msg.channel, msg.note))
             if queue:
-                prog, i = queue.popleft()
-                open_parts[(msg.channel, prog)].ends[i] = tick
+                older = [(p, i) for p, i in queue if open_parts[(msg.channel, p)].starts[i] < tick]
+                retrigger = len(older) < len(queue) and older
+                for prog, i in (older if retrigger else queue):
+                    open_parts[(msg.channel, prog)].ends[i] = tick
+                sounding[(msg.channel, msg.note)] = (
+                    deque(x for x in queue if x not in older) if retrigger else deque()
+                )
         elif kind == "program_change":
             program[msg.channel] = msg.program
         elif kind == "control_change":

@@ -246,7 +246,7 @@ def test_quantize_is_binary_and_matches_brute_force_reference(data, valid_steps)
     np.testing.assert_array_equal(got, want)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(notes(time=dyadic_time), st.integers(min_value=-15, max_value=15))
 def test_shifting_notes_by_whole_steps_shifts_columns(data, k):
     pitches, starts, ends = data
@@ -259,7 +259,7 @@ def test_shifting_notes_by_whole_steps_shifts_columns(data, k):
         np.testing.assert_array_equal(shifted[:, : N_STEPS + k], base[:, -k:])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.data(), st.integers(min_value=0, max_value=12))
 def test_shift_of_notes_inside_window_equals_rolled_columns(data, k):
     # Notes that stay inside [0, 16) after the shift: np.roll must not wrap anything.

@@ -168,17 +168,40 @@ def test_same_program_on_two_tracks_gives_two_parts(tmp_path):
     assert notes_by_part(song) == {(0, 0, 0): [(60, 0, 10)], (1, 0, 0): [(61, 5, 20)]}
 
 
-def test_overlapping_same_pitch_notes_pair_first_in_first_out(tmp_path):
+def test_a_note_off_releases_every_sounding_note_of_its_pitch(tmp_path):
+    """Like a synthesizer's key release (and pretty_midi): the stray second note-off is
+    ignored, and a later note of the pitch is not ended by an earlier note's off."""
     song = song_of(
         tmp_path,
-        [[on(0, 60, 90), on(100, 60, 50), off(200, 60), off(300, 60)]],
+        [[on(0, 60, 90), on(100, 60, 50), off(200, 60), off(300, 60), on(400, 60), off(500, 60)]],
     )
     (part,) = song.parts
     assert list(zip(part.starts.tolist(), part.ends.tolist(), strict=True)) == [
         (0, 200),
+        (100, 200),
+        (400, 500),
+    ]
+    assert part.velocities.tolist() == [90, 50, 80]
+
+
+def test_double_note_on_does_not_shift_later_pairs(tmp_path):
+    """Two note-ons on one tick and one note-off (seen in a real file): both end there."""
+    song = song_of(tmp_path, [[on(256, 76), on(256, 76), off(284, 76), on(352, 76), off(380, 76)]])
+    (part,) = song.parts
+    assert list(zip(part.starts.tolist(), part.ends.tolist(), strict=True)) == [
+        (256, 284),
+        (256, 284),
+        (352, 380),
+    ]
+
+
+def test_retrigger_on_the_release_tick_keeps_the_new_note(tmp_path):
+    song = song_of(tmp_path, [[on(0, 60), on(100, 60), off(100, 60), off(300, 60)]])
+    (part,) = song.parts
+    assert list(zip(part.starts.tolist(), part.ends.tolist(), strict=True)) == [
+        (0, 100),
         (100, 300),
     ]
-    assert part.velocities.tolist() == [90, 50]
 
 
 def test_fifo_is_per_channel(tmp_path):
@@ -417,11 +440,6 @@ def test_type_2_files_are_refused():
         read_song(mid)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: load_midi accepts an 'MThd' chunk with an impossible header (type 19032, "
-    "-1 tracks): mido returns an empty MidiFile and read_song an empty Song, no MidiFileError",
-)
 def test_corrupt_header_raises():
     # MThd, length 6, format 0x4A58 (not 0, 1 or 2), ntracks -1 (0xFFFF), division 480.
     data = b"MThd\x00\x00\x00\x06\x4a\x58\xff\xff\x01\xe0"
@@ -430,13 +448,6 @@ def test_corrupt_header_raises():
 
 
 # ------------------------------------------------------------------- lenient key signatures
-
-KEY_SIG_BUG = (
-    "BUG live/midifile.py:42: _lenient_key_signatures looks up mido's "
-    "_META_SPEC_BY_TYPE[0x59], but that dict is keyed by type name ('key_signature'); the "
-    "KeyError (89) is caught at line 71 and load_midi raises MidiFileError instead of loading"
-)
-
 
 def key_signature_file(tmp_path: Path, sharps: int, mode: int) -> Path:
     conductor = [meta(0, "key_signature", key="C"), meta(0, "set_tempo", tempo=500_000)]
@@ -456,7 +467,6 @@ def test_plain_mido_rejects_invalid_key_signature(tmp_path):
         mido.MidiFile(path)
 
 
-@pytest.mark.xfail(strict=True, reason=KEY_SIG_BUG)
 @pytest.mark.parametrize(("sharps", "mode"), [(20, 0), (-1, 255)])
 def test_load_midi_reads_file_with_invalid_key_signature(tmp_path, sharps, mode):
     path = key_signature_file(tmp_path, sharps, mode)
@@ -464,11 +474,6 @@ def test_load_midi_reads_file_with_invalid_key_signature(tmp_path, sharps, mode)
     assert notes_by_part(song) == {(1, 0, 0): [(60, 0, 480), (64, 480, 960)]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=KEY_SIG_BUG + "; and once loaded, the lenient spec registered via add_meta_spec is "
-    "named after its class, so key signatures come back as type '_LenientKeySignature'",
-)
 def test_invalid_key_signature_decodes_as_c_major(tmp_path):
     midi = load_midi(key_signature_file(tmp_path, 20, 0))
     keys = [
@@ -578,8 +583,7 @@ def demo_results() -> list[DemoResult]:
 def test_demo_files_load_and_parse(demo_results):
     assert demo_results
     failed = {r.path: r.error for r in demo_results if r.error is not None}
-    # The only files allowed to fail are those blocked by the key-signature bug (xfail below).
-    assert set(failed) <= set(KEY_SIGNATURE_DEMOS), failed
+    assert not failed, failed
     for r in demo_results:
         if r.song is None:
             continue
@@ -602,7 +606,6 @@ def test_demo_key_signature_files_are_rejected_by_plain_mido():
             mido.MidiFile(path)
 
 
-@pytest.mark.xfail(strict=True, reason=KEY_SIG_BUG)
 def test_demo_key_signature_files_load(demo_results):
     by_path = {r.path: r for r in demo_results}
     present = [p for p in KEY_SIGNATURE_DEMOS if p in by_path]
