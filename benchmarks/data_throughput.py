@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         out = work / "out"
         print(f"{len(sample)} songs (every {step}th of {len(files)}) -> {work}", file=sys.stderr)
 
+        cpu0 = _cpu_seconds()
         pipeline = _run_pipeline(DataConfig(out=out, midi=[songs_dir], workers=args.workers))
+        cpu1 = _cpu_seconds()
         children_after_pipeline = _maxrss_mib(resource.RUSAGE_CHILDREN)
         self_after_pipeline = _maxrss_mib(resource.RUSAGE_SELF)
 
@@ -81,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         audio_sec = sum(s["seconds"] for s in stems)
         print(f"FluidSynth alone: {len(stems)} stems, {audio_sec / 60:.1f} min", file=sys.stderr)
         reference = _run_fluidsynth(stems, work / "raw", args.workers)
+        cpu2 = _cpu_seconds()
+        pipeline["cpu"] = _cpu_use(cpu0, cpu1)
+        reference["cpu"] = _cpu_use(cpu1, cpu2)
 
         result = _report(
             args,
@@ -257,6 +262,8 @@ def _report(
             "windows_per_sec": round(windows / pipeline["windows_wall_s"], 1),
             "windows_stage_stems_per_sec": round(len(stems) / pipeline["windows_wall_s"], 2),
             "windows_stage_stem_sec_per_wall_sec": round(audio_sec / pipeline["windows_wall_s"], 2),
+            "renderer": _renderer(),
+            "cpu": pipeline["cpu"],
         },
         "fluidsynth_alone": {
             "wall_s": round(reference["wall_s"], 2),
@@ -264,6 +271,8 @@ def _report(
             "failures": reference["failures"],
             "processes": args.workers,
             "order": "longest stem first",
+            "command": "train.render.fluidsynth_command (the fluidsynth program)",
+            "cpu": reference["cpu"],
         },
         "ratio_pipeline_over_fluidsynth": round(pipe_rate / fs_rate, 3),
         "ratio_render_stage_over_fluidsynth": round(render_rate / fs_rate, 3),
@@ -286,9 +295,11 @@ def _report(
             "peak_rss_self_mib_after_pipeline": round(self_after_pipeline, 1),
             "peak_rss_children_mib": round(_maxrss_mib(resource.RUSAGE_CHILDREN), 1),
             "peak_rss_children_mib_after_pipeline": round(children_after_pipeline, 1),
-            "note": "getrusage ru_maxrss: 'children' is the largest single waited-for "
-            "descendant (pool worker or FluidSynth), not a sum; 'after_pipeline' "
-            "excludes the FluidSynth-alone phase",
+            "note": "getrusage ru_maxrss. 'children' is the largest single waited-for "
+            "descendant (a pool worker, or a FluidSynth it ran), not a sum; 'after_pipeline' "
+            "excludes the FluidSynth-alone phase. Linux keeps a process's peak across exec, "
+            "so a program started from this process counts at least this process's peak: "
+            "the final children figure is a bound, not FluidSynth's own footprint",
         },
         "corpus": {
             "midi_dir": str(midi_dir),
@@ -304,6 +315,42 @@ def _report(
         "command": shlex.join(["python", *sys.argv]),
         "method": "stage walls from build()'s progress callback (first to last call per stage); "
         "stem seconds from the FLACs the pipeline wrote; soundfonts page-cached first",
+    }
+
+
+def _renderer() -> str:
+    """What :func:`train.render.render` uses here (libfluidsynth in-process, or the program)."""
+    try:
+        from train import fluid
+    except ImportError:
+        return "fluidsynth program"
+    if os.environ.get("KDLIVE_FLUIDSYNTH") == "program" or fluid.library() is None:
+        return "fluidsynth program"
+    return "libfluidsynth in-process"
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds of this process and its reaped descendants, busy CPU seconds of the
+    whole machine from /proc/stat), to tell whether other work shared the cores."""
+    ours = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        use = resource.getrusage(who)
+        ours += use.ru_utime + use.ru_stime
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+        machine = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        machine = float("nan")
+    return ours, machine
+
+
+def _cpu_use(before: tuple[float, float], after: tuple[float, float]) -> dict:
+    ours, machine = after[0] - before[0], after[1] - before[1]
+    return {
+        "cpu_s": round(ours, 1),
+        "machine_busy_cpu_s": round(machine, 1),
+        "other_processes_cpu_s": round(machine - ours, 1),
     }
 
 

@@ -449,6 +449,7 @@ def test_corrupt_header_raises():
 
 # ------------------------------------------------------------------- lenient key signatures
 
+
 def key_signature_file(tmp_path: Path, sharps: int, mode: int) -> Path:
     conductor = [meta(0, "key_signature", key="C"), meta(0, "set_tempo", tempo=500_000)]
     notes = [on(0, 60), off(480, 60), on(480, 64), off(960, 64)]

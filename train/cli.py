@@ -95,3 +95,113 @@ def _print_summary(summary: dict, out: Path) -> None:
         f"{summary['silent_windows']} silent windows and {summary['silent_tracks']} silent "
         f"tracks dropped; {summary['skipped']} skipped (see {out / 'skipped.jsonl'})"
     )
+
+
+@app.command(name="all")
+def all_(
+    midi: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Option(help="Folder of General MIDI files (repeatable). Default: the demo corpus."),
+    ] = None,
+    slakh: Annotated[Optional[Path], typer.Option(help="Slakh2100 folder.")] = None,  # noqa: UP045
+    soundfont: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Option(help="Soundfont to render with (repeatable). Default: every GM bank found."),
+    ] = None,
+    run: Annotated[Path, typer.Option(help="Run folder (checkpoints, report).")] = Path(
+        "runs/demo"
+    ),
+    data_dir: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--data", help="Data folder (default RUN/data); share it between runs."),
+    ] = None,
+    preset: Annotated[str, typer.Option(help="Model preset: fast, paper or tiny.")] = "fast",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    epochs: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Epochs for every model (default: the preset's)."),
+    ] = None,
+    limit_songs: Annotated[Optional[int], typer.Option(help="Use the first N songs.")] = None,  # noqa: UP045
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[int, typer.Option(help="Data processes.")] = os.cpu_count() or 1,
+    temperature: Annotated[float, typer.Option(help="Distillation temperature T.")] = 4.0,
+    alpha: Annotated[float, typer.Option(help="Weight of hard-label CE in KDIC.")] = 0.5,
+    feature_weight: Annotated[
+        float, typer.Option(help="Weight of embedding regression onto the teacher's.")
+    ] = 0.0,
+    teacher_folds: Annotated[
+        int, typer.Option(help="Cross-fit the teacher's soft targets over K song folds.")
+    ] = 0,
+    paper_kd: Annotated[
+        bool, typer.Option(help="The paper's KDIC: soft targets only (alpha 0, no features).")
+    ] = False,
+) -> None:
+    """Data -> teacher (AIC) -> NIC -> KDIC -> baseline -> evaluation -> report.
+
+    Each stage is skipped when its output exists and is current: run it again to resume.
+    """
+    from train.config import DistillConfig, RunConfig, preset_config
+    from train.data import DataConfig
+    from train.pipeline import run_all
+
+    cfg: RunConfig = preset_config(preset)
+    cfg.run, cfg.seed, cfg.device = run, seed, device
+    cfg.data = DataConfig(
+        out=data_dir or run / "data", midi=list(midi or []), slakh=slakh, workers=max(1, workers),
+        limit_songs=limit_songs, soundfonts=list(soundfont or []),
+    )  # fmt: skip
+    cfg.distill = DistillConfig(
+        temperature=temperature, alpha=0.0 if paper_kd else alpha,
+        feature_weight=0.0 if paper_kd else feature_weight, teacher_folds=teacher_folds,
+    )  # fmt: skip
+    if epochs is not None:
+        cfg.teacher.epochs = cfg.student.epochs = epochs
+    report = _run_training(
+        lambda progress, say, data_progress: run_all(
+            cfg, progress=progress, say=say, data_progress=data_progress
+        )
+    )
+    if report:
+        _print_report(report, run)
+
+
+def _run_training(job):  # type: ignore[no-untyped-def]
+    """Run ``job(progress, say, data_progress)`` under progress bars; bad input exits 1."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from live.errors import LiveError
+    from train.errors import DataError
+
+    console = Console(stderr=True)
+    tasks: dict[str, int] = {}
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn(), "{task.fields[info]}")  # fmt: skip
+    try:
+        with Progress(*columns, console=console) as bars:
+
+            def progress(name: str, epoch: int, step: int, steps: int, metrics: dict) -> None:
+                key = f"{name}/{epoch}" if "val_f1" not in metrics else f"{name}/{epoch - 1}"
+                if key not in tasks:
+                    tasks[key] = bars.add_task(f"{name} epoch {epoch + 1}", total=steps, info="")
+                info = " ".join(f"{k}={v:.3f}" for k, v in metrics.items())
+                bars.update(tasks[key], completed=step, info=info)
+
+            def data_progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bars.add_task(stage, total=total, info="")
+                bars.update(tasks[stage], completed=done, total=total)
+
+            def say(stage: str, message: str) -> None:
+                bars.console.print(f"[bold]{stage}[/bold]: {message}")
+
+            return job(progress, say, data_progress)
+    except (DataError, LiveError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _print_report(report: dict, run: Path) -> None:
+    for name, m in report["models"].items():
+        typer.echo(f"{name:>10}: macro-F1 {m['macro_f1']:.3f}  accuracy {m['accuracy']:.3f}")
+    typer.echo(f"report: {run / 'report.md'}")

@@ -43,6 +43,9 @@ SILENT_TRACK_DB = -80.0
 #: Stems are written with this peak (dBFS), as Slakh normalises its stems (target_peak -1).
 TARGET_PEAK_DB = -1.0
 MANIFEST = "manifest.json"
+#: Bumped when reading or filtering changes, so that songs logged by an older version are
+#: done again instead of being trusted on resume.
+LOG_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ def render_collection(
     """Render every job not already done in ``out`` (resumable), longest files first so that
     the workers finish together. Returns the skip records of all ``jobs``, this run's and
     earlier runs' alike (each song's are kept in ``OUT/.log/TrackNNNNN.json``)."""
-    todo = sorted((j for j in jobs if not _log_path(out, j).exists()), key=lambda j: -j.size)
+    todo = sorted((j for j in jobs if not _logged(out, j)), key=lambda j: -j.size)
     for job in _map(todo, out, soundfonts, workers=workers):
         if on_song is not None:
             on_song(job)
@@ -148,6 +151,11 @@ def _map(
 
 def _log_path(out: Path, job: SongJob) -> Path:
     return out / ".log" / f"{job.track_id}.json"
+
+
+def _logged(out: Path, job: SongJob) -> bool:
+    path = _log_path(out, job)
+    return path.exists() and json.loads(path.read_text()).get("version") == LOG_VERSION
 
 
 def render_song(job: SongJob, out: Path, soundfonts: list[Path]) -> list[dict]:
@@ -320,7 +328,8 @@ def _skip(source: Path, reason: str, *, part: Part | None = None, silent: bool =
 
 def _log_song(out: Path, job: SongJob, skipped: list[dict]) -> list[dict]:
     (out / ".log").mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(_log_path(out, job), {"source": str(job.source), "skipped": skipped})
+    record = {"source": str(job.source), "skipped": skipped, "version": LOG_VERSION}
+    _write_json_atomic(_log_path(out, job), record)
     return skipped
 
 

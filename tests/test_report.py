@@ -1,0 +1,288 @@
+"""Metrics (train.evaluate) and the run report (train.report) on hand-made results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from live.taxonomy import CLASSES, N_CLASSES
+from train.evaluate import evaluate, summarize_seeds
+from train.report import distillation_effect, safe_name, write_report
+
+PIANO, ORGAN, GUITAR, BASS, STRINGS, BRASS, REED, PIPE = range(N_CLASSES)
+
+
+def one_hot(predicted: list[int]) -> np.ndarray:
+    """Scores whose argmax is ``predicted`` (softmax-like rows)."""
+    probs = np.full((len(predicted), N_CLASSES), 0.02)
+    probs[np.arange(len(predicted)), predicted] = 0.86
+    return probs
+
+
+# Pipe never occurs in y_true; Reed is predicted once (for a Brass window) but never true either.
+Y_TRUE = [PIANO] * 4 + [ORGAN] * 2 + [GUITAR] * 3 + [BASS] * 3 + [STRINGS] * 2 + [BRASS] * 2
+Y_PRED = (
+    [PIANO, PIANO, PIANO, ORGAN]
+    + [ORGAN, PIANO]
+    + [GUITAR, GUITAR, GUITAR]
+    + [BASS, BASS, GUITAR]
+    + [STRINGS, PIPE]
+    + [BRASS, REED]
+)
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_confusion_and_accuracy() -> None:
+    result = evaluate(np.array(Y_TRUE), one_hot(Y_PRED))
+    confusion = np.array(result["confusion"])
+    assert confusion.shape == (8, 8)
+    assert confusion[PIANO].tolist() == [3, 1, 0, 0, 0, 0, 0, 0]
+    assert confusion[ORGAN].tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
+    assert confusion[BASS, GUITAR] == 1
+    assert confusion[STRINGS, PIPE] == 1
+    assert confusion[BRASS, REED] == 1
+    assert confusion[PIPE].sum() == 0 and confusion[REED].sum() == 0
+    assert confusion.sum() == len(Y_TRUE) == result["n"]
+    assert result["accuracy"] == pytest.approx(11 / 16)  # 3 + 1 + 3 + 2 + 1 + 1 right
+    assert result["support"] == {
+        "Piano": 4, "Organ": 2, "Guitar": 3, "Bass": 3, "Strings": 2, "Brass": 2, "Reed": 0,
+        "Pipe": 0,
+    }  # fmt: skip
+
+
+def test_evaluate_macro_f1_over_present_classes() -> None:
+    result = evaluate(np.array(Y_TRUE), one_hot(Y_PRED))
+    present = [PIANO, ORGAN, GUITAR, BASS, STRINGS, BRASS]
+    expected = f1_score(Y_TRUE, Y_PRED, labels=present, average="macro", zero_division=0)
+    assert result["macro_f1"] == pytest.approx(expected)
+    # by hand: Piano 3/4, Organ 1/2, Guitar 6/7, Bass 4/5, Strings 2/3, Brass 2/3
+    assert result["macro_f1"] == pytest.approx((3 / 4 + 1 / 2 + 6 / 7 + 4 / 5 + 2 / 3 + 2 / 3) / 6)
+    # counting the absent classes as 0 would be lower
+    all_eight = f1_score(Y_TRUE, Y_PRED, labels=range(8), average="macro", zero_division=0)
+    assert result["macro_f1"] > all_eight
+    assert result["classes_in_test"] == ["Piano", "Organ", "Guitar", "Bass", "Strings", "Brass"]
+
+
+def test_evaluate_per_class() -> None:
+    result = evaluate(np.array(Y_TRUE), one_hot(Y_PRED))
+    assert list(result["per_class"]) == list(CLASSES)
+    assert result["per_class"]["Pipe"] is None
+    assert result["per_class"]["Reed"] is None
+    assert result["per_class"]["Piano"] == pytest.approx(0.75)
+    assert result["per_class"]["Guitar"] == pytest.approx(6 / 7)
+    json.dumps(result)  # plain JSON types only
+
+
+def test_evaluate_perfect_and_logits() -> None:
+    y = np.array([0, 3, 3, 7])
+    logits = np.full((4, 8), -5.0)
+    logits[np.arange(4), y] = 3.0
+    result = evaluate(y, logits)
+    assert result["macro_f1"] == 1.0 and result["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("y", "probs"),
+    [
+        (np.array([], dtype=int), np.zeros((0, 8))),
+        (np.array([0, 1]), np.zeros((2, 7))),
+        (np.array([0, 8]), np.zeros((2, 8))),
+        (np.array([0.0, 1.0]), np.zeros((2, 8))),
+        (np.array([0, 1]), np.full((2, 8), np.nan)),
+    ],
+)
+def test_evaluate_rejects_bad_input(y: np.ndarray, probs: np.ndarray) -> None:
+    with pytest.raises(ValueError):
+        evaluate(y, probs)
+
+
+# ---------------------------------------------------------------------------- summarize_seeds
+
+
+def run(macro: float, accuracy: float, piano: float | None, pipe: float | None) -> dict:
+    """A fake evaluate() result."""
+    per_class = dict.fromkeys(CLASSES, 0.5) | {"Piano": piano, "Pipe": pipe}
+    return {"macro_f1": macro, "accuracy": accuracy, "per_class": per_class,
+            "confusion": np.eye(8, dtype=int).tolist(), "n": 8,
+            "support": dict.fromkeys(CLASSES, 1)}  # fmt: skip
+
+
+def test_summarize_seeds_mean_and_sample_std() -> None:
+    runs = [run(0.70, 0.80, 0.6, None), run(0.72, 0.82, 0.7, None), run(0.74, 0.84, 0.8, 0.9)]
+    summary = summarize_seeds(runs)
+    assert summary["macro_f1"] == pytest.approx(0.72)
+    assert summary["macro_f1_std"] == pytest.approx(0.02)  # sample std of .70 .72 .74
+    assert summary["accuracy"] == pytest.approx(0.82)
+    assert summary["accuracy_std"] == pytest.approx(0.02)
+    assert summary["std_ddof"] == 1 and summary["n_runs"] == 3
+    assert summary["per_class"]["Piano"] == pytest.approx(0.7)
+    assert summary["per_class"]["Pipe"] == pytest.approx(0.9)  # only the run that had it
+    assert summary["per_class"]["Organ"] == pytest.approx(0.5)
+    assert np.array(summary["confusion"]).trace() == 24
+    assert summary["n"] == 24
+
+
+def test_summarize_seeds_single_run_and_absent_class() -> None:
+    summary = summarize_seeds([run(0.65, 0.7, 0.4, None)])
+    assert summary["macro_f1"] == pytest.approx(0.65)
+    assert summary["macro_f1_std"] == 0.0 and summary["accuracy_std"] == 0.0
+    assert summary["per_class"]["Pipe"] is None
+    with pytest.raises(ValueError):
+        summarize_seeds([])
+
+
+# ---------------------------------------------------------------------------- write_report
+
+MACRO = {"AIC": 0.80, "NIC": 0.60, "KDIC": 0.70, "baseline": 0.45}
+
+
+def fake_models() -> dict[str, dict]:
+    """evaluate() results of four models on a random test split where Pipe is absent."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, N_CLASSES - 1, size=200)  # never Pipe
+    models = {}
+    for name, hit_rate in (("AIC", 0.8), ("NIC", 0.55), ("KDIC", 0.7), ("baseline", 0.4)):
+        predicted = np.where(rng.random(200) < hit_rate, y, rng.integers(0, N_CLASSES, 200))
+        models[name] = evaluate(y, one_hot(predicted.tolist()))
+        models[name]["macro_f1"] = MACRO[name]  # round numbers for the gap arithmetic
+    models["KDIC"]["params"] = 123_456
+    return models
+
+
+def fake_history(epochs: int, start: float) -> list[dict]:
+    """Per-epoch records; the last one has no train_loss."""
+    records = [
+        {"epoch": e, "train_loss": 2.0 / e, "val_macro_f1": start + 0.03 * e, "lr": 1e-3}
+        for e in range(1, epochs + 1)
+    ]
+    del records[-1]["train_loss"]
+    return records
+
+
+DATA = {
+    "songs": 12,
+    "stems": 40,
+    "skipped": 3,
+    "windows": {
+        "train": dict.fromkeys(CLASSES, 100),
+        "validation": dict.fromkeys(CLASSES, 10),
+        "test": dict.fromkeys(CLASSES, 25) | {"Pipe": 0},
+    },
+}
+CONFIG = {"seed": 0, "run": "runs/demo", "student": {"epochs": 12, "lr": 0.002}}
+
+
+def is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
+
+
+@pytest.fixture()
+def report_dir(tmp_path: Path) -> Path:
+    histories = {"AIC": fake_history(6, 0.5), "NIC": fake_history(5, 0.3), "KDIC": []}
+    write_report(
+        tmp_path / "run",
+        models=fake_models(),
+        data=DATA,
+        config=CONFIG,
+        histories=histories,
+        notes=["trained on the demo corpus", "Pipe has no test window"],
+    )
+    return tmp_path / "run"
+
+
+def test_report_json_structure(report_dir: Path) -> None:
+    report = json.loads((report_dir / "report.json").read_text())
+    assert set(report) == {"models", "data", "config", "paper"}
+    assert list(report["models"]) == ["AIC", "NIC", "KDIC", "baseline"]
+    for name, entry in report["models"].items():
+        assert entry["macro_f1"] == MACRO[name]
+        assert 0 <= entry["accuracy"] <= 1
+        assert list(entry["per_class"]) == list(CLASSES)
+        assert entry["per_class"]["Pipe"] is None
+    assert report["models"]["KDIC"]["params"] == 123_456
+    assert report["paper"] == {"AIC": 0.76, "NIC": 0.61, "KDIC": 0.72}
+    assert report["data"] == json.loads(json.dumps(DATA))
+    assert report["config"] == CONFIG
+
+
+def test_report_md_tables(report_dir: Path) -> None:
+    md = (report_dir / "report.md").read_text()
+    assert md.startswith("# ")
+    assert "| AIC | audio | hard | 0.800 |" in md
+    assert "| NIC | notes | hard | 0.600 |" in md
+    assert "| KDIC | notes | soft (from AIC) | 0.700 |" in md
+    assert "| baseline | note statistics | hard | 0.450 |" in md
+    for paper in ("| 0.76 |", "| 0.61 |", "| 0.72 |"):
+        assert paper in md
+    assert "123,456" in md
+    # gap closed: ours (0.70-0.60)/(0.80-0.60) = 50.0%; the paper's (0.72-0.61)/(0.76-0.61)
+    assert "50.0%" in md
+    assert f"{(0.72 - 0.61) / (0.76 - 0.61) * 100:.1f}%" == "73.3%"
+    assert "| paper | +0.150 | +0.110 | 73.3% |" in md
+    assert "| +0.100 |" in md and "| +0.110 |" in md
+    assert "| Pipe | — | — | — | — | 0 |" in md  # per-class: absent from the test split
+    assert "| Piano | 100 | 10 | 25 | 135 |" in md  # data: windows per split
+    assert "- songs: 12" in md and "- stems: 40" in md
+    assert "- trained on the demo corpus" in md
+    assert "<details>" in md and '"epochs": 12' in md
+
+
+def test_report_figures(report_dir: Path) -> None:
+    md = (report_dir / "report.md").read_text()
+    for name in ("AIC", "NIC", "KDIC", "baseline"):
+        assert is_png(report_dir / f"confusion_{name}.png")
+        assert f"(confusion_{name}.png)" in md
+    assert is_png(report_dir / "training_curves.png")
+    assert "(training_curves.png)" in md
+    assert not list(report_dir.glob(".*tmp"))  # no temporary files left behind
+
+
+def test_report_without_histories_and_extra_model(tmp_path: Path) -> None:
+    models = fake_models()
+    seeds = summarize_seeds([models["KDIC"], models["KDIC"] | {"macro_f1": 0.74}])
+    models["KDIC (paper preset)"] = seeds
+    write_report(tmp_path, models=models, data={}, config={}, histories=None)
+    md = (tmp_path / "report.md").read_text()
+    assert not (tmp_path / "training_curves.png").exists()
+    assert "No training histories." in md
+    assert is_png(tmp_path / "confusion_KDIC_paper_preset.png")
+    row = "| KDIC (paper preset) | notes | soft (from AIC) | 0.720 ± 0.028 (2 seeds) |"
+    assert row in md
+    assert "| ours (KDIC (paper preset)) | +0.200 | +0.120 | 60.0% |" in md
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["models"]["KDIC (paper preset)"]["n_runs"] == 2
+
+
+def test_report_model_without_history_and_minimal_entries(tmp_path: Path) -> None:
+    models = {"NIC": {"macro_f1": 0.5, "accuracy": 0.6}, "AIC": {"macro_f1": 0.5},
+              "KDIC": {"macro_f1": 0.55}}  # fmt: skip
+    write_report(tmp_path, models=models, data={"songs": 2}, config={},
+                 histories={"NIC": [{"epoch": 1, "val_macro_f1": 0.4}], "AIC": []})  # fmt: skip
+    md = (tmp_path / "report.md").read_text()
+    assert is_png(tmp_path / "training_curves.png")
+    assert "AIC ≤ NIC" in md  # no positive gap: no share
+    assert "| KDIC | notes | soft (from AIC) | 0.550 | — | 0.72 |" in md
+    assert not list(tmp_path.glob("confusion_*.png"))  # no confusion counts, no figure
+    assert "confusion_" not in md
+
+
+def test_distillation_effect_and_safe_names() -> None:
+    gain, share = distillation_effect(0.76, 0.61, 0.72)
+    assert gain == pytest.approx(0.11) and share == pytest.approx(0.7333, abs=1e-4)
+    assert distillation_effect(0.6, 0.6, 0.7)[1] is None
+    assert safe_name("KDIC (paper preset)") == "KDIC_paper_preset"
+    assert safe_name("a/b c") == "a_b_c"
+
+
+def test_importing_report_is_light() -> None:
+    code = "import sys, train.report, train.evaluate; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

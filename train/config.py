@@ -1,0 +1,122 @@
+"""Typed configuration of a training run. CLI options only override these defaults; the
+resolved config is written into every run folder and checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from train.data import DataConfig
+
+PRESETS = ("fast", "paper", "tiny")
+
+
+@dataclass
+class ModelConfig:
+    """Which architecture: ``fast`` (default, CPU-sized), ``paper`` (Table 1), ``tiny`` (tests)."""
+
+    preset: str = "fast"
+    #: Mel frames the teacher sees: crop or zero-pad at the end (the paper pads to 528).
+    teacher_frames: int = 256
+
+
+@dataclass
+class OptimConfig:
+    """One model's training: AdamW, cosine decay, early stopping on validation macro-F1."""
+
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 4  # epochs without a better validation macro-F1 before stopping
+    #: Windows drawn per epoch (class-balanced, with replacement); 0 = the train split's size.
+    samples_per_epoch: int = 0
+    label_smoothing: float = 0.0
+    mixup: float = 0.0  # Beta(a, a) mixup of inputs and targets; 0 = off
+
+
+@dataclass
+class DistillConfig:
+    """KDIC: the student learns the teacher's soft targets.
+
+    loss = (1 - alpha) * T^2 * KL(teacher_T || student_T) + alpha * CE(student, label)
+           + feature_weight * MSE(project(student embedding), teacher embedding)
+
+    alpha = 0 and feature_weight = 0 is the paper's setting (soft targets only).
+    """
+
+    temperature: float = 4.0
+    alpha: float = 0.5
+    feature_weight: float = 0.0
+    #: Cross-fit the teacher's outputs over K song folds, so the student never learns from a
+    #: teacher that saw the window; 0 or 1 = one teacher on all training songs.
+    teacher_folds: int = 0
+
+
+@dataclass
+class RunConfig:
+    """Everything ``kdtrain all`` needs; ``RUN/config.json`` is this, resolved."""
+
+    run: Path = Path("runs/demo")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: OptimConfig = field(default_factory=lambda: OptimConfig(label_smoothing=0.1))
+    student: OptimConfig = field(default_factory=OptimConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_workers: int = 0  # DataLoader workers
+
+
+def to_json(config: Any) -> dict:
+    """A dataclass (nested) as plain JSON types."""
+    return json.loads(json.dumps(asdict(config), default=str))
+
+
+def fingerprint(*parts: Any) -> str:
+    """Stable short hash of config pieces: a stage is current when its inputs' hash matches."""
+    blob = json.dumps([to_json(p) if is_dataclass(p) else p for p in parts], sort_keys=True,
+                      default=str)  # fmt: skip
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def from_json(cls: type, data: dict) -> Any:
+    """Rebuild a (nested) config dataclass from :func:`to_json` output."""
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        sub = f.type if isinstance(f.type, type) else _resolve(f.type)
+        if sub is not None and is_dataclass(sub) and isinstance(value, dict):
+            value = from_json(sub, value)
+        elif f.name in ("run", "out", "slakh") and value is not None:
+            value = Path(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _resolve(name: Any) -> type | None:
+    return {"DataConfig": DataConfig, "ModelConfig": ModelConfig, "OptimConfig": OptimConfig,
+            "DistillConfig": DistillConfig}.get(str(name))  # fmt: skip
+
+
+def preset_config(preset: str) -> RunConfig:
+    """Defaults for a preset. ``fast``: sized so that ``kdtrain all`` on the demo corpus
+    finishes on 2 CPU cores. ``paper``: Table 1's models (a GPU is advisable for the teacher).
+    ``tiny``: seconds, for tests."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    cfg = RunConfig(model=ModelConfig(preset=preset))
+    if preset == "paper":
+        cfg.model.teacher_frames = 528
+        cfg.teacher = OptimConfig(epochs=10, batch_size=32, lr=3e-4, label_smoothing=0.1)
+        cfg.student = OptimConfig(epochs=20, batch_size=128, lr=1e-3)
+    elif preset == "tiny":
+        cfg.model.teacher_frames = 64
+        cfg.teacher = OptimConfig(epochs=2, batch_size=16, lr=3e-3, samples_per_epoch=64)
+        cfg.student = OptimConfig(epochs=2, batch_size=16, lr=3e-3, samples_per_epoch=64)
+    return cfg

@@ -1,0 +1,142 @@
+"""Test-set metrics of one model run, and their mean and spread over several seeds.
+
+The headline figure is macro-F1 (the paper's "macro F-measure", Table 2). It is averaged over
+the classes that occur in the labels being scored: a class with no test window would otherwise
+count as F1 = 0 whatever the model does, and make small test sets meaningless. Such a class has
+``None`` as its per-class F1, and ``"classes_in_test"`` lists the classes averaged over.
+
+sklearn is imported inside the functions, so importing this module stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from live.taxonomy import CLASSES, N_CLASSES
+
+
+def evaluate(y_true: npt.ArrayLike, probs: npt.ArrayLike) -> dict:
+    """Score predictions against labels.
+
+    Args:
+        y_true: class indices in contract order (``live.taxonomy.CLASSES``), shape ``[N]``.
+        probs: scores, shape ``[N, 8]``; probabilities or logits (only the argmax is used).
+
+    Returns:
+        ``{"macro_f1", "accuracy", "per_class": {class: F1 or None}, "support": {class: n},
+        "confusion": 8 x 8 counts (rows true, columns predicted, contract order), "n",
+        "classes_in_test": [class, ...]}``. Macro-F1 is the mean F1 over the classes present in
+        ``y_true`` only; a class absent from ``y_true`` has per-class F1 ``None``. Predictions
+        of an absent class still count against the true class (as false negatives).
+
+    Raises:
+        ValueError: empty input, mismatched shapes, labels out of range or non-finite scores.
+    """
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    labels, predicted = _labels_and_predictions(y_true, probs)
+    present = sorted({int(i) for i in labels})
+    every = list(range(N_CLASSES))
+    macro = f1_score(labels, predicted, labels=present, average="macro", zero_division=0)
+    per = f1_score(labels, predicted, labels=every, average=None, zero_division=0)
+    counts = np.bincount(labels, minlength=N_CLASSES)
+    confusion = confusion_matrix(labels, predicted, labels=every)
+    return {
+        "macro_f1": float(macro),
+        "accuracy": float(np.mean(labels == predicted)),
+        "per_class": {c: (float(per[i]) if i in present else None) for i, c in enumerate(CLASSES)},
+        "support": {c: int(counts[i]) for i, c in enumerate(CLASSES)},
+        "confusion": confusion.astype(int).tolist(),
+        "n": int(labels.size),
+        "classes_in_test": [CLASSES[i] for i in present],
+    }
+
+
+def _labels_and_predictions(
+    y_true: npt.ArrayLike, probs: npt.ArrayLike
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Validated labels ``[N]`` and argmax predictions ``[N]``."""
+    labels = np.asarray(y_true)
+    scores = np.asarray(probs, dtype=np.float64)
+    if labels.ndim != 1 or labels.size == 0:
+        raise ValueError(f"y_true must be a non-empty 1-D array, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"y_true must hold integer class indices, got dtype {labels.dtype}")
+    if scores.shape != (labels.size, N_CLASSES):
+        raise ValueError(f"probs must have shape ({labels.size}, {N_CLASSES}), got {scores.shape}")
+    if labels.min() < 0 or labels.max() >= N_CLASSES:
+        raise ValueError(
+            f"labels must be in 0..{N_CLASSES - 1}, got {labels.min()}..{labels.max()}"
+        )
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("probs contain NaN or infinity (did training diverge?)")
+    return labels.astype(np.int64), scores.argmax(axis=1).astype(np.int64)
+
+
+def summarize_seeds(results: Sequence[dict]) -> dict:
+    """Mean and spread of several runs (seeds) of one model, each an :func:`evaluate` dict.
+
+    The spread is the *sample* standard deviation (``ddof=1``) over runs; with a single run it
+    is 0. Per-class F1 is the mean over the runs where the class was in the test split (None if
+    it never was). The result can be passed to ``train.report.write_report`` as a model entry:
+
+    ``{"macro_f1": mean, "macro_f1_std": std, "accuracy": mean, "accuracy_std": std,
+    "per_class": {class: mean F1 or None}, "n_runs": k, "std_ddof": 1 or 0,
+    "runs_macro_f1": [...], "runs_accuracy": [...], "classes_in_test": [...],
+    "confusion": counts summed over the runs (when every run has one), "n": windows summed,
+    "support": per-class windows summed}``.
+
+    Raises:
+        ValueError: no runs given.
+    """
+    if not results:
+        raise ValueError("summarize_seeds needs at least one run")
+    macro = [float(r["macro_f1"]) for r in results]
+    accuracy = [float(r["accuracy"]) for r in results]
+    summary: dict = {
+        "macro_f1": float(np.mean(macro)),
+        "macro_f1_std": _std(macro),
+        "accuracy": float(np.mean(accuracy)),
+        "accuracy_std": _std(accuracy),
+        "per_class": _mean_per_class(results),
+        "n_runs": len(results),
+        "std_ddof": 1 if len(results) > 1 else 0,
+        "runs_macro_f1": macro,
+        "runs_accuracy": accuracy,
+        "classes_in_test": [
+            c for c in CLASSES if any(c in r.get("classes_in_test", ()) for r in results)
+        ],
+    }
+    summary.update(_pooled_counts(results))
+    return summary
+
+
+def _std(values: Sequence[float]) -> float:
+    """Sample standard deviation (ddof=1); 0 for a single value."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _mean_per_class(results: Sequence[dict]) -> dict[str, float | None]:
+    """Per-class mean F1 over the runs where the class has a score."""
+    means: dict[str, float | None] = {}
+    for name in CLASSES:
+        scores = [
+            r["per_class"][name] for r in results if r.get("per_class", {}).get(name) is not None
+        ]
+        means[name] = float(np.mean(scores)) if scores else None
+    return means
+
+
+def _pooled_counts(results: Sequence[dict]) -> dict:
+    """Confusion, support and n summed over runs, for whichever every run has."""
+    pooled: dict = {}
+    if all("confusion" in r for r in results):
+        pooled["confusion"] = np.sum([np.asarray(r["confusion"]) for r in results], axis=0).tolist()
+    if all("support" in r for r in results):
+        pooled["support"] = {c: int(sum(r["support"].get(c, 0) for r in results)) for c in CLASSES}
+    if all("n" in r for r in results):
+        pooled["n"] = int(sum(r["n"] for r in results))
+    return pooled

@@ -1,0 +1,211 @@
+"""One readable training loop for every model: teacher, student, distilled student.
+
+Per epoch: draw a class-balanced sample of training windows (deterministic in seed and epoch,
+so a resumed run draws the same), step through it in batches, then score macro-F1 on the
+validation split; keep the best weights; stop early when it stops improving. A checkpoint is
+written atomically every ``checkpoint_seconds`` and at every epoch end: kill -9 the process,
+run it again, and it continues from the last checkpoint, mid-epoch included.
+
+Several processes (``torchrun``): each takes every world-th batch of the same sample; DDP
+averages the gradients; rank 0 scores validation, broadcasts the result and writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from train.batches import balanced_sample
+from train.config import OptimConfig
+from train.evaluate import evaluate
+
+#: ``step(model, idx) -> {"loss": total, "task/ce": ..., ...}``: named losses of one batch.
+StepFn = Callable[[nn.Module, npt.NDArray[np.int64]], dict[str, torch.Tensor]]
+#: ``predict(model, idx) -> probabilities [len(idx), 8]`` (numpy), for validation.
+PredictFn = Callable[[nn.Module, npt.NDArray[np.int64]], npt.NDArray[np.float32]]
+#: ``progress(name, epoch, step, steps, metrics)``.
+ProgressFn = Callable[[str, int, int, int, dict], None]
+
+
+@dataclass
+class LoopState:
+    """Where training is; saved in every checkpoint."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    step: int = 0  # batches of it already done
+    best_f1: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+    done: bool = False
+
+
+@dataclass
+class Task:
+    """What to train: the step and validation functions and the data they index."""
+
+    name: str
+    step: StepFn
+    predict: PredictFn
+    train_labels: npt.NDArray[np.int64]  # labels of the training windows, for balancing
+    train_index: npt.NDArray[np.int64]  # their store indices
+    val_index: npt.NDArray[np.int64]
+    val_labels: npt.NDArray[np.int64]
+
+
+def fit(
+    model: nn.Module,
+    task: Task,
+    cfg: OptimConfig,
+    *,
+    seed: int,
+    checkpoint: Path,
+    extra_params: list[nn.Parameter] | None = None,
+    progress: ProgressFn | None = None,
+    checkpoint_seconds: float = 60.0,
+) -> tuple[nn.Module, LoopState]:
+    """Train ``model`` on ``task``; returns it with the best validation weights loaded."""
+    rank, world = _rank_world()
+    params = list(model.parameters()) + list(extra_params or [])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n_samples = cfg.samples_per_epoch or len(task.train_index)
+    steps = max(1, math.ceil(n_samples / cfg.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.1
+    )
+    state = LoopState()
+    best = copy.deepcopy(model.state_dict())
+    if checkpoint.exists():
+        state, best = _resume(checkpoint, model, opt, sched, extra_params)
+    train_model = _wrap(model, world)
+    last_save = time.monotonic()
+    while not state.done and state.epoch < cfg.epochs:
+        rng = np.random.default_rng([seed, state.epoch])
+        order = task.train_index[balanced_sample(task.train_labels, n_samples, rng)]
+        train_model.train()
+        sums: dict[str, float] = {}
+        losses: dict[str, float] = {}
+        for count, step in enumerate(range(state.step, steps), start=1):
+            batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size][rank::world]
+            # All randomness of a step (dropout, mixup, crops) flows from this seed, so a
+            # resumed run takes exactly the steps the uninterrupted one would have taken.
+            torch.manual_seed(_step_seed(seed, state.epoch, step, rank))
+            named = task.step(train_model, batch)
+            opt.zero_grad(set_to_none=True)
+            named["loss"].backward()
+            opt.step()
+            sched.step()
+            for k, v in named.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            losses = {k: v / count for k, v in sums.items()}  # mean over this run of the epoch
+            state.step = step + 1
+            if progress:
+                progress(task.name, state.epoch, state.step, steps, losses)
+            if rank == 0 and time.monotonic() - last_save > checkpoint_seconds:
+                _save(checkpoint, model, opt, sched, state, best, extra_params)
+                last_save = time.monotonic()
+        f1 = _validate(model, task, rank)
+        record = {"epoch": state.epoch + 1, "val_macro_f1": f1, "lr": sched.get_last_lr()[0]}
+        record |= {("train_loss" if k == "loss" else k): v for k, v in losses.items()}
+        state.history.append(record)
+        if f1 > state.best_f1:
+            state.best_f1, state.best_epoch, state.bad_epochs = f1, state.epoch, 0
+            best = copy.deepcopy(model.state_dict())
+        else:
+            state.bad_epochs += 1
+        state.epoch, state.step = state.epoch + 1, 0
+        state.done = state.bad_epochs >= cfg.patience or state.epoch >= cfg.epochs
+        if progress:
+            progress(task.name, state.epoch, steps, steps, losses | {"val_f1": f1})
+        if rank == 0:
+            _save(checkpoint, model, opt, sched, state, best, extra_params)
+            last_save = time.monotonic()
+    model.load_state_dict(best)
+    return model, state
+
+
+def _step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, step, rank]).generate_state(1)[0])
+
+
+def _validate(model: nn.Module, task: Task, rank: int) -> float:
+    """Validation macro-F1, computed on rank 0 and shared with the other ranks."""
+    f1 = 0.0
+    if rank == 0:
+        model.eval()
+        with torch.no_grad():
+            probs = task.predict(model, task.val_index)
+        f1 = evaluate(task.val_labels, probs)["macro_f1"]
+    if dist.is_available() and dist.is_initialized():
+        t = torch.tensor([f1], dtype=torch.float64)
+        dist.broadcast(t, src=0)
+        f1 = float(t.item())
+    return f1
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _wrap(model: nn.Module, world: int) -> nn.Module:
+    if world == 1:
+        return model
+    return nn.parallel.DistributedDataParallel(model)
+
+
+def _save(
+    path: Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    state: LoopState,
+    best: dict,
+    extra_params: list[nn.Parameter] | None,
+) -> None:
+    blob = {
+        "model": model.state_dict(),
+        "best": best,
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "state": asdict(state),
+        "extra": [p.detach().clone() for p in extra_params or []],
+    }
+    atomic_save(blob, path)
+
+
+def _resume(
+    path: Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    extra_params: list[nn.Parameter] | None,
+) -> tuple[LoopState, dict]:
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(blob["model"])
+    opt.load_state_dict(blob["optimizer"])
+    sched.load_state_dict(blob["scheduler"])
+    with torch.no_grad():
+        for p, saved in zip(extra_params or [], blob["extra"], strict=True):
+            p.copy_(saved)
+    return LoopState(**blob["state"]), blob["best"]
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary name, then rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

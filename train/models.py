@@ -1,0 +1,420 @@
+"""Teacher (log-mel -> instrument) and student (piano roll -> instrument) networks.
+
+Three presets, built by :func:`build_teacher` and :func:`build_student`:
+
+``paper``
+    Table 1 of the paper, layer for layer (:class:`PaperCNN`), for both models.
+``fast`` (default)
+    A CPU-sized audio CNN (:class:`TeacherCNN`) and a small, export-friendly roll CNN
+    (:class:`StudentCNN`), about 20x fewer multiply-adds than the paper student.
+``tiny``
+    The fast architectures with a few channels, for tests.
+
+Every model maps its input ``Tensor[B x 1 x H x W]`` to logits ``Tensor[B x 8]`` (classes in
+:data:`live.taxonomy.CLASSES` order), exposes ``embed(x) -> Tensor[B x D]`` (the penultimate
+representation, for feature-level distillation) and ``embedding_dim`` (D), and remembers its
+constructor arguments: :func:`describe` and :func:`model_from_description` rebuild the same
+architecture from plain JSON, so a checkpoint can carry its own recipe.
+
+Only export-friendly operators are used (Conv, BatchNorm, ReLU/LeakyReLU, MaxPool, Mul/Sub/Concat
+with constants, ReduceMean/ReduceMax over fixed axes, Flatten, Linear): no data-dependent shapes,
+so the students export to ONNX with a dynamic batch axis and compile with TensorRT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from live.contract import MEL, WINDOW
+from live.taxonomy import N_CLASSES
+
+PRESETS: tuple[str, ...] = ("fast", "paper", "tiny")
+
+#: dB value that the teacher's fixed input scaling maps to 0 (the log-mel floor: silence).
+DB_FLOOR = MEL.top_db_floor
+#: dB per unit after the teacher's fixed input scaling: -100..+20 dB becomes 0..2.4.
+DB_PER_UNIT = 50.0
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+class DbToUnit(nn.Module):
+    """Fixed affine ``(x - DB_FLOOR) / DB_PER_UNIT``: log-mel dB -> roughly 0..2.4, no weights.
+
+    The floor (silence, and end padding written at the floor) becomes exactly 0, so the
+    convolutions' zero padding also means silence.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - DB_FLOOR) * (1.0 / DB_PER_UNIT)
+
+
+class PitchCoordinate(nn.Module):
+    """``Tensor[B x 1 x P x T]`` roll -> ``Tensor[B x 2 x P x T]``: ``[roll, roll * pitch]``.
+
+    The second channel holds each active cell's pitch, scaled to -1 (pitch 0) .. +1 (pitch
+    P - 1), so convolutions see absolute register and not only intervals. A constant buffer and
+    a broadcast multiply: no shape arithmetic in the exported graph.
+    """
+
+    def __init__(self, n_pitches: int) -> None:
+        super().__init__()
+        coord = torch.linspace(-1.0, 1.0, n_pitches).view(1, 1, n_pitches, 1)
+        self.coord: torch.Tensor
+        self.register_buffer("coord", coord, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x * self.coord], dim=1)
+
+
+def conv_bn_relu(
+    c_in: int, c_out: int, kernel: tuple[int, int], *, stride: int = 1
+) -> nn.Sequential:
+    """Conv2d ("same" padding for odd kernels) -> BatchNorm2d -> ReLU."""
+    padding = (kernel[0] // 2, kernel[1] // 2)
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def pool_over_time(x: torch.Tensor) -> torch.Tensor:
+    """``Tensor[B x C x F x T]`` -> ``Tensor[B x C*F]``: mean + max over time, then flatten.
+
+    Keeps the frequency / pitch axis (register matters); fixed reduction axes, so any T works.
+    """
+    return (x.mean(dim=3) + x.amax(dim=3)).flatten(1)
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    a, b = v
+    return (int(a), int(b))
+
+
+class KdModel(nn.Module):
+    """Base class of the models here: ``forward(x) -> logits``, ``embed(x) -> Tensor[B x D]``,
+    ``embedding_dim`` (D), and the JSON-able constructor arguments in ``kwargs``."""
+
+    embedding_dim: int
+
+    def _remember(self, **kwargs: Any) -> None:
+        self.kwargs: dict[str, Any] = {k: _jsonable(v) for k, v in kwargs.items()}
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def head(self, emb: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Embedding ``Tensor[B x D]`` -> logits; ``forward(x) == head(embed(x))``."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"embedding_dim={self.embedding_dim}"
+
+
+def _jsonable(v: Any) -> Any:
+    """Tuples (nested) -> lists, so that ``kwargs`` equals its own JSON round trip."""
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+# --------------------------------------------------------------------------- paper (Table 1)
+
+
+class PaperCNN(KdModel):
+    """Table 1 of the paper: Conv2D -> LeakyReLU -> MaxPooling2D -> Conv2D -> Flatten -> Dense.
+
+    Input ``Tensor[B x 1 x height x width]``; output logits ``Tensor[B x n_classes]``.
+    With ``height`` 128 the shapes (H x W x C, as printed in the paper) are:
+
+    ============ ====================== =====================
+    layer        teacher (width 528)    student (width 16)
+    ============ ====================== =====================
+    Conv2D       64 x 264 x 256         64 x 8 x 256
+    LeakyReLU    64 x 264 x 256         64 x 8 x 256
+    MaxPooling2D 64 x 264 x 256         64 x 8 x 256
+    Conv2D       32 x 132 x 512         32 x 4 x 512
+    Flatten      2,162,688              65,536
+    Dense        8                      8
+    ============ ====================== =====================
+
+    The paper gives no kernel sizes; chosen here: both convolutions ``kernel_size`` x
+    ``kernel_size`` (3), stride 2, padding ``kernel_size // 2`` (Keras "same": halves each axis);
+    max pooling ``pool_size`` x ``pool_size`` (3), stride 1, padding 1 (shape kept). The
+    LeakyReLU slope is Keras' default, 0.3. There is no activation after the second convolution,
+    as in the table. ``embed`` is the flattened output of the second convolution (D = 65,536
+    for the student, 2,162,688 for the teacher).
+
+    ``normalize_db`` (teacher only) puts the weightless :class:`DbToUnit` scaling in front, so
+    raw dB can go in; it changes no shape in the table.
+    """
+
+    def __init__(
+        self,
+        *,
+        height: int = 128,
+        width: int = 16,
+        conv1_channels: int = 256,
+        conv2_channels: int = 512,
+        kernel_size: int = 3,
+        pool_size: int = 3,
+        negative_slope: float = 0.3,
+        normalize_db: bool = False,
+        n_classes: int = N_CLASSES,
+    ) -> None:
+        super().__init__()
+        self._remember(height=height, width=width, conv1_channels=conv1_channels,
+                       conv2_channels=conv2_channels, kernel_size=kernel_size,
+                       pool_size=pool_size, negative_slope=negative_slope,
+                       normalize_db=normalize_db, n_classes=n_classes)  # fmt: skip
+        pad = kernel_size // 2
+        self.norm = DbToUnit() if normalize_db else nn.Identity()
+        self.conv1 = nn.Conv2d(1, conv1_channels, kernel_size, stride=2, padding=pad)
+        self.act = nn.LeakyReLU(negative_slope)
+        self.pool = nn.MaxPool2d(pool_size, stride=1, padding=pool_size // 2)
+        self.conv2 = nn.Conv2d(conv1_channels, conv2_channels, kernel_size, stride=2, padding=pad)
+        self.flatten = nn.Flatten()
+        h = _halve(_halve(height, kernel_size), kernel_size)
+        w = _halve(_halve(width, kernel_size), kernel_size)
+        self.embedding_dim = conv2_channels * h * w
+        self.dense = nn.Linear(self.embedding_dim, n_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``Tensor[B x 1 x height x width]`` -> flattened features ``Tensor[B x D]``."""
+        x = self.pool(self.act(self.conv1(self.norm(x))))
+        return self.flatten(self.conv2(x))
+
+    def head(self, emb: torch.Tensor) -> torch.Tensor:
+        """Embedding ``Tensor[B x D]`` -> logits ``Tensor[B x n_classes]``."""
+        return self.dense(emb)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``Tensor[B x 1 x height x width]`` -> logits ``Tensor[B x n_classes]``."""
+        return self.head(self.embed(x))
+
+
+def _halve(n: int, kernel: int) -> int:
+    """Output length of a stride-2 convolution with padding ``kernel // 2``."""
+    return (n + 2 * (kernel // 2) - kernel) // 2 + 1
+
+
+# --------------------------------------------------------------------------- fast teacher
+
+
+class TeacherCNN(KdModel):
+    """Audio teacher sized for a CPU: log-mel dB ``Tensor[B x 1 x n_mels x T]`` -> logits.
+
+    Layers (n_mels 128, T frames, default channels 16/32/64/128):
+
+    - :class:`DbToUnit` (fixed, raw dB in; pad windows with the -100 dB floor);
+    - Conv 3x3 stride 2 -> BN -> ReLU -> MaxPool 2: 32 x T/4;
+    - two blocks Conv 3x3 -> BN -> ReLU -> MaxPool 2: 16 x T/8, then 8 x T/16;
+    - Conv 3x3 -> BN -> ReLU: ``channels[-1]`` x 8 x T/16;
+    - mean + max over time (any T >= 16 works, 32+ intended), keep the 8 mel bands, flatten;
+    - Linear -> ReLU: the embedding (``hidden`` = D); Dropout; Linear -> ``n_classes``.
+
+    About 30 M multiply-adds at T = 256 and 61 M at the paper's 528 frames (the paper teacher:
+    5.0 G), 230 k parameters.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_mels: int = MEL.n_mels,
+        channels: Sequence[int] = (16, 32, 64, 128),
+        hidden: int = 128,
+        dropout: float = 0.3,
+        n_classes: int = N_CLASSES,
+    ) -> None:
+        super().__init__()
+        self._remember(n_mels=n_mels, channels=channels, hidden=hidden, dropout=dropout,
+                       n_classes=n_classes)  # fmt: skip
+        if len(channels) < 2:
+            raise ValueError("TeacherCNN needs at least 2 conv blocks (channels of length >= 2)")
+        layers: list[nn.Module] = [DbToUnit(), conv_bn_relu(1, channels[0], (3, 3), stride=2)]
+        bands = _halve(n_mels, 3)
+        for c_in, c_out in zip(channels[:-1], channels[1:], strict=False):
+            layers += [nn.MaxPool2d(2), conv_bn_relu(c_in, c_out, (3, 3))]
+            bands //= 2
+        self.features = nn.Sequential(*layers)
+        self.project = nn.Sequential(nn.Linear(channels[-1] * bands, hidden), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, n_classes)
+        self.embedding_dim = hidden
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-mel dB ``Tensor[B x 1 x n_mels x T]`` -> ``Tensor[B x hidden]`` (post-ReLU)."""
+        return self.project(pool_over_time(self.features(x)))
+
+    def head(self, emb: torch.Tensor) -> torch.Tensor:
+        """Embedding ``Tensor[B x hidden]`` -> logits ``Tensor[B x n_classes]``."""
+        return self.classifier(self.dropout(emb))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-mel dB ``Tensor[B x 1 x n_mels x T]`` -> logits ``Tensor[B x n_classes]``."""
+        return self.head(self.embed(x))
+
+
+# --------------------------------------------------------------------------- fast student
+
+
+class StudentCNN(KdModel):
+    """Notes-only student: binary roll ``Tensor[B x 1 x 128 x 16]`` (0/1 float32) -> logits.
+
+    Layers (default channels 16/32/64):
+
+    - :class:`PitchCoordinate` (``pitch_channel``): [roll, roll * pitch] -> 2 x 128 x 16;
+    - Conv ``first_kernel`` (13 pitches, an octave with both ends, x 3 steps: chord shapes)
+      -> BN -> ReLU -> MaxPool ``pools[0]``: 64 x 8;
+    - Conv 3x3 -> BN -> ReLU -> MaxPool, per further entry of ``channels``: 32 x 4, 16 x 4;
+    - mean + max over time, keeping a coarse pitch axis (16 bands of 8 semitones): flatten;
+    - Linear -> ReLU: the embedding (``hidden`` = D); Dropout; Linear -> ``n_classes``.
+
+    About 7.3 M multiply-adds and 91 k parameters (the paper student: 153 M and 1.7 M).
+    """
+
+    def __init__(
+        self,
+        *,
+        n_pitches: int = WINDOW.n_pitches,
+        n_steps: int = WINDOW.n_steps,
+        channels: Sequence[int] = (16, 32, 64),
+        first_kernel: Sequence[int] = (13, 3),
+        pools: Sequence[Sequence[int]] = ((2, 2), (2, 2), (2, 1)),
+        hidden: int = 64,
+        dropout: float = 0.3,
+        pitch_channel: bool = True,
+        n_classes: int = N_CLASSES,
+    ) -> None:
+        super().__init__()
+        self._remember(n_pitches=n_pitches, n_steps=n_steps, channels=channels,
+                       first_kernel=first_kernel, pools=pools, hidden=hidden, dropout=dropout,
+                       pitch_channel=pitch_channel, n_classes=n_classes)  # fmt: skip
+        if len(pools) != len(channels):
+            raise ValueError(f"need one pool per conv block: {len(channels)} channels given, "
+                             f"{len(pools)} pools")  # fmt: skip
+        layers: list[nn.Module] = [PitchCoordinate(n_pitches)] if pitch_channel else []
+        c_in, bands = (2 if pitch_channel else 1), n_pitches
+        for i, (c_out, pool) in enumerate(zip(channels, pools, strict=True)):
+            kernel = _pair(first_kernel) if i == 0 else (3, 3)
+            layers.append(conv_bn_relu(c_in, c_out, kernel))
+            if tuple(pool) != (1, 1):
+                layers.append(nn.MaxPool2d(_pair(pool)))
+            c_in, bands = c_out, bands // _pair(pool)[0]
+        self.features = nn.Sequential(*layers)
+        self.project = nn.Sequential(nn.Linear(c_in * bands, hidden), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, n_classes)
+        self.embedding_dim = hidden
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Roll ``Tensor[B x 1 x n_pitches x n_steps]`` -> ``Tensor[B x hidden]`` (post-ReLU)."""
+        return self.project(pool_over_time(self.features(x)))
+
+    def head(self, emb: torch.Tensor) -> torch.Tensor:
+        """Embedding ``Tensor[B x hidden]`` -> logits ``Tensor[B x n_classes]``."""
+        return self.classifier(self.dropout(emb))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Roll ``Tensor[B x 1 x n_pitches x n_steps]`` -> logits ``Tensor[B x n_classes]``."""
+        return self.head(self.embed(x))
+
+
+# --------------------------------------------------------------------------- factories
+
+_CLASSES: dict[str, type[KdModel]] = {
+    cls.__name__: cls for cls in (PaperCNN, TeacherCNN, StudentCNN)
+}
+
+
+def build_teacher(preset: str = "fast", *, frames: int) -> KdModel:
+    """The audio teacher of ``preset`` for log-mel inputs ``[B, 1, 128, frames]`` in dB.
+
+    ``paper`` is Table 1 at any ``frames`` (Table 1 itself: ``frames`` = 528); its Dense layer
+    has ``frames`` baked in. ``fast`` and ``tiny`` accept any T >= 32 and ignore ``frames``.
+    """
+    _check_preset(preset)
+    if preset == "paper":
+        return PaperCNN(height=MEL.n_mels, width=frames, normalize_db=True)
+    if preset == "tiny":
+        return TeacherCNN(channels=(4, 8, 8, 8), hidden=16)
+    return TeacherCNN()
+
+
+def build_student(preset: str = "fast") -> KdModel:
+    """The notes-only student of ``preset`` for rolls ``[B, 1, 128, 16]`` (0/1 float32)."""
+    _check_preset(preset)
+    if preset == "paper":
+        return PaperCNN(height=WINDOW.n_pitches, width=WINDOW.n_steps)
+    if preset == "tiny":
+        return StudentCNN(channels=(4, 8, 8), hidden=16)
+    return StudentCNN()
+
+
+def _check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    """JSON-able recipe of ``model``: ``{"class": name, "kwargs": constructor arguments}``."""
+    if not isinstance(model, KdModel):
+        raise TypeError(f"{type(model).__name__} is not a kdlive model; cannot describe it")
+    return {"class": type(model).__name__, "kwargs": dict(model.kwargs)}
+
+
+def model_from_description(description: dict[str, Any]) -> KdModel:
+    """Rebuild the architecture :func:`describe` wrote (fresh weights: load the state dict)."""
+    name = description.get("class")
+    if name not in _CLASSES:
+        raise ValueError(f"unknown model class {name!r}; known: {', '.join(sorted(_CLASSES))}")
+    return _CLASSES[name](**description.get("kwargs", {}))
+
+
+# --------------------------------------------------------------------------- accounting
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of the Conv2d and Linear layers for one input of ``input_shape``.
+
+    ``input_shape`` is the full input shape including the batch, e.g. ``(1, 1, 128, 16)``;
+    the count is for the whole batch. Measured with forward hooks on a zero input (eval mode,
+    no grad); BatchNorm, activations and pooling are not counted.
+    """
+    total = 0
+
+    def hook(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += output.numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]  # fmt: skip
+    was_training = model.training
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(tuple(input_shape), device=device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return int(total)

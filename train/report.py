@@ -1,0 +1,417 @@
+"""The run report: ``report.json``, ``report.md`` and its figures, written into the run folder.
+
+Files (each written atomically: a temporary name, then ``os.replace``)::
+
+    confusion_<model>.png   row-normalised confusion matrix of each model (test split)
+    training_curves.png     train loss and validation macro-F1 per epoch (models with a history)
+    report.json             {"models": {name: metrics}, "data": ..., "config": ..., "paper": ...}
+    report.md               Table 2 next to the paper's, distillation effect, per-class F1,
+                            data summary, figures, notes and the config
+
+The figures are written first and the two reports last, so a report never links a missing
+figure. matplotlib is imported inside the plotting functions (Agg backend), so importing this
+module stays light.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from live.taxonomy import CLASSES
+
+#: Table 2 of the paper: macro F-measure on the test set. (Its prose once gives AIC 0.72.)
+PAPER_F: dict[str, float] = {"AIC": 0.76, "NIC": 0.61, "KDIC": 0.72}
+#: What each kind of model sees and learns from: (input, targets).
+MODEL_KINDS: dict[str, tuple[str, str]] = {
+    "AIC": ("audio", "hard"),
+    "NIC": ("notes", "hard"),
+    "KDIC": ("notes", "soft (from AIC)"),
+    "baseline": ("note statistics", "hard"),
+}
+MAIN_MODELS: tuple[str, ...] = ("AIC", "NIC", "KDIC", "baseline")
+SPLIT_ORDER: tuple[str, ...] = ("train", "validation", "test")
+DASH = "—"
+
+
+def write_report(
+    run_dir: Path,
+    *,
+    models: dict[str, dict],
+    data: dict,
+    config: dict,
+    histories: dict[str, list[dict]] | None = None,
+    notes: list[str] | None = None,
+) -> None:
+    """Write the report files of a run into ``run_dir`` (created if missing).
+
+    Args:
+        run_dir: the run folder.
+        models: model name -> :func:`train.evaluate.evaluate` dict (or a
+            :func:`train.evaluate.summarize_seeds` dict), optionally with ``"params"``,
+            ``"input"`` and ``"targets"``. "AIC", "NIC", "KDIC" and "baseline" come first in
+            the tables; any other names follow in the order given.
+        data: the data set summary (``train.data`` writes it); missing keys are left out.
+        config: the resolved run config, JSON-able.
+        histories: model name -> per-epoch records ``{"epoch", "train_loss", "val_macro_f1",
+            "lr"}`` (any key but epoch may be missing). None or empty: no training curves.
+        notes: free-text remarks, listed in ``report.md``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    names = ordered_names(models)
+    files = figure_names(names)
+    for name in names:
+        if models[name].get("confusion") is not None:
+            _write_bytes(run_dir / files[name], plot_confusion(name, models[name]))
+        else:
+            files.pop(name)
+    curves = None
+    if any(histories.get(name) for name in histories or {}):
+        curves = "training_curves.png"
+        _write_bytes(run_dir / curves, plot_training_curves(histories or {}))
+    report = {"models": {n: models[n] for n in names}, "data": data, "config": config}
+    report["paper"] = dict(PAPER_F)
+    _write_bytes(
+        run_dir / "report.json", (json.dumps(to_jsonable(report), indent=1) + "\n").encode()
+    )
+    markdown = render_markdown(models, data, config, files, curves, notes or [])
+    _write_bytes(run_dir / "report.md", markdown.encode())
+
+
+# ---------------------------------------------------------------------------- names and files
+
+
+def ordered_names(models: dict[str, dict]) -> list[str]:
+    """The four main models first (those present), then the others in the given order."""
+    return [n for n in MAIN_MODELS if n in models] + [n for n in models if n not in MAIN_MODELS]
+
+
+def base_name(name: str) -> str:
+    """The kind of a model: "KDIC (paper preset)" -> "KDIC"."""
+    return re.split(r"[\s(_\-]", name.strip(), maxsplit=1)[0]
+
+
+def safe_name(name: str) -> str:
+    """A model name as a file-name part: "KDIC (paper preset)" -> "KDIC_paper_preset"."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or "model"
+
+
+def figure_names(names: Sequence[str]) -> dict[str, str]:
+    """Each model's confusion figure file name, unique even when sanitised names collide."""
+    files: dict[str, str] = {}
+    for name in names:
+        stem, k = f"confusion_{safe_name(name)}", 2
+        candidate = stem
+        while candidate + ".png" in files.values():
+            candidate, k = f"{stem}_{k}", k + 1
+        files[name] = candidate + ".png"
+    return files
+
+
+def _write_bytes(path: Path, content: bytes) -> None:
+    """Write ``content`` to ``path`` atomically: a temporary file beside it, then os.replace."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy scalars and arrays, tuples, Paths; NaN and infinity -> None."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, np.ndarray)):
+        return [
+            to_jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)
+        ]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+# ---------------------------------------------------------------------------- markdown
+
+
+def render_markdown(
+    models: dict[str, dict],
+    data: dict,
+    config: dict,
+    figures: dict[str, str],
+    curves: str | None,
+    notes: Sequence[str],
+) -> str:
+    """The whole ``report.md`` text."""
+    names = ordered_names(models)
+    sections = [
+        "# kdlive run report",
+        _results_section(models, names),
+        _distillation_section(models, names),
+        _per_class_section(models, names, data),
+        _data_section(data),
+        _figures_section(figures, curves),
+        _notes_section(notes),
+        _config_section(config),
+    ]
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> str:
+    """A markdown table; ``align`` gives one character per column, "l" or "r" (default "l")."""
+    marks = [("---:" if a == "r" else "---") for a in align.ljust(len(header), "l")]
+    lines = [header, marks, *rows]
+    return "\n".join("| " + " | ".join(str(c) for c in line) + " |" for line in lines)
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    """A metric with ``digits`` decimals, or a dash when missing."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return DASH
+    return f"{float(value):.{digits}f}"
+
+
+def _metric(entry: dict, key: str) -> str:
+    """A metric, with "± std (k seeds)" when the entry summarises several runs."""
+    text = _number(entry.get(key))
+    std, runs = entry.get(f"{key}_std"), entry.get("n_runs")
+    if text != DASH and std is not None and runs:
+        text += f" ± {_number(std)} ({runs} seeds)"
+    return text
+
+
+def _kind(name: str, entry: dict) -> tuple[str, str]:
+    """(input, targets) of a model: its own keys, else what its kind implies."""
+    default = MODEL_KINDS.get(name) or MODEL_KINDS.get(base_name(name)) or (DASH, DASH)
+    return str(entry.get("input", default[0])), str(entry.get("targets", default[1]))
+
+
+def paper_f(name: str) -> float | None:
+    """The paper's Table 2 figure for a model of this kind (e.g. "KDIC (paper preset)")."""
+    return PAPER_F.get(name, PAPER_F.get(base_name(name)))
+
+
+def _results_section(models: dict[str, dict], names: Sequence[str]) -> str:
+    """Table 2, ours next to the paper's."""
+    with_params = any("params" in models[n] for n in names)
+    header = ["Model", "Input", "Targets", "macro-F1 (ours)", "accuracy", "paper F"]
+    header += ["parameters"] if with_params else []
+    rows = []
+    for name in names:
+        entry = models[name]
+        row = [name, *_kind(name, entry), _metric(entry, "macro_f1"), _metric(entry, "accuracy")]
+        row.append(_number(paper_f(name), 2))
+        if with_params:
+            params = entry.get("params")
+            row.append(f"{int(params):,}" if isinstance(params, (int, np.integer)) else DASH)
+        rows.append(row)
+    intro = (
+        "## Results (test split)\n\nMacro-F1 is averaged over the classes present in the test "
+        "split. The paper's figures are its Table 2 (its prose once gives AIC 0.72)."
+    )
+    return intro + "\n\n" + _table(header, rows, "lllrrrr")
+
+
+def distillation_effect(aic: float, nic: float, kdic: float) -> tuple[float, float | None]:
+    """(KDIC − NIC, share of the teacher–student gap closed); the share is None when the
+    teacher is no better than the notes-only student (the gap is not positive)."""
+    gap = aic - nic
+    return kdic - nic, ((kdic - nic) / gap if gap > 0 else None)
+
+
+def _effect_row(label: str, aic: Any, nic: Any, kdic: Any) -> list[str]:
+    """One row of the distillation table, or dashes when a figure is missing."""
+    if any(v is None for v in (aic, nic, kdic)):
+        return [label, DASH, DASH, DASH]
+    gain, share = distillation_effect(float(aic), float(nic), float(kdic))
+    closed = f"{share * 100:.1f}%" if share is not None else f"{DASH} (AIC ≤ NIC)"
+    return [label, f"{float(aic) - float(nic):+.3f}", f"{gain:+.3f}", closed]
+
+
+def _distillation_section(models: dict[str, dict], names: Sequence[str]) -> str:
+    """KDIC − NIC and the share of the AIC–NIC gap that distillation closed."""
+    aic, nic = (models.get(k, {}).get("macro_f1") for k in ("AIC", "NIC"))
+    rows = [_effect_row("paper", PAPER_F["AIC"], PAPER_F["NIC"], PAPER_F["KDIC"])]
+    students = [n for n in names if base_name(n) == "KDIC"] or ["KDIC"]
+    rows += [
+        _effect_row(f"ours ({n})", aic, nic, models.get(n, {}).get("macro_f1")) for n in students
+    ]
+    header = ["", "AIC − NIC", "KDIC − NIC", "gap closed (KDIC−NIC)/(AIC−NIC)"]
+    intro = "## Distillation effect\n\nMacro-F1 differences; the paper reports about 73% closed."
+    return intro + "\n\n" + _table(header, rows, "lrrr")
+
+
+def _per_class_section(models: dict[str, dict], names: Sequence[str], data: dict) -> str:
+    """Per-class F1, one column per model (— where a class is not in the test split)."""
+    test = (data.get("windows") or {}).get("test") if isinstance(data, dict) else None
+    header = ["Class", *names] + (["test windows"] if isinstance(test, dict) else [])
+    rows = []
+    for name in CLASSES:
+        row = [name] + [_number((models[m].get("per_class") or {}).get(name)) for m in names]
+        rows.append(row + ([str(test.get(name, 0))] if isinstance(test, dict) else []))
+    rows.append(["**macro**"] + [_number(models[m].get("macro_f1")) for m in names])
+    if isinstance(test, dict):
+        rows[-1].append(str(sum(v for v in test.values() if isinstance(v, int))))
+    return "## Per-class F1 (test split)\n\n" + _table(header, rows, "l" + "r" * len(names) + "r")
+
+
+def _data_section(data: dict) -> str:
+    """Scalar facts of the data set, then windows per split and class."""
+    if not isinstance(data, dict) or not data:
+        return "## Data\n\nNo data summary."
+    facts = [f"- {k}: {_fact(v)}" for k, v in data.items() if k != "windows"]
+    parts = ["## Data", "\n".join(facts)] if facts else ["## Data"]
+    windows = data.get("windows")
+    if isinstance(windows, dict) and windows:
+        parts.append("Windows per split and class:\n\n" + _windows_table(windows))
+    return "\n\n".join(parts)
+
+
+def _fact(value: Any) -> str:
+    """A data-summary value as text (thousands separators for integers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        return json.dumps(to_jsonable(value)) if isinstance(value, (dict, list)) else str(value)
+    return f"{int(value):,}"
+
+
+def _windows_table(windows: dict) -> str:
+    """Rows classes (contract order, then any others), columns splits, with totals."""
+    splits = [s for s in SPLIT_ORDER if s in windows] + [s for s in windows if s not in SPLIT_ORDER]
+    counts = {s: windows[s] if isinstance(windows[s], dict) else {} for s in splits}
+    extra = sorted({c for s in splits for c in counts[s] if c not in CLASSES})
+    rows = []
+    for name in [*CLASSES, *extra]:
+        cells = [int(counts[s].get(name, 0) or 0) for s in splits]
+        rows.append([name, *(f"{c:,}" for c in cells), f"{sum(cells):,}"])
+    totals = [sum(int(v or 0) for v in counts[s].values()) for s in splits]
+    rows.append(["**total**", *(f"{t:,}" for t in totals), f"{sum(totals):,}"])
+    return _table(["Class", *splits, "all"], rows, "l" + "r" * (len(splits) + 1))
+
+
+def _figures_section(figures: dict[str, str], curves: str | None) -> str:
+    """Links to the PNGs."""
+    lines = [f"![confusion matrix, {name}]({file})" for name, file in figures.items()]
+    lines.append(f"![training curves]({curves})" if curves else "No training histories.")
+    intro = "## Figures\n\nConfusion matrices are row-normalised (each true class sums to 100%)."
+    return intro + "\n\n" + "\n\n".join(lines)
+
+
+def _notes_section(notes: Sequence[str]) -> str:
+    """The run's notes as a bullet list (nothing when there are none)."""
+    return "## Notes\n\n" + "\n".join(f"- {n}" for n in notes) if notes else ""
+
+
+def _config_section(config: dict) -> str:
+    """The resolved config as a collapsed JSON block."""
+    text = json.dumps(to_jsonable(config), indent=2)
+    return (
+        "## Config\n\n<details>\n<summary>Resolved run config (JSON)</summary>\n\n"
+        f"```json\n{text}\n```\n\n</details>"
+    )
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    """matplotlib's pyplot on the Agg backend (imported only when a figure is drawn)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    """A figure as PNG bytes; the figure is closed."""
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def normalise_rows(confusion: Any) -> np.ndarray:
+    """Each row divided by its sum (rows of a class with no window stay 0)."""
+    counts = np.asarray(confusion, dtype=np.float64)
+    sums = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, sums, out=np.zeros_like(counts), where=sums > 0)
+
+
+def plot_confusion(name: str, entry: dict) -> bytes:
+    """PNG of a model's row-normalised confusion matrix, cells annotated with % and count."""
+    plt = _pyplot()
+    counts = np.asarray(entry["confusion"], dtype=np.int64)
+    share = normalise_rows(counts)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    for i, j in np.ndindex(*counts.shape):
+        if counts[i].sum() > 0:
+            color = "white" if share[i, j] > 0.5 else "black"
+            text = f"{share[i, j] * 100:.0f}%\n({counts[i, j]})"
+            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=7)
+        elif j == counts.shape[1] // 2:
+            ax.text(j - 0.5, i, "no test windows", ha="center", va="center", color="gray")
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
+    ax.set_yticks(range(len(CLASSES)), [f"{c} ({counts[k].sum()})" for k, c in enumerate(CLASSES)])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (test windows)")
+    runs = entry.get("n_runs")
+    pooled = f"\ncounts pooled over {runs} runs" if runs and runs > 1 else ""
+    ax.set_title(f"{name}: macro-F1 {_metric(entry, 'macro_f1')}{pooled}")
+    return _png(fig)
+
+
+def _series(history: Sequence[dict], key: str) -> tuple[list[float], list[float]]:
+    """(epochs, values) of the records that have ``key``; epoch defaults to the position + 1."""
+    points = [
+        (float(r.get("epoch", i + 1)), float(r[key]))
+        for i, r in enumerate(history)
+        if r.get(key) is not None
+    ]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_training_curves(histories: dict[str, list[dict]]) -> bytes:
+    """PNG with train loss and validation macro-F1 per epoch, one line per model."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = (("train_loss", "train loss"), ("val_macro_f1", "validation macro-F1"))
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        drawn = False
+        for name, history in histories.items():
+            epochs, values = _series(history or [], key)
+            if epochs:
+                ax.plot(epochs, values, marker="o", markersize=3, label=name)
+                drawn = True
+        ax.set_title(label)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if drawn:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    return _png(fig)
