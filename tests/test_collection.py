@@ -103,7 +103,7 @@ def test_windows_match_the_contract(built: tuple[Path, dict]) -> None:
         assert store.index["valid_steps"][i] == w.valid_steps
         # 2 bars of mel: 120 BPM 4/4 = 4 s, 90 BPM 3/4 = 4 s, 140 BPM = 3.43 s
         assert 140 <= store.index["mel_frames"][i] <= 174
-    waltz = store.index["valid_steps"][store.index["label"] == "Strings"]
+    waltz = store.index["valid_steps"][store.index["class"] == "Strings"]
     assert set(waltz) == {12}
 
 

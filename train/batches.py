@@ -20,7 +20,7 @@ LABEL_INDEX = {name: i for i, name in enumerate(CLASSES)}
 
 def labels_of(store: WindowStore) -> npt.NDArray[np.int64]:
     """Class index (contract order) of every window in the store."""
-    return np.array([LABEL_INDEX[name] for name in store.index["label"]], dtype=np.int64)
+    return np.array([LABEL_INDEX[name] for name in store.index["class"]], dtype=np.int64)
 
 
 class RollSource:

@@ -122,6 +122,10 @@ def all_(
         typer.Option(help="Epochs for every model (default: the preset's)."),
     ] = None,
     limit_songs: Annotated[Optional[int], typer.Option(help="Use the first N songs.")] = None,  # noqa: UP045
+    samples_per_epoch: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Windows drawn per epoch, every model (default: the preset's)."),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="Data processes.")] = os.cpu_count() or 1,
     temperature: Annotated[float, typer.Option(help="Distillation temperature T.")] = 4.0,
@@ -156,6 +160,8 @@ def all_(
     )  # fmt: skip
     if epochs is not None:
         cfg.teacher.epochs = cfg.student.epochs = epochs
+    if samples_per_epoch is not None:
+        cfg.teacher.samples_per_epoch = cfg.student.samples_per_epoch = samples_per_epoch
     report = _run_training(
         lambda progress, say, data_progress: run_all(
             cfg, progress=progress, say=say, data_progress=data_progress
@@ -186,6 +192,8 @@ def _run_training(job):  # type: ignore[no-untyped-def]
                     tasks[key] = bars.add_task(f"{name} epoch {epoch + 1}", total=steps, info="")
                 info = " ".join(f"{k}={v:.3f}" for k, v in metrics.items())
                 bars.update(tasks[key], completed=step, info=info)
+                if "val_f1" in metrics:  # one line per epoch, also in logs without a terminal
+                    bars.console.print(f"{name} epoch {epoch}: {info}")
 
             def data_progress(stage: str, done: int, total: int) -> None:
                 if stage not in tasks:
@@ -205,3 +213,7 @@ def _print_report(report: dict, run: Path) -> None:
     for name, m in report["models"].items():
         typer.echo(f"{name:>10}: macro-F1 {m['macro_f1']:.3f}  accuracy {m['accuracy']:.3f}")
     typer.echo(f"report: {run / 'report.md'}")
+
+
+if __name__ == "__main__":
+    app()

@@ -20,7 +20,9 @@ class ModelConfig:
 
     preset: str = "fast"
     #: Mel frames the teacher sees: crop or zero-pad at the end (the paper pads to 528).
-    teacher_frames: int = 256
+    #: 172 frames = 4 s = two bars of 4/4 at 120 BPM; slower windows are cropped (at a random
+    #: offset in training), which the fast teacher's pooling over time does not mind.
+    teacher_frames: int = 172
 
 
 @dataclass
@@ -63,8 +65,14 @@ class RunConfig:
     run: Path = Path("runs/demo")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    teacher: OptimConfig = field(default_factory=lambda: OptimConfig(label_smoothing=0.1))
-    student: OptimConfig = field(default_factory=OptimConfig)
+    teacher: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            epochs=6, lr=2e-3, samples_per_epoch=12_800, patience=3, label_smoothing=0.1
+        )
+    )
+    student: OptimConfig = field(
+        default_factory=lambda: OptimConfig(epochs=10, lr=3e-3, samples_per_epoch=16_384)
+    )
     distill: DistillConfig = field(default_factory=DistillConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -171,7 +171,7 @@ def _finish(
 ) -> dict:
     store = WindowStore(out / "windows")
     windows = {split: dict.fromkeys(CLASSES, 0) for split in slakh.SPLITS}
-    for split, label in zip(store.index["split"], store.index["label"], strict=True):
+    for split, label in zip(store.index["split"], store.index["class"], strict=True):
         windows[split][label] += 1
     done = _store_log(out / "windows")
     summary = {

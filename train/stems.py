@@ -60,7 +60,7 @@ def stem_windows(
         rolls.append(w.roll)
         spans.append((f0, f1))
         rows.append({
-            "song": stem.song, "stem": stem.stem, "split": stem.split, "label": stem.label,
+            "song": stem.song, "stem": stem.stem, "split": stem.split, "class": stem.label,
             "program": stem.program, "soundfont": stem.soundfont, "bar": w.bar,
             "start_sec": round(t0, 6), "end_sec": round(t1, 6),
             "start_tick": w.start_tick, "end_tick": w.end_tick, "valid_steps": w.valid_steps,

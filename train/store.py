@@ -4,7 +4,7 @@ Layout of ``OUT/windows/``::
 
     rolls.u8     uint8   [N, 128, 16]   piano rolls from the contract's quantiser, 0/1
     mel.f16      float16 [F, 128]       log-mel frames (dB), time-major, stems one after another
-    index.csv    one row per window: song, stem, split, label, program, soundfont, bar,
+    index.csv    one row per window: song, stem, split, class, program, soundfont, bar,
                  start/end (seconds and ticks), tempo, and the window's frames in mel.f16
     done.jsonl   one line per finished stem, written after its data: the resume log
 
@@ -29,7 +29,7 @@ import numpy.typing as npt
 from live.contract import CONTRACT_VERSION, MEL, WINDOW
 
 COLUMNS = (
-    "window", "song", "stem", "split", "label", "program", "soundfont", "bar",
+    "window", "song", "stem", "split", "class", "program", "soundfont", "bar",
     "start_sec", "end_sec", "start_tick", "end_tick", "valid_steps", "tempo_bpm",
     "mel_offset", "mel_frames",
 )  # fmt: skip
