@@ -14,9 +14,12 @@ Usage::
 3. The reference: every stem the pipeline kept (its ``MIDI/Snn.mid``, with the soundfont named
    in ``metadata.yaml``) rendered again with exactly :func:`train.render.fluidsynth_command`
    into a throw-away raw file, ``--workers`` FluidSynth processes at a time, longest stem first
-   (the best schedule FluidSynth alone can get, so the ratio is not flattered).
+   (the best schedule FluidSynth alone can get, so the ratio is not flattered). The pipeline
+   itself may render in-process through libfluidsynth; ``pipeline.renderer`` says which.
 
 Both phases run with the soundfonts already in the page cache (read once before timing).
+``cpu.other_processes_cpu_s`` (busy CPU in /proc/stat minus ours) shows whether anything else
+shared the cores during a phase: on a shared machine, compare ratios, not absolute speeds.
 Throughput is stem audio seconds (the FLACs' durations) per wall-clock second; the goal is the
 whole pipeline at >= 0.7x FluidSynth alone. Writes JSON and prints a summary; not a test.
 """

@@ -146,7 +146,7 @@ def _map(
         futures = {pool.submit(render_song, job, out, soundfonts): job for job in jobs}
         for future in as_completed(futures):
             future.result()
-            yield futures[future]
+            yield futures.pop(future)
 
 
 def _log_path(out: Path, job: SongJob) -> Path:
