@@ -17,7 +17,7 @@ def main(out: Path) -> None:
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     x, y = synthetic()
-    cfg = OptimConfig(epochs=4, batch_size=32, lr=3e-3, patience=10)
+    cfg = OptimConfig(epochs=6, batch_size=32, lr=1e-2, patience=10)
     torch.manual_seed(0)  # same initial weights on both ranks (DDP also broadcasts rank 0's)
     model, state = fit(Net(), make_task(x, y, cfg), cfg, seed=0, checkpoint=out / "ckpt.pt")
     torch.save(model.state_dict(), out / f"rank{rank}.pt")
