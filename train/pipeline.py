@@ -44,6 +44,7 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.device = _device(cfg.device)
         self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        self.histories: dict[str, list[dict]] = {}
 
     # ------------------------------------------------------------------------------ data
 
@@ -74,11 +75,13 @@ class Run:
     # --------------------------------------------------------------------------- stages
 
     def stage_file(self, name: str, fp: str) -> Path | None:
-        """The stage's output if it exists and is current, else None."""
+        """The stage's output if it exists and is current (its history is kept for the
+        report), else None."""
         path = self.dir / name
         if path.exists():
             meta = torch.load(path, map_location="cpu", weights_only=False)
             if meta.get("fingerprint") == fp:
+                self.histories[path.stem] = meta.get("history", [])
                 return path
         return None
 
@@ -128,7 +131,8 @@ class Run:
 
     def _fit(self, model, task: Task, optim, name: str, fp: str, *, role: str):  # noqa: ANN001, ANN202
         self.say(name, "training")
-        ckpt = self.dir / "checkpoints" / f"{name}.state.pt"
+        # The fingerprint is in the name: an interrupted run resumes only the same stage.
+        ckpt = self.dir / "checkpoints" / f"{name}.{fp}.state.pt"
         model, state = fit(model, task, optim, seed=self.cfg.seed, checkpoint=ckpt,
                            progress=self.progress)  # fmt: skip
         net = model.student if isinstance(model, DistillNet) else model
@@ -243,7 +247,6 @@ def run_all(cfg: RunConfig, *, progress: ProgressFn | None = None, say: StageFn 
         )
     _init_distributed()
     run = Run(cfg, progress, say)
-    run.histories = {}
     run.load_data(data_progress)
     test = run.split["test"]
     if len(test) == 0:

@@ -175,7 +175,7 @@ def render_markdown(
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> str:
     """A markdown table; ``align`` gives one character per column, "l" or "r" (default "l")."""
-    marks = [("---:" if a == "r" else "---") for a in align.ljust(len(header), "l")]
+    marks = [("---:" if a == "r" else "---") for a in align[: len(header)].ljust(len(header), "l")]
     lines = [header, marks, *rows]
     return "\n".join("| " + " | ".join(str(c) for c in line) + " |" for line in lines)
 
