@@ -206,10 +206,38 @@ def _halve(n: int, kernel: int) -> int:
     return (n + 2 * (kernel // 2) - kernel) // 2 + 1
 
 
+class _PooledCNN(KdModel):
+    """Conv features -> mean + max over time -> Linear-ReLU embedding -> Dropout -> Linear.
+
+    Subclasses build ``layers`` and call :meth:`_build_head` with the flattened width.
+    """
+
+    def _build_head(
+        self, layers: list[nn.Module], flat: int, hidden: int, dropout: float, n_classes: int
+    ) -> None:
+        self.features = nn.Sequential(*layers)
+        self.project = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, n_classes)
+        self.embedding_dim = hidden
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Input ``Tensor[B x 1 x H x T]`` -> embedding ``Tensor[B x hidden]`` (post-ReLU)."""
+        return self.project(pool_over_time(self.features(x)))
+
+    def head(self, emb: torch.Tensor) -> torch.Tensor:
+        """Embedding ``Tensor[B x hidden]`` -> logits ``Tensor[B x n_classes]``."""
+        return self.classifier(self.dropout(emb))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Input ``Tensor[B x 1 x H x T]`` -> logits ``Tensor[B x n_classes]``."""
+        return self.head(self.embed(x))
+
+
 # --------------------------------------------------------------------------- fast teacher
 
 
-class TeacherCNN(KdModel):
+class TeacherCNN(_PooledCNN):
     """Audio teacher sized for a CPU: log-mel dB ``Tensor[B x 1 x n_mels x T]`` -> logits.
 
     Layers (n_mels 128, T frames, default channels 16/32/64/128):
@@ -244,29 +272,13 @@ class TeacherCNN(KdModel):
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=False):
             layers += [nn.MaxPool2d(2), conv_bn_relu(c_in, c_out, (3, 3))]
             bands //= 2
-        self.features = nn.Sequential(*layers)
-        self.project = nn.Sequential(nn.Linear(channels[-1] * bands, hidden), nn.ReLU(inplace=True))
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden, n_classes)
-        self.embedding_dim = hidden
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-mel dB ``Tensor[B x 1 x n_mels x T]`` -> ``Tensor[B x hidden]`` (post-ReLU)."""
-        return self.project(pool_over_time(self.features(x)))
-
-    def head(self, emb: torch.Tensor) -> torch.Tensor:
-        """Embedding ``Tensor[B x hidden]`` -> logits ``Tensor[B x n_classes]``."""
-        return self.classifier(self.dropout(emb))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-mel dB ``Tensor[B x 1 x n_mels x T]`` -> logits ``Tensor[B x n_classes]``."""
-        return self.head(self.embed(x))
+        self._build_head(layers, channels[-1] * bands, hidden, dropout, n_classes)
 
 
 # --------------------------------------------------------------------------- fast student
 
 
-class StudentCNN(KdModel):
+class StudentCNN(_PooledCNN):
     """Notes-only student: binary roll ``Tensor[B x 1 x 128 x 16]`` (0/1 float32) -> logits.
 
     Layers (default channels 16/32/64):
@@ -309,23 +321,7 @@ class StudentCNN(KdModel):
             if tuple(pool) != (1, 1):
                 layers.append(nn.MaxPool2d(_pair(pool)))
             c_in, bands = c_out, bands // _pair(pool)[0]
-        self.features = nn.Sequential(*layers)
-        self.project = nn.Sequential(nn.Linear(c_in * bands, hidden), nn.ReLU(inplace=True))
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden, n_classes)
-        self.embedding_dim = hidden
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Roll ``Tensor[B x 1 x n_pitches x n_steps]`` -> ``Tensor[B x hidden]`` (post-ReLU)."""
-        return self.project(pool_over_time(self.features(x)))
-
-    def head(self, emb: torch.Tensor) -> torch.Tensor:
-        """Embedding ``Tensor[B x hidden]`` -> logits ``Tensor[B x n_classes]``."""
-        return self.classifier(self.dropout(emb))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Roll ``Tensor[B x 1 x n_pitches x n_steps]`` -> logits ``Tensor[B x n_classes]``."""
-        return self.head(self.embed(x))
+        self._build_head(layers, c_in * bands, hidden, dropout, n_classes)
 
 
 # --------------------------------------------------------------------------- factories
