@@ -67,7 +67,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: OptimConfig = field(
         default_factory=lambda: OptimConfig(
-            epochs=6, lr=2e-3, samples_per_epoch=12_800, patience=3, label_smoothing=0.1
+            epochs=5, lr=2e-3, samples_per_epoch=12_800, patience=3, label_smoothing=0.1
         )
     )
     student: OptimConfig = field(
