@@ -71,14 +71,12 @@ def fit(
     *,
     seed: int,
     checkpoint: Path,
-    extra_params: list[nn.Parameter] | None = None,
     progress: ProgressFn | None = None,
     checkpoint_seconds: float = 60.0,
 ) -> tuple[nn.Module, LoopState]:
     """Train ``model`` on ``task``; returns it with the best validation weights loaded."""
     rank, world = _rank_world()
-    params = list(model.parameters()) + list(extra_params or [])
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_samples = cfg.samples_per_epoch or len(task.train_index)
     steps = max(1, math.ceil(n_samples / cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -87,7 +85,7 @@ def fit(
     state = LoopState()
     best = copy.deepcopy(model.state_dict())
     if checkpoint.exists():
-        state, best = _resume(checkpoint, model, opt, sched, extra_params)
+        state, best = _resume(checkpoint, model, opt, sched)
     train_model = _wrap(model, world)
     last_save = time.monotonic()
     while not state.done and state.epoch < cfg.epochs:
@@ -113,7 +111,7 @@ def fit(
             if progress:
                 progress(task.name, state.epoch, state.step, steps, losses)
             if rank == 0 and time.monotonic() - last_save > checkpoint_seconds:
-                _save(checkpoint, model, opt, sched, state, best, extra_params)
+                _save(checkpoint, model, opt, sched, state, best)
                 last_save = time.monotonic()
         f1 = _validate(model, task, rank)
         record = {"epoch": state.epoch + 1, "val_macro_f1": f1, "lr": sched.get_last_lr()[0]}
@@ -129,7 +127,7 @@ def fit(
         if progress:
             progress(task.name, state.epoch, steps, steps, losses | {"val_f1": f1})
         if rank == 0:
-            _save(checkpoint, model, opt, sched, state, best, extra_params)
+            _save(checkpoint, model, opt, sched, state, best)
             last_save = time.monotonic()
     model.load_state_dict(best)
     return model, state
@@ -173,7 +171,6 @@ def _save(
     sched: torch.optim.lr_scheduler.LRScheduler,
     state: LoopState,
     best: dict,
-    extra_params: list[nn.Parameter] | None,
 ) -> None:
     blob = {
         "model": model.state_dict(),
@@ -181,7 +178,6 @@ def _save(
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
         "state": asdict(state),
-        "extra": [p.detach().clone() for p in extra_params or []],
     }
     atomic_save(blob, path)
 
@@ -191,15 +187,11 @@ def _resume(
     model: nn.Module,
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
-    extra_params: list[nn.Parameter] | None,
 ) -> tuple[LoopState, dict]:
     blob = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(blob["model"])
     opt.load_state_dict(blob["optimizer"])
     sched.load_state_dict(blob["scheduler"])
-    with torch.no_grad():
-        for p, saved in zip(extra_params or [], blob["extra"], strict=True):
-            p.copy_(saved)
     return LoopState(**blob["state"]), blob["best"]
 
 

@@ -19,7 +19,6 @@ import csv
 import io
 import json
 import shutil
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,16 +209,4 @@ def _read_index(path: Path) -> dict[str, np.ndarray]:
             out[name] = np.array(values, dtype=np.float64)
         else:
             out[name] = np.array(values, dtype=object)
-    return out
-
-
-def count_by(index: dict[str, np.ndarray], keys: Iterable[str]) -> dict:
-    """Nested counts ``{split: {label: n}}`` style over the given columns."""
-    keys = list(keys)
-    out: dict = {}
-    for values in zip(*(index[k] for k in keys), strict=True):
-        node = out
-        for v in values[:-1]:
-            node = node.setdefault(str(v), {})
-        node[str(values[-1])] = node.get(str(values[-1]), 0) + 1
     return out
