@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from conftest import slakh_stem, write_slakh_track
@@ -66,3 +67,22 @@ def test_kdlive_contract_prints_the_numbers() -> None:
 
 def test_kdexport_exists() -> None:
     assert subprocess.run(["kdexport", "--help"], capture_output=True).returncode == 0
+
+
+def test_missing_soundfont_says_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    from train import soundfonts
+
+    monkeypatch.setattr(soundfonts, "SEARCH_DIRS", (str(tmp_path),))
+    monkeypatch.setattr(soundfonts, "_pretty_midi_soundfont", lambda: [])
+    with pytest.raises(soundfonts.MissingToolError, match="apt-get install fluid-soundfont-gm"):
+        soundfonts.find_soundfonts()
+    with pytest.raises(soundfonts.MissingToolError, match="soundfont not found"):
+        soundfonts.find_soundfonts([tmp_path / "nope.sf2"])
+
+
+def test_soundfonts_found_once_each() -> None:
+    from train.soundfonts import find_soundfonts
+
+    found = find_soundfonts()
+    assert len({p.resolve() for p in found}) == len(found)
+    assert len({p.stem.lower().replace("_lite", "") for p in found}) == len(found)
