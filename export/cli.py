@@ -1,13 +1,149 @@
-"""`kdexport`: model bundles, TensorRT engines and latency benchmarks (see the export issue)."""
+"""`kdexport`: model bundles, TensorRT engines and latency benchmarks.
+
+Every command fails on bad input with one line saying what is wrong and what to do (exit
+status 1, no traceback).
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
-app = typer.Typer(help="Export a trained kdlive student.", no_args_is_help=True,
-                  add_completion=False)  # fmt: skip
+app = typer.Typer(
+    help="Export a trained kdlive student.", no_args_is_help=True, add_completion=False
+)
 
 
 @app.callback()
 def main() -> None:
     """Export a trained kdlive student: bundle, TensorRT engine, latency benchmark."""
+
+
+def _say(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    """Known errors -> one red line and exit 1."""
+    from export.errors import ExportError
+    from live.errors import LiveError
+
+    try:
+        yield
+    except (ExportError, LiveError, FileNotFoundError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def bundle(
+    source: Annotated[Path, typer.Argument(help="Run folder (its kdic.pt) or student checkpoint.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write (replaced).")],
+    student: Annotated[
+        str, typer.Option(help="Which student of a run folder: kdic or nic.")
+    ] = "kdic",
+) -> None:
+    """Export a student to ONNX, run the parity gauntlet, and write the bundle."""
+    if student not in ("kdic", "nic"):
+        raise typer.BadParameter("--student must be kdic or nic")
+    with _clean_errors():
+        from export.bundle import write_bundle
+
+        b, report = write_bundle(source, out, which=student, say=_say)
+    typer.echo(
+        f"bundle: {b.dir}  ({report['windows']} windows, max |Δ logit| "
+        f"{report['max_abs_logit_diff']:.1e}, argmax identical, ops TensorRT-safe)"
+    )
+
+
+@app.command()
+def check(bundle_dir: Annotated[Path, typer.Argument(metavar="BUNDLE")]) -> None:
+    """Check a bundle (manifest, hash, classes) and load it on every backend available."""
+    with _clean_errors():
+        from live.bundle import read_bundle
+        from live.model import BackendError, Model
+
+        b = read_bundle(bundle_dir)
+        typer.echo(
+            f"{b.dir}: format {b.manifest['format_version']}, preset "
+            f"{b.manifest.get('preset')}, test macro-F1 "
+            f"{b.manifest.get('test_metrics', {}).get('macro_f1', 'n/a')}"
+        )
+        for backend in ("tensorrt", "cuda", "cpu"):
+            try:
+                typer.echo(f"  {backend}: ok ({Model(b.dir, backend=backend).backend})")
+            except BackendError as exc:
+                typer.echo(f"  {backend}: unavailable ({exc})")
+
+
+@app.command()
+def tensorrt(
+    bundle_dir: Annotated[Path, typer.Argument(metavar="BUNDLE")],
+    fp16: Annotated[bool, typer.Option("--fp16", help="Allow fp16 kernels.")] = False,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", help="Largest batch of the profile.")
+    ] = 16,
+) -> None:
+    """Build a TensorRT engine for this GPU into BUNDLE/engines/ (verified before it is kept)."""
+    with _clean_errors():
+        from export.tensorrt import build_engine
+
+        path = build_engine(bundle_dir, fp16=fp16, max_batch=max_batch, say=_say)
+    typer.echo(f"engine: {path}")
+
+
+@app.command()
+def bench(
+    bundle_dir: Annotated[Path, typer.Argument(metavar="BUNDLE")],
+    json_path: Annotated[
+        Optional[Path],  # noqa: UP045 (typer needs Optional)
+        typer.Option("--json", help="Write the results here as JSON."),
+    ] = None,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime CPU threads.")] = 1,
+    iters: Annotated[
+        int, typer.Option(help="Timed calls at batch 1 (batch 16: a quarter).")
+    ] = 3000,
+    paper: Annotated[
+        bool, typer.Option(help="Also time a paper-preset student, for the ratio.")
+    ] = True,
+) -> None:
+    """Latency per backend at batch 1 and 16 (p50, p99, max), beside the paper's student."""
+    with _clean_errors():
+        from export.bench import run_bench
+
+        result = run_bench(bundle_dir, threads=threads, iters=iters, paper=paper, say=_say)
+    _print_bench(result, typer.echo)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1))
+        typer.echo(f"results: {json_path}")
+
+
+def _print_bench(result: dict, echo: Callable[[str], None]) -> None:
+    echo(f"{'model':<14} {'backend':<10} {'batch':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for label in ("student", "paper_student"):
+        for backend, entry in result.get(label, {}).items():
+            if not isinstance(entry, dict) or "available" not in entry:
+                continue
+            if not entry["available"]:
+                echo(f"{label:<14} {backend:<10} unavailable: {entry['reason']}")
+                continue
+            for key in ("batch1", "batch16"):
+                s = entry[key]
+                echo(
+                    f"{label:<14} {backend:<10} {key[5:]:>5} {s['p50_ms']:8.3f} "
+                    f"{s['p99_ms']:8.3f} {s['max_ms']:8.3f}"
+                )
+    if "goal" in result:
+        g = result["goal"]
+        echo(
+            f"goal: p99 {g['p99_ms_batch1_cpu']:.3f} ms (<= {g['p99_limit_ms']}), "
+            f"{g['speedup_p50']:.1f}x faster than the paper student (>= {g['speedup_min']}): "
+            f"{'met' if g['met'] else 'NOT met'}"
+        )

@@ -286,7 +286,7 @@ def _read_track(
             if queue:
                 older = [(p, i) for p, i in queue if open_parts[(msg.channel, p)].starts[i] < tick]
                 retrigger = len(older) < len(queue) and older
-                for prog, i in (older if retrigger else queue):
+                for prog, i in older if retrigger else queue:
                     open_parts[(msg.channel, prog)].ends[i] = tick
                 sounding[(msg.channel, msg.note)] = (
                     deque(x for x in queue if x not in older) if retrigger else deque()

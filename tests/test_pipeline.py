@@ -75,6 +75,29 @@ def test_report_and_checkpoints(tiny_run: Path) -> None:
         assert model(torch.zeros(shape)).shape == (2, 8)
 
 
+def test_run_ends_with_a_bundle_that_live_loads(tiny_run: Path) -> None:
+    """kdtrain all -> RUN/bundle; live's Model on ONNX Runtime gives the classes PyTorch gives
+    on the run's own test windows."""
+    import numpy as np
+
+    from live.bundle import read_bundle
+    from live.model import Model
+    from train.store import WindowStore
+
+    bundle = read_bundle(tiny_run / "bundle")
+    report = json.loads((tiny_run / "report.json").read_text())
+    assert bundle.manifest["preset"] == "tiny"
+    assert bundle.manifest["test_metrics"]["macro_f1"] == report["models"]["KDIC"]["macro_f1"]
+    assert bundle.manifest["training_data"]["songs"] == report["data"]["songs"]
+    gauntlet = bundle.manifest["export"]["gauntlet"]
+    assert gauntlet["passed"] and gauntlet["real_windows"] > 0
+    store = WindowStore(Path(report["config"]["data"]["out"]) / "windows")
+    rolls = store.rolls[store.split("test")].astype(np.float32)[:, None]
+    with torch.no_grad():
+        want = load_model(tiny_run / "kdic.pt")(torch.from_numpy(rolls)).argmax(1).numpy()
+    assert np.array_equal(Model(tiny_run / "bundle").predict(rolls).argmax(1), want)
+
+
 def test_second_run_skips_finished_stages(tiny_run: Path) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in tiny_run.glob("*.pt")}
     midi = tiny_run.parent / "midi"

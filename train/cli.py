@@ -140,7 +140,7 @@ def all_(
         bool, typer.Option(help="The paper's KDIC: soft targets only (alpha 0, no features).")
     ] = False,
 ) -> None:
-    """Data -> teacher (AIC) -> NIC -> KDIC -> baseline -> evaluation -> report.
+    """Data -> teacher (AIC) -> NIC -> KDIC -> baseline -> evaluation -> report -> bundle.
 
     Each stage is skipped when its output exists and is current: run it again to resume.
     """
@@ -176,6 +176,7 @@ def _run_training(job):  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from export.errors import ExportError
     from live.errors import LiveError
     from train.errors import DataError
 
@@ -204,7 +205,7 @@ def _run_training(job):  # type: ignore[no-untyped-def]
                 bars.console.print(f"[bold]{stage}[/bold]: {message}")
 
             return job(progress, say, data_progress)
-    except (DataError, LiveError) as exc:
+    except (DataError, LiveError, ExportError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
 
@@ -213,6 +214,7 @@ def _print_report(report: dict, run: Path) -> None:
     for name, m in report["models"].items():
         typer.echo(f"{name:>10}: macro-F1 {m['macro_f1']:.3f}  accuracy {m['accuracy']:.3f}")
     typer.echo(f"report: {run / 'report.md'}")
+    typer.echo(f"bundle: {run / 'bundle'}  (kdlive listen --model {run / 'bundle'})")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`kdtrain all`: data -> teacher (AIC) -> NIC -> KDIC -> baseline -> evaluation -> report.
+"""`kdtrain all`: data -> teacher (AIC) -> NIC -> KDIC -> baseline -> evaluation -> report ->
+bundle (the distilled student as ONNX, checked, in ``RUN/bundle/`` for ``kdlive``).
 
 Every stage writes one self-describing file into the run folder and is skipped when that file
 exists and its fingerprint (a hash of everything it was made from) matches: run the same
@@ -272,6 +273,10 @@ def run_all(cfg: RunConfig, *, progress: ProgressFn | None = None, say: StageFn 
     }
     write_report(run.dir, models=results, data=run.summary, config=to_json(cfg),
                  histories=run.histories)  # fmt: skip
+    from export.bundle import write_bundle
+
+    run.say("bundle", f"exporting KDIC to {run.dir / 'bundle'}")
+    write_bundle(run.dir, run.dir / "bundle", which="kdic")
     return json.loads((run.dir / "report.json").read_text())
 
 

@@ -1,0 +1,220 @@
+"""`kdexport bench`: inference latency of a bundle per backend, beside the paper's student.
+
+For every backend that runs here (TensorRT engine, ONNX Runtime CUDA, ONNX Runtime CPU with
+``threads`` threads), at batch 1 and batch 16, after warm-up: p50, p99, max and mean of
+``Model.predict`` (what the daemon calls: input checks, inference, softmax), timed one call at
+a time with ``perf_counter_ns``. The same is measured in the same run for a ``paper``-preset
+student (Table 1; random weights, which do not change its speed) so the ratio is like for like.
+Where PyTorch sees a CUDA GPU, the student's PyTorch latency timed with CUDA events is added as
+the reference a TensorRT engine should beat.
+
+Goal (the export issue): the default student on ONNX Runtime CPU, 1 thread, batch 1, has
+p99 <= 0.2 ms and is >= 5x faster than the paper student.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from export.onnx import random_rolls
+from live.bundle import read_bundle
+from live.model import BackendError, Model
+
+GOAL_P99_MS = 0.2
+GOAL_RATIO = 5.0
+BATCHES = (1, 16)
+
+
+def time_calls(fn, x: np.ndarray, *, iters: int, warmup: int) -> dict:  # noqa: ANN001
+    """Latency statistics (ms) of ``fn(x)`` over ``iters`` timed calls after ``warmup``."""
+    for _ in range(warmup):
+        fn(x)
+    t = np.empty(iters, np.int64)
+    clock = time.perf_counter_ns
+    for i in range(iters):
+        t0 = clock()
+        fn(x)
+        t[i] = clock() - t0
+    ms = t / 1e6
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+        "mean_ms": float(ms.mean()),
+        "iters": iters,
+    }
+
+
+def bench_bundle(
+    bundle_dir: Path,
+    *,
+    threads: int = 1,
+    iters: tuple[int, int] = (3000, 750),
+    backends: tuple[str, ...] = ("tensorrt", "cuda", "cpu"),
+) -> dict:
+    """Per backend, per batch size (``iters`` timed calls at batch 1 and at batch 16):
+    latency statistics; a backend that cannot run here says why."""
+    out: dict = {}
+    x_all = random_rolls(max(BATCHES), seed=3)
+    for backend in backends:
+        try:
+            model = Model(bundle_dir, backend=backend, threads=threads)
+        except BackendError as exc:
+            out[backend] = {"available": False, "reason": str(exc)}
+            continue
+        entry: dict = {"available": True, "runner": model.backend}
+        for b, n in zip(BATCHES, iters, strict=True):
+            entry[f"batch{b}"] = time_calls(model.predict, x_all[:b], iters=n, warmup=min(300, n))
+        out[backend] = entry
+    return out
+
+
+def paper_student_bundle(folder: Path) -> Path:
+    """A bundle holding an untrained ``paper``-preset student (for timing only)."""
+    import torch
+
+    from export.onnx import export_onnx
+    from live.bundle import MANIFEST_NAME, ONNX_NAME, make_manifest
+    from live.contract import WINDOW
+    from train.models import build_student, count_macs, count_params
+
+    torch.manual_seed(0)
+    model = build_student("paper").eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, folder / ONNX_NAME)
+    manifest = make_manifest(
+        folder / ONNX_NAME,
+        preset="paper",
+        model={
+            "parameters": count_params(model),
+            "macs": count_macs(model, (1, *WINDOW.input_shape)),
+            "note": "untrained: for latency only",
+        },
+        data={},
+        metrics={},
+        source="train.models.build_student('paper')",
+    )
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
+    return folder
+
+
+def torch_cuda_reference(bundle_dir: Path, iters: int = 2000) -> dict | None:
+    """The student's latency in PyTorch on the GPU, timed with CUDA events (None without one)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    from train.models import model_from_description
+
+    bundle = read_bundle(bundle_dir)
+    desc = bundle.manifest.get("model", {}).get("description")
+    if desc is None:
+        return None
+    model = model_from_description(desc).eval().cuda()  # weights do not change the speed
+    out = {"device": torch.cuda.get_device_name(0)}
+    for b in BATCHES:
+        x = torch.from_numpy(random_rolls(b, seed=3)).cuda()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        times = []
+        with torch.inference_mode():
+            for i in range(iters + 200):
+                start.record()
+                model(x)
+                end.record()
+                end.synchronize()
+                if i >= 200:
+                    times.append(start.elapsed_time(end))
+        ms = np.array(times)
+        out[f"batch{b}"] = {
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)),
+            "max_ms": float(ms.max()),
+            "iters": iters,
+        }
+    return out
+
+
+def machine() -> dict:
+    import onnxruntime
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def run_bench(
+    bundle_dir: Path,
+    *,
+    threads: int = 1,
+    iters: int = 3000,
+    paper: bool = True,
+    say=lambda msg: None,
+) -> dict:  # noqa: ANN001
+    """The whole benchmark as one JSON-able dict (see the module docstring)."""
+    bundle = read_bundle(bundle_dir)
+    result: dict = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "bundle": str(bundle.dir),
+        "model": {k: bundle.manifest.get("model", {}).get(k) for k in ("parameters", "macs")},
+        "threads": threads,
+        "method": "Model.predict per call (input checks + inference + softmax), perf_counter_ns, "
+        "after 300 warm-up calls; random binary rolls",
+    }
+    Model(bundle.dir, backend="cpu", warmup=False)  # a bundle ONNX Runtime cannot load fails now
+    say(f"timing {bundle.dir}")
+    result["student"] = bench_bundle(
+        bundle.dir, threads=threads, iters=(iters, max(50, iters // 4))
+    )
+    if paper:
+        with tempfile.TemporaryDirectory() as tmp:
+            say("timing the paper-preset student")
+            folder = paper_student_bundle(Path(tmp) / "paper")
+            result["paper_student"] = bench_bundle(
+                folder,
+                threads=threads,
+                iters=(max(50, iters // 5), max(20, iters // 30)),
+                backends=("cuda", "cpu"),
+            )
+            result["paper_student"]["model"] = json.loads(
+                (folder / "kdlive-model.json").read_text()
+            )["model"]
+    ref = torch_cuda_reference(bundle.dir)
+    if ref is not None:
+        result["torch_cuda_reference"] = ref
+    cpu = result["student"].get("cpu", {})
+    if cpu.get("available") and paper and result["paper_student"]["cpu"].get("available"):
+        mine, theirs = cpu["batch1"], result["paper_student"]["cpu"]["batch1"]
+        result["goal"] = {
+            "p99_ms_batch1_cpu": mine["p99_ms"],
+            "p99_limit_ms": GOAL_P99_MS,
+            "speedup_p50": theirs["p50_ms"] / mine["p50_ms"],
+            "speedup_p99": theirs["p99_ms"] / mine["p99_ms"],
+            "speedup_min": GOAL_RATIO,
+        }
+        g = result["goal"]
+        g["met"] = bool(g["p99_ms_batch1_cpu"] <= GOAL_P99_MS and g["speedup_p50"] >= GOAL_RATIO)
+    return result

@@ -1,0 +1,140 @@
+"""`kdexport bundle`: a training run's student -> a checked bundle that ``live`` loads."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from export.onnx import OPSET, ExportError, export_onnx, gauntlet, replace_dir
+from live.bundle import MANIFEST_NAME, ONNX_NAME, Bundle, make_manifest, read_bundle
+from live.contract import WINDOW
+
+#: Real test windows the gauntlet compares on (evenly spaced over the test split).
+REAL_WINDOWS = 2000
+REPORT_NAMES = {"kdic": "KDIC", "nic": "NIC"}
+
+
+def resolve_checkpoint(source: Path, which: str = "kdic") -> tuple[Path, Path | None]:
+    """``source`` is a run folder (its ``kdic.pt``, or ``nic.pt`` with ``which="nic"``) or a
+    checkpoint file; returns the checkpoint and the run folder (None if not in one)."""
+    source = Path(source)
+    if source.is_dir():
+        ckpt = source / f"{which}.pt"
+        if not ckpt.exists():
+            raise ExportError(
+                f"{source} has no {which}.pt: pass a run folder that `kdtrain all` "
+                "finished, or a student checkpoint file"
+            )
+        return ckpt, source
+    if not source.exists():
+        raise ExportError(f"{source} does not exist: pass a run folder or a checkpoint (.pt)")
+    run = source.parent if (source.parent / "report.json").exists() else None
+    return source, run
+
+
+def load_student(ckpt: Path) -> tuple[torch.nn.Module, dict]:
+    from train.pipeline import load_model
+
+    try:
+        blob = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 (torch raises many kinds for a bad file)
+        raise ExportError(f"{ckpt} is not a readable checkpoint ({exc})") from None
+    if not isinstance(blob, dict) or "description" not in blob:
+        raise ExportError(f"{ckpt} is not a kdlive checkpoint (no model description)")
+    if blob.get("role") != "student":
+        raise ExportError(
+            f"{ckpt} holds a {blob.get('role')}, not a student: export nic.pt or kdic.pt"
+        )
+    return load_model(ckpt).eval(), blob
+
+
+def test_rolls(blob: dict, limit: int = REAL_WINDOWS) -> npt.NDArray[np.float32] | None:
+    """Real test-split windows of the checkpoint's data set, if that data is still on disk."""
+    from train.store import WindowStore
+
+    out = ((blob.get("config") or {}).get("data") or {}).get("out")
+    folder = Path(out) / "windows" if out else None
+    if folder is None or not (folder / "index.csv").exists():
+        return None
+    store = WindowStore(folder)
+    test = store.split("test")
+    if len(test) == 0:
+        return None
+    pick = test[np.linspace(0, len(test) - 1, min(limit, len(test))).astype(np.int64)]
+    return store.rolls[np.sort(pick)].astype(np.float32)[:, None]
+
+
+def write_bundle(
+    source: Path, out: Path, *, which: str = "kdic", say=lambda msg: None
+) -> tuple[Bundle, dict]:  # noqa: ANN001
+    """Export ``source``'s student to the bundle folder ``out``, replacing it only if the
+    gauntlet passes. Returns the bundle and the gauntlet report."""
+    from train.models import count_macs, count_params
+
+    ckpt, run = resolve_checkpoint(source, which)
+    model, blob = load_student(ckpt)
+    real = test_rolls(blob)
+    say(
+        f"{ckpt}: {count_params(model):,} parameters; gauntlet on "
+        f"{0 if real is None else len(real)} real test windows + random rolls"
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        onnx_path = tmp / ONNX_NAME
+        export_onnx(model, onnx_path)
+        report = gauntlet(model, onnx_path, real_rolls=real)
+        config = blob.get("config") or {}
+        metrics, data = _run_results(run, which)
+        manifest = make_manifest(
+            onnx_path,
+            preset=(config.get("model") or {}).get("preset", "unknown"),
+            model={
+                "description": blob["description"],
+                "parameters": count_params(model),
+                "macs": count_macs(model, (1, *WINDOW.input_shape)),
+                "role": which.upper(),
+                "fingerprint": blob.get("fingerprint"),
+                "best_val_macro_f1": blob.get("best_val_macro_f1"),
+                "distill": config.get("distill"),
+                "seed": config.get("seed"),
+            },
+            data=data,
+            metrics=metrics,
+            source=str(ckpt),
+        )
+        manifest["export"] = {
+            "opset": OPSET,
+            "torch": torch.__version__,
+            "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "gauntlet": report.to_json(),
+        }
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+        read_bundle(tmp)  # the reader accepts what the writer wrote
+        replace_dir(tmp, out)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return read_bundle(out), report.to_json()
+
+
+def _run_results(run: Path | None, which: str) -> tuple[dict, dict]:
+    """Test metrics of the exported model and the training data summary, from the run."""
+    if run is None or not (run / "report.json").exists():
+        return {}, {}
+    report = json.loads((run / "report.json").read_text())
+    m = (report.get("models") or {}).get(REPORT_NAMES[which], {})
+    metrics = {k: m[k] for k in ("macro_f1", "accuracy", "per_class", "n") if k in m}
+    baseline = (report.get("models") or {}).get("baseline", {}).get("macro_f1")
+    if baseline is not None:
+        metrics["baseline_macro_f1"] = baseline
+    return metrics, report.get("data") or {}

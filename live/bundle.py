@@ -1,0 +1,199 @@
+"""The model bundle: what ``kdexport bundle`` writes and what the daemon loads.
+
+A bundle is a folder::
+
+    BUNDLE/
+      student.onnx          the student, dynamic batch axis: roll [B,1,128,16] -> logits [B,8]
+      kdlive-model.json     the manifest (below)
+      engines/              TensorRT engines built on the machine that runs them (optional)
+
+The manifest says what the ONNX file is and what it was made from: format version, class names
+in contract order, window spec, input and output names and shapes, preset, training data
+summary and test metrics, and the sha256 of ``student.onnx``. :func:`read_bundle` checks all of
+that before anything runs, so a bundle that does not fit this version of kdlive fails with one
+line that says what is wrong and what to do. Torch-free: reading is json and hashlib only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from live.contract import CONTRACT_VERSION, WINDOW
+from live.errors import LiveError
+from live.taxonomy import CLASSES
+
+#: Bumped when the manifest's meaning changes; readers refuse other versions.
+FORMAT_VERSION = 1
+MANIFEST_NAME = "kdlive-model.json"
+ONNX_NAME = "student.onnx"
+ENGINE_DIR = "engines"
+INPUT_NAME = "roll"
+OUTPUT_NAME = "logits"
+
+_REEXPORT = "re-export it with `kdexport bundle RUN --out DIR`"
+
+
+class BundleError(LiveError):
+    """A model bundle that is missing, corrupt, or made for another version of kdlive."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A checked bundle: its folder and its manifest."""
+
+    dir: Path
+    manifest: dict[str, Any]
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.dir / ONNX_NAME
+
+    @property
+    def engine_dir(self) -> Path:
+        return self.dir / ENGINE_DIR
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.manifest["classes"])
+
+    @property
+    def input_name(self) -> str:
+        return str(self.manifest["input"]["name"])
+
+    @property
+    def output_name(self) -> str:
+        return str(self.manifest["output"]["name"])
+
+
+def default_bundle_dir() -> Path:
+    """The bundle shipped inside the package (a student trained on the Lakh-like corpus)."""
+    return Path(__file__).resolve().parent / "bundles" / "default"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_manifest(
+    onnx_path: Path,
+    *,
+    preset: str,
+    model: dict[str, Any],
+    data: dict[str, Any],
+    metrics: dict[str, Any],
+    source: str,
+) -> dict[str, Any]:
+    """The manifest of a bundle whose ONNX file is ``onnx_path`` (already written)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "contract_version": CONTRACT_VERSION,
+        "classes": list(CLASSES),
+        "window": asdict(WINDOW),
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["batch", *WINDOW.input_shape],
+            "dtype": "float32",
+            "values": "0/1 piano roll, pitch x eighth-note step",
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": ["batch", len(CLASSES)],
+            "dtype": "float32",
+            "values": "logits, classes in contract order; softmax gives probabilities",
+        },
+        "preset": preset,
+        "model": model,
+        "training_data": data,
+        "test_metrics": metrics,
+        "source": source,
+        "onnx": {
+            "file": ONNX_NAME,
+            "sha256": sha256_file(onnx_path),
+            "bytes": onnx_path.stat().st_size,
+        },
+    }
+
+
+def read_bundle(path: Path | str | None = None, *, verify_hash: bool = True) -> Bundle:
+    """Open and check a bundle (the shipped one when ``path`` is None).
+
+    Raises :class:`BundleError` with a one-line message for a missing folder or manifest, a
+    manifest that is not JSON, an unknown format or contract version, a class list or window
+    that differs from this kdlive's contract, and an ONNX file that is missing or whose sha256
+    differs from the manifest's (changed or truncated).
+    """
+    folder = Path(path) if path is not None else default_bundle_dir()
+    if path is None and not (folder / MANIFEST_NAME).exists():
+        raise BundleError(
+            "this installation has no shipped model bundle: train one with `kdtrain all` and "
+            "pass --model RUN/bundle"
+        )
+    if not folder.exists():
+        raise BundleError(
+            f"no model bundle at {folder}: pass --model with a folder written by "
+            "`kdexport bundle` (or `kdtrain all`, which writes RUN/bundle)"
+        )
+    if folder.is_file():
+        folder = folder.parent if folder.name in (MANIFEST_NAME, ONNX_NAME) else folder
+        if not folder.is_dir():
+            raise BundleError(f"{path} is a file: --model takes the bundle folder")
+    manifest_path = folder / MANIFEST_NAME
+    if not manifest_path.exists():
+        raise BundleError(
+            f"{folder} has no {MANIFEST_NAME}: it is not a kdlive bundle; {_REEXPORT}"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{manifest_path} is not valid JSON ({exc}): {_REEXPORT}") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{manifest_path} is not a kdlive manifest: {_REEXPORT}")
+    _check_manifest(folder, manifest)
+    onnx_path = folder / ONNX_NAME
+    if not onnx_path.exists():
+        raise BundleError(f"{folder} has no {ONNX_NAME}: {_REEXPORT}")
+    if verify_hash:
+        want, got = manifest["onnx"].get("sha256"), sha256_file(onnx_path)
+        if want != got:
+            raise BundleError(
+                f"{onnx_path} does not match its manifest (sha256 {got[:12]}…, expected "
+                f"{str(want)[:12]}…): the file was changed or truncated; {_REEXPORT}"
+            )
+    return Bundle(folder, manifest)
+
+
+def _check_manifest(folder: Path, m: dict[str, Any]) -> None:
+    version = m.get("format_version")
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        hint = "upgrade kdlive (`pip install -U kdlive`)" if newer else _REEXPORT
+        raise BundleError(
+            f"{folder}: bundle format version {version!r}, this kdlive reads "
+            f"version {FORMAT_VERSION}: {hint}"
+        )
+    if m.get("contract_version") != CONTRACT_VERSION:
+        raise BundleError(
+            f"{folder}: made for input contract {m.get('contract_version')!r}, "
+            f"this kdlive uses {CONTRACT_VERSION}: retrain or upgrade"
+        )
+    if list(m.get("classes") or []) != list(CLASSES):
+        raise BundleError(
+            f"{folder}: its classes {m.get('classes')} differ from the contract's "
+            f"{list(CLASSES)}: retrain with this kdlive"
+        )
+    if m.get("window") != asdict(WINDOW):
+        raise BundleError(
+            f"{folder}: its window {m.get('window')} differs from the contract's "
+            f"{asdict(WINDOW)}: retrain with this kdlive"
+        )
+    for key, field in (("input", "name"), ("output", "name"), ("onnx", "sha256")):
+        if not isinstance(m.get(key), dict) or field not in m[key]:
+            raise BundleError(f"{folder}: manifest lacks {key!r}: {_REEXPORT}")

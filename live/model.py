@@ -1,0 +1,183 @@
+"""Inference for the daemon: one :class:`Model`, three backends, torch-free.
+
+``Model(bundle_dir)`` picks the fastest backend that works here, in this order:
+
+1. ``tensorrt``: a TensorRT engine in ``BUNDLE/engines/`` built for this GPU and this TensorRT
+   version (``kdexport tensorrt BUNDLE`` builds one; engines are not portable);
+2. ``cuda``: ONNX Runtime's CUDA execution provider (``onnxruntime-gpu``);
+3. ``cpu``: ONNX Runtime on the CPU, 1 thread by default (the lowest latency at batch 1; more
+   threads only pay off for large batches).
+
+``backend=`` forces one; a forced backend that cannot run here raises :class:`BackendError`
+saying why. Every backend is warmed up at load, so the first window played is not the slow one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from live.bundle import Bundle, BundleError, read_bundle
+from live.contract import WINDOW
+from live.errors import LiveError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "tensorrt", "cuda", "cpu")
+
+
+class BackendError(LiveError):
+    """A forced inference backend that cannot run on this machine."""
+
+
+class Runner(Protocol):
+    """What a backend provides: logits for a batch of rolls."""
+
+    name: str
+
+    def logits(self, rolls: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+
+def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Row-wise softmax, stable for any logits."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+class Model:
+    """A bundle's student behind the fastest backend available.
+
+    >>> model = Model()                       # the bundle shipped with kdlive, best backend
+    >>> probs = model.predict(rolls)          # rolls float32 [B, 1, 128, 16] -> probs [B, 8]
+    """
+
+    def __init__(
+        self,
+        bundle_dir: Path | str | None = None,
+        *,
+        backend: str = "auto",
+        threads: int = 1,
+        warmup: bool = True,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        self.bundle: Bundle = read_bundle(bundle_dir)
+        self.classes = self.bundle.classes
+        self.threads = threads
+        self.runner: Runner = self._select(backend)
+        if warmup:
+            self.warmup()
+
+    @classmethod
+    def load(cls, bundle_dir: Path | str | None = None, **kwargs) -> Model:  # noqa: ANN003
+        return cls(bundle_dir, **kwargs)
+
+    @property
+    def backend(self) -> str:
+        return self.runner.name
+
+    def logits(self, rolls: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Logits ``[B, 8]`` for rolls ``[B, 1, 128, 16]`` (0/1 float32)."""
+        rolls = np.asarray(rolls, dtype=np.float32)
+        if rolls.ndim != 4 or rolls.shape[1:] != WINDOW.input_shape:
+            raise LiveError(
+                f"rolls must be float32 [B, {', '.join(map(str, WINDOW.input_shape))}]"
+                f", got {list(rolls.shape)}"
+            )
+        if len(rolls) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return self.runner.logits(np.ascontiguousarray(rolls))
+
+    def predict(self, rolls: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Class probabilities ``[B, 8]`` (contract order) for rolls ``[B, 1, 128, 16]``."""
+        return softmax(self.logits(rolls))
+
+    def warmup(self, rounds: int = 20) -> None:
+        """Run a few batches so lazy allocation and kernel selection happen now, not on stage."""
+        x = np.zeros((1, *WINDOW.input_shape), np.float32)
+        x[0, 0, 60, :4] = 1.0
+        for _ in range(rounds):
+            self.runner.logits(x)
+
+    # ----------------------------------------------------------------------- backends
+
+    def _select(self, backend: str) -> Runner:
+        if backend != "auto":
+            return {"tensorrt": self._tensorrt, "cuda": self._ort_cuda, "cpu": self._ort_cpu}[
+                backend
+            ]()
+        for make in (self._tensorrt, self._ort_cuda):
+            try:
+                return make()
+            except BackendError as exc:
+                log.debug("backend skipped: %s", exc)
+        return self._ort_cpu()
+
+    def _tensorrt(self) -> Runner:
+        from live.trt import TrtRunner, matching_engine
+
+        engine = matching_engine(self.bundle)  # raises BackendError saying why not
+        return TrtRunner(engine, self.bundle)
+
+    def _ort_cuda(self) -> Runner:
+        ort = _onnxruntime()
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise BackendError(
+                "ONNX Runtime here has no CUDA provider: install onnxruntime-gpu "
+                "and an NVIDIA driver, or use --backend cpu"
+            )
+        return OrtRunner(self.bundle, "cuda", threads=self.threads)
+
+    def _ort_cpu(self) -> Runner:
+        return OrtRunner(self.bundle, "cpu", threads=self.threads)
+
+
+def _onnxruntime():  # noqa: ANN202
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendError(
+            f"onnxruntime is not installed ({exc}): pip install onnxruntime"
+        ) from None
+    return onnxruntime
+
+
+class OrtRunner:
+    """ONNX Runtime session on the CPU or CUDA provider, sequential, fixed thread count."""
+
+    def __init__(self, bundle: Bundle, device: str, *, threads: int = 1) -> None:
+        ort = _onnxruntime()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        providers = (
+            ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            if device == "cuda"
+            else ["CPUExecutionProvider"]
+        )
+        try:
+            self.session = ort.InferenceSession(str(bundle.onnx_path), opts, providers=providers)
+        except Exception as exc:  # noqa: BLE001 (onnxruntime raises its own untyped errors)
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            detail = first.rsplit("failed:", 1)[-1].strip()[:160]
+            raise BundleError(
+                f"{bundle.onnx_path} cannot be loaded by ONNX Runtime ({detail}): re-export it "
+                "with `kdexport bundle`"
+            ) from None
+        if device == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
+            raise BackendError("ONNX Runtime could not start its CUDA provider (no GPU visible?)")
+        self.name = "onnxruntime-" + device
+        self.input_name, self.output_name = bundle.input_name, bundle.output_name
+        self._outputs = [self.output_name]
+
+    def logits(self, rolls: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return self.session.run(self._outputs, {self.input_name: rolls})[0]
