@@ -51,18 +51,38 @@ def cut_windows(
     A note reaches into every window it sounds in, so a held note appears in the next window too.
     """
     step_ticks = ticks_per_beat / spec.steps_per_quarter
-    starts, ends = part.starts, part.ends
     for bar, t0, t1 in window_bounds(bars, hop_bars=hop_bars, spec=spec):
-        # Candidates: notes that start before the window ends and have not ended before it.
-        sel = (starts < t1) & (ends >= t0)
-        valid = spec.valid_steps((t1 - t0) / step_ticks)
-        roll = quantize(
-            part.pitches[sel],
-            (starts[sel] - t0) / step_ticks,
-            (ends[sel] - t0) / step_ticks,
-            valid_steps=valid,
-            spec=spec,
-            out=np.zeros((spec.n_pitches, spec.n_steps), np.uint8),
-        )
+        roll = np.zeros((spec.n_pitches, spec.n_steps), np.uint8)
+        valid = window_roll(part.pitches, part.starts, part.ends, t0, t1, step_ticks, roll, spec)
         if keep_empty or roll.any():
             yield Window(bar, t0, t1, valid, roll)
+
+
+def window_roll(
+    pitches: npt.NDArray[np.int64],
+    starts: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
+    t0: int,
+    t1: int,
+    step_ticks: float,
+    out: npt.NDArray,
+    spec: WindowSpec = WINDOW,
+) -> int:
+    """Fill ``out`` with the roll of the window ``[t0, t1)`` (ticks) of these notes; returns
+    the window's valid steps. The one place where note times become steps: the offline cutter
+    and the live engine both call it, so their rolls are equal bit for bit.
+
+    A note belongs to the window when it starts before the window ends and has not ended
+    before it starts; a note still sounding is passed with ``end >= t1``.
+    """
+    sel = (starts < t1) & (ends >= t0)
+    valid = spec.valid_steps((t1 - t0) / step_ticks)
+    quantize(
+        pitches[sel],
+        (starts[sel] - t0) / step_ticks,
+        (ends[sel] - t0) / step_ticks,
+        valid_steps=valid,
+        spec=spec,
+        out=out,
+    )
+    return valid

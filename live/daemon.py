@@ -1,0 +1,238 @@
+"""`kdlive listen`: the daemon. MIDI in -> clock-synced windows -> model -> MIDI CC and OSC out.
+
+Threads, as DESIGN.md asks:
+
+- the port's callback (under JACK: the audio thread) only timestamps each message and puts it
+  on a queue: no parsing, no allocation beyond the tuple, no locks held;
+- one worker owns everything else: the transport, the window engine, the model, the outputs.
+  It wakes for each message, and at deadlines (the internal clock's next bar line, a MIDI
+  clock that stopped, the stats timer, the input port check).
+
+Windows that close together (every followed channel at a bar line) go to the model as one
+batch. For each window the part's own channel gets CC ``cc_base + i`` = probability of class i
+scaled to 0-127 and CC ``cc_class`` = the index of the most likely class; OSC gets
+``/kdlive/<channel>/probs`` (8 floats, contract order) and ``/kdlive/<channel>/class``
+(name, confidence). An empty window emits nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from live.contract import WINDOW
+from live.engine import ClosedWindow, WindowEngine
+from live.transport import NS, Transport
+
+log = logging.getLogger("kdlive")
+
+LATENCY_RING = 8192
+
+
+class MidiSender(Protocol):
+    def send_message(self, message: Sequence[int]) -> None: ...
+
+
+class OscSender(Protocol):
+    def send_message(self, address: str, value: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class OutputMap:
+    cc_base: int = 20
+    cc_class: int = 28
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.cc_base <= 127 - 7 or not 0 <= self.cc_class <= 127:
+            raise ValueError("CC numbers must be 0-127 (cc_base + 7 included)")
+        if self.cc_base <= self.cc_class <= self.cc_base + 7:
+            raise ValueError(
+                f"--cc-class {self.cc_class} collides with the probability CCs "
+                f"{self.cc_base}-{self.cc_base + 7}"
+            )
+
+
+class Stats:
+    """Latency (closing event's arrival -> last output sent) and counters, for ``--stats``."""
+
+    def __init__(self) -> None:
+        self.latency_ns = np.zeros(LATENCY_RING, np.int64)
+        self.count = 0
+        self.batches = 0
+        self.emitted = 0
+        self.send_errors = 0
+
+    def add(self, ns: int) -> None:
+        self.latency_ns[self.count % LATENCY_RING] = ns
+        self.count += 1
+
+    def percentiles(self) -> dict[str, float]:
+        n = min(self.count, LATENCY_RING)
+        if n == 0:
+            return {}
+        ms = self.latency_ns[:n] / 1e6
+        return {
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)),
+            "max_ms": float(ms.max()),
+            "n": n,
+        }
+
+
+class Daemon:
+    """The worker and its state. Ports are injected: anything with ``send_message``."""
+
+    def __init__(
+        self,
+        model,
+        engine: WindowEngine,
+        transport: Transport,
+        *,  # noqa: ANN001
+        midi_out: MidiSender | None,
+        osc: Sequence[OscSender] = (),
+        outputs: OutputMap = OutputMap(),
+        stats_every: float = 0.0,
+        port_check: Callable[[], None] | None = None,
+        on_emit: Callable[[list[ClosedWindow], np.ndarray], None] | None = None,
+    ) -> None:
+        self.model, self.engine, self.transport = model, engine, transport
+        self.midi_out, self.osc, self.map = midi_out, list(osc), outputs
+        self.classes = list(model.classes)
+        self.queue: queue.SimpleQueue[tuple[int, list[int]]] = queue.SimpleQueue()
+        self.stop_event = threading.Event()
+        self.stats = Stats()
+        self.stats_every = stats_every
+        self.port_check = port_check
+        self.on_emit = on_emit
+        self.batch = np.zeros((len(engine.channels), *WINDOW.input_shape), np.float32)
+        self.thread: threading.Thread | None = None
+        self.worker_errors = 0
+
+    # ------------------------------------------------------------ the port's callback
+
+    def callback(self, event: tuple[list[int], float], data: object = None) -> None:
+        """python-rtmidi's input callback: timestamp and enqueue, nothing else."""
+        self.queue.put((time.perf_counter_ns(), event[0]))
+
+    def feed(self, message: Sequence[int], t_ns: int | None = None) -> None:
+        """Enqueue a message as the callback would (tests, in-process sources)."""
+        self.queue.put((time.perf_counter_ns() if t_ns is None else t_ns, list(message)))
+
+    # ----------------------------------------------------------------------- worker
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self.run, name="kdlive-worker", daemon=True)
+        self.thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self.stop_event.set()
+        self.queue.put((0, []))  # wake the worker
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def run(self) -> None:
+        next_stats = time.monotonic() + self.stats_every if self.stats_every > 0 else None
+        next_check = time.monotonic() + 1.0
+        while not self.stop_event.is_set():
+            now_ns = time.perf_counter_ns()
+            wait = 0.5
+            deadline = self.transport.deadline_ns()
+            if deadline is not None:
+                wait = min(wait, max(0.0, (deadline - now_ns) / NS))
+            if next_stats is not None:
+                wait = min(wait, max(0.0, next_stats - time.monotonic()))
+            try:
+                t_ns, msg = self.queue.get(timeout=wait)
+            except queue.Empty:
+                t_ns, msg = time.perf_counter_ns(), None
+            if self.stop_event.is_set():
+                break
+            try:
+                if msg is None:
+                    closed = self.transport.tick(t_ns)
+                else:
+                    closed = self.transport.handle(t_ns, msg)
+                if closed:
+                    self.emit(closed, t_ns)
+            except Exception:  # noqa: BLE001 (never die of one bad event; count and log it)
+                self.worker_errors += 1
+                log.exception("error while handling MIDI input (kept running)")
+            mono = time.monotonic()
+            if next_stats is not None and mono >= next_stats:
+                self.print_stats()
+                next_stats = mono + self.stats_every
+            if self.port_check is not None and mono >= next_check:
+                next_check = mono + 1.0
+                try:
+                    self.port_check()
+                except Exception:  # noqa: BLE001
+                    log.exception("input port check failed (will retry)")
+
+    def emit(self, closed: list[ClosedWindow], t_event_ns: int) -> None:
+        """One model call for the windows that closed together, then CC and OSC per window."""
+        b = len(closed)
+        batch = self.batch[:b]
+        for i, w in enumerate(closed):
+            batch[i, 0] = w.roll
+        probs = self.model.predict(batch)
+        m = self.map
+        for w, p in zip(closed, probs, strict=True):
+            status = 0xB0 | (w.channel - 1)
+            best = int(p.argmax())
+            if self.midi_out is not None:
+                try:
+                    for i in range(len(p)):
+                        self.midi_out.send_message([status, m.cc_base + i, int(round(p[i] * 127))])
+                    self.midi_out.send_message([status, m.cc_class, best])
+                except Exception:  # noqa: BLE001 (a vanished output port must not kill us)
+                    self.stats.send_errors += 1
+            for client in self.osc:
+                try:
+                    client.send_message(f"/kdlive/{w.channel}/probs", [float(x) for x in p])
+                    client.send_message(
+                        f"/kdlive/{w.channel}/class", [self.classes[best], float(p[best])]
+                    )
+                except OSError:
+                    self.stats.send_errors += 1
+        self.stats.add(time.perf_counter_ns() - t_event_ns)
+        self.stats.batches += 1
+        self.stats.emitted += b
+        if self.on_emit is not None:
+            self.on_emit(closed, probs)
+
+    # ------------------------------------------------------------------------ stats
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            **asdict(self.transport.counters),
+            **asdict(self.engine.counters),
+            "batches": self.stats.batches,
+            "emitted": self.stats.emitted,
+            "send_errors": self.stats.send_errors,
+            "worker_errors": self.worker_errors,
+            "mode": self.transport.mode,
+            "bpm": round(self.transport.bpm, 2),
+        }
+
+    def print_stats(self) -> None:
+        p = self.stats.percentiles()
+        lat = (
+            f"latency p50 {p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms, max "
+            f"{p['max_ms']:.2f} ms over {p['n']} batches"
+            if p
+            else "no windows yet"
+        )
+        c = self.counters()
+        print(
+            f"[stats] {lat}; " + ", ".join(f"{k} {v}" for k, v in c.items()),
+            flush=True,
+            file=sys.stderr,
+        )

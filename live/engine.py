@@ -1,0 +1,312 @@
+"""The daemon's core, with no ports, threads or clocks: note events at positions in, closed
+2-bar windows out.
+
+Positions are integer ticks from the song start, ``ticks_per_quarter`` to a quarter note: the
+file's own ticks for ``kdlive replay``, MIDI clock x :data:`TICKS_PER_CLOCK` live. Bar lines
+come from a :class:`Bars` (a fixed meter live, the file's bar grid in replay). The roll of a
+window is made by :func:`live.windows.window_roll`, the function that cuts training windows, so
+a file replayed through the engine gives the training pipeline's rolls bit for bit.
+
+Per channel, notes live in preallocated arrays; at each bar line where a window ends, every
+channel with notes in it yields a :class:`ClosedWindow`, and notes that can no longer reach a
+later window are dropped. Note pairing follows :mod:`live.midifile`: a note-off ends every
+sounding note of its channel and pitch, except one started on the same tick (a retrigger).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from live.contract import WINDOW, WindowSpec
+from live.midifile import BarGrid
+from live.windows import window_roll
+
+#: Live positions: MIDI clock (24 per quarter) subdivided so notes between clocks keep their
+#: place: 960 ticks per quarter, a common DAW resolution.
+TICKS_PER_CLOCK = 40
+LIVE_TICKS_PER_QUARTER = 24 * TICKS_PER_CLOCK
+NOT_SOUNDING = -1
+CHANNELS = tuple(range(1, 17))
+
+
+class Bars:
+    """Bar lines in ticks. ``start(i)`` is the first tick of bar ``i`` (bar 0 starts at 0)."""
+
+    def start(self, bar: int) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def index(self, pos: int) -> int:
+        """The bar that holds ``pos``."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+@dataclass(frozen=True)
+class FixedMeter(Bars):
+    """One meter for the whole song (live: ``--meter``; MIDI clock does not carry one)."""
+
+    numerator: int = 4
+    denominator: int = 4
+    ticks_per_quarter: int = LIVE_TICKS_PER_QUARTER
+
+    def __post_init__(self) -> None:
+        if self.numerator < 1 or self.denominator not in (1, 2, 4, 8, 16, 32):
+            raise ValueError(f"bad meter {self.numerator}/{self.denominator}")
+        if (self.ticks_per_quarter * 4 * self.numerator) % self.denominator:
+            raise ValueError("a bar must be a whole number of ticks")
+
+    @property
+    def bar_ticks(self) -> int:
+        return self.ticks_per_quarter * 4 * self.numerator // self.denominator
+
+    def start(self, bar: int) -> int:
+        return bar * self.bar_ticks
+
+    def index(self, pos: int) -> int:
+        return pos // self.bar_ticks
+
+
+@dataclass(frozen=True)
+class GridBars(Bars):
+    """A file's bar grid (time signature changes included); past its end, its last bar repeats."""
+
+    grid: BarGrid
+
+    def start(self, bar: int) -> int:
+        starts = self.grid.starts
+        if bar < len(starts):
+            return int(starts[bar])
+        last = int(starts[-1] - starts[-2]) if len(starts) > 1 else 1
+        return int(starts[-1]) + (bar - len(starts) + 1) * last
+
+    def index(self, pos: int) -> int:
+        i = int(np.searchsorted(self.grid.starts, pos, side="right")) - 1
+        if i < len(self.grid.starts) - 1:
+            return max(i, 0)
+        while self.start(i + 1) <= pos:
+            i += 1
+        return i
+
+
+@dataclass
+class ClosedWindow:
+    """A finished window of one channel: bars ``[bar, bar + 2)``, ticks ``[start, end)``."""
+
+    channel: int  # 1-16
+    bar: int
+    start: int
+    end: int
+    valid_steps: int
+    roll: npt.NDArray[np.uint8]  # [128, 16] 0/1 (a row of the engine's batch buffer)
+
+
+@dataclass
+class Counters:
+    notes: int = 0
+    orphan_note_offs: int = 0
+    stuck_notes: int = 0
+    dropped_notes: int = 0
+    windows: int = 0
+    empty_windows: int = 0
+    relocations: int = 0
+
+
+@dataclass
+class _Channel:
+    """One channel's notes: finished ones in parallel arrays, sounding ones by pitch."""
+
+    capacity: int
+    pitches: npt.NDArray[np.int64] = field(init=False)
+    starts: npt.NDArray[np.int64] = field(init=False)
+    ends: npt.NDArray[np.int64] = field(init=False)
+    n: int = 0
+    #: Start of the sounding note of each pitch (the earliest, if doubled), or NOT_SOUNDING.
+    on: npt.NDArray[np.int64] = field(init=False)
+    #: A note-on that came while the pitch was sounding (a possible retrigger), or NOT_SOUNDING.
+    again: npt.NDArray[np.int64] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pitches = np.zeros(self.capacity, np.int64)
+        self.starts = np.zeros(self.capacity, np.int64)
+        self.ends = np.zeros(self.capacity, np.int64)
+        self.on = np.full(128, NOT_SOUNDING, np.int64)
+        self.again = np.full(128, NOT_SOUNDING, np.int64)
+        # Scratch for the notes of one window (finished + sounding), preallocated.
+        self._p = np.zeros(self.capacity + 128, np.int64)
+        self._s = np.zeros(self.capacity + 128, np.int64)
+        self._e = np.zeros(self.capacity + 128, np.int64)
+
+    def add(self, pitch: int, start: int, end: int) -> bool:
+        if self.n == self.capacity:
+            return False
+        self.pitches[self.n], self.starts[self.n], self.ends[self.n] = pitch, start, end
+        self.n += 1
+        return True
+
+    def clear(self) -> None:
+        self.n = 0
+        self.on.fill(NOT_SOUNDING)
+        self.again.fill(NOT_SOUNDING)
+
+    def prune(self, before: int) -> None:
+        """Drop finished notes that ended before ``before`` (no later window can hold them)."""
+        keep = self.ends[: self.n] >= before
+        k = int(keep.sum())
+        if k < self.n:
+            self.pitches[:k] = self.pitches[: self.n][keep]
+            self.starts[:k] = self.starts[: self.n][keep]
+            self.ends[:k] = self.ends[: self.n][keep]
+            self.n = k
+
+    def notes_until(self, t1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Finished notes plus sounding ones (ending at ``t1`` for this window)."""
+        n = self.n
+        self._p[:n], self._s[:n], self._e[:n] = self.pitches[:n], self.starts[:n], self.ends[:n]
+        sounding = np.flatnonzero(self.on != NOT_SOUNDING)
+        m = n + len(sounding)
+        self._p[n:m] = sounding
+        self._s[n:m] = self.on[sounding]
+        self._e[n:m] = t1
+        return self._p[:m], self._s[:m], self._e[:m]
+
+
+class WindowEngine:
+    """Notes in, closed windows out. Not thread-safe: one worker owns it.
+
+    Args:
+        bars: where bar lines fall (ticks).
+        ticks_per_quarter: tick resolution of positions.
+        hop_bars: 1 (a window at every bar line, overlapping by a bar) or 2.
+        channels: which MIDI channels (1-16) to follow; others are ignored.
+        max_note_bars: a note sounding longer than this many bars is ended (a stuck note: a
+            lost note-off); 0 = never.
+        capacity: finished notes kept per channel (a bar or two of very dense playing fits
+            many times over); notes past it are dropped and counted.
+    """
+
+    def __init__(
+        self,
+        bars: Bars,
+        *,
+        ticks_per_quarter: int = LIVE_TICKS_PER_QUARTER,
+        hop_bars: int = 1,
+        channels: Iterable[int] = CHANNELS,
+        max_note_bars: int = 8,
+        capacity: int = 4096,
+        spec: WindowSpec = WINDOW,
+    ) -> None:
+        if hop_bars not in (1, 2):
+            raise ValueError("hop_bars must be 1 or 2")
+        self.bars, self.tpq, self.hop, self.spec = bars, ticks_per_quarter, hop_bars, spec
+        self.step_ticks = ticks_per_quarter / spec.steps_per_quarter
+        self.channels = tuple(sorted(set(channels)))
+        if not self.channels or not all(1 <= c <= 16 for c in self.channels):
+            raise ValueError("channels must be among 1-16")
+        self.follow = np.zeros(17, bool)
+        self.follow[list(self.channels)] = True
+        self.max_note_bars = max_note_bars
+        self.state = {c: _Channel(capacity) for c in self.channels}
+        #: One row per channel: the rolls of windows closing together, ready to batch.
+        self.rolls = np.zeros((len(self.channels), spec.n_pitches, spec.n_steps), np.uint8)
+        self.counters = Counters()
+        self.position = 0
+        self.next_end_bar = spec.bars  # the first window is bars [0, 2)
+
+    # --------------------------------------------------------------------------- events
+
+    def note_on(self, channel: int, pitch: int, pos: int) -> None:
+        if not self.follow[channel]:
+            return
+        ch = self.state[channel]
+        self.counters.notes += 1
+        if ch.on[pitch] == NOT_SOUNDING:
+            ch.on[pitch] = pos
+        elif ch.on[pitch] < pos:
+            ch.again[pitch] = pos  # doubled note-on: a retrigger if a note-off comes now
+
+    def note_off(self, channel: int, pitch: int, pos: int) -> None:
+        if not self.follow[channel]:
+            return
+        ch = self.state[channel]
+        start = int(ch.on[pitch])
+        if start == NOT_SOUNDING:
+            self.counters.orphan_note_offs += 1
+            return
+        if not ch.add(pitch, start, max(pos, start)):
+            self.counters.dropped_notes += 1
+        if ch.again[pitch] == pos:  # retrigger: the note started on this tick keeps sounding
+            ch.on[pitch] = pos
+        else:
+            ch.on[pitch] = NOT_SOUNDING
+        ch.again[pitch] = NOT_SOUNDING
+
+    def all_notes_off(self, channel: int, pos: int) -> None:
+        """CC 123 / end of a track: end every sounding note of the channel."""
+        if not self.follow[channel]:
+            return
+        for pitch in np.flatnonzero(self.state[channel].on != NOT_SOUNDING):
+            self.note_off(channel, int(pitch), pos)
+
+    # ----------------------------------------------------------------------------- time
+
+    def next_close(self) -> int:
+        """Position of the next bar line where windows close."""
+        return self.bars.start(self.next_end_bar)
+
+    def advance(self, pos: int) -> list[ClosedWindow]:
+        """Move time to ``pos``; returns the windows that closed on the way (call this before
+        applying events at ``pos``: a note starting on a bar line belongs to the next window)."""
+        closed: list[ClosedWindow] = []
+        while self.next_close() <= pos:
+            for w in closed:  # rare: several bar lines at once; the row buffers get reused
+                w.roll = w.roll.copy()
+            closed.extend(self._close(self.next_end_bar))
+            self.next_end_bar += self.hop
+        self.position = max(self.position, pos)
+        return closed
+
+    def relocate(self, pos: int) -> None:
+        """The song jumped (Start, Song Position Pointer): forget every note; the first window
+        is the first whole one after ``pos``."""
+        for ch in self.state.values():
+            ch.clear()
+        self.counters.relocations += 1
+        bar = self.bars.index(pos)
+        if self.bars.start(bar) < pos:
+            bar += 1
+        first = -(-bar // self.hop) * self.hop  # window starts stay on the hop grid
+        self.next_end_bar = first + self.spec.bars
+        self.position = pos
+
+    def _close(self, end_bar: int) -> list[ClosedWindow]:
+        start_bar = end_bar - self.spec.bars
+        t0, t1 = self.bars.start(start_bar), self.bars.start(end_bar)
+        self._end_stuck(t1)
+        out = []
+        for row, c in enumerate(self.channels):
+            ch = self.state[c]
+            pitches, starts, ends = ch.notes_until(t1)
+            roll = self.rolls[row]
+            if len(pitches) == 0:
+                continue
+            valid = window_roll(pitches, starts, ends, t0, t1, self.step_ticks, roll, self.spec)
+            if roll.any():
+                out.append(ClosedWindow(c, start_bar, t0, t1, valid, roll))
+                self.counters.windows += 1
+            else:
+                self.counters.empty_windows += 1
+            ch.prune(self.bars.start(start_bar + self.hop))
+        return out
+
+    def _end_stuck(self, t1: int) -> None:
+        if self.max_note_bars <= 0:
+            return
+        limit = self.max_note_bars * self.tpq * 4  # bars of 4/4, in ticks
+        for c, ch in self.state.items():
+            stuck = np.flatnonzero((ch.on != NOT_SOUNDING) & (t1 - ch.on > limit))
+            for pitch in stuck:
+                self.counters.stuck_notes += 1
+                self.note_off(c, int(pitch), int(ch.on[pitch]) + limit)

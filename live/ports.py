@@ -1,0 +1,191 @@
+"""MIDI ports for the daemon, through python-rtmidi (raw bytes in a callback, no parsing there).
+
+The API comes from ``--api``, else ``MIDO_BACKEND`` (``mido.backends.rtmidi/UNIX_JACK``), else the
+platform's own: CoreMIDI on macOS, Windows MM on Windows, and on Linux ALSA, or JACK when ALSA
+cannot start (containers and machines without a sound card have no ALSA sequencer).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from live.errors import LiveError
+
+log = logging.getLogger("kdlive")
+
+API_NAMES = {
+    "jack": "UNIX_JACK",
+    "alsa": "LINUX_ALSA",
+    "coremidi": "MACOSX_CORE",
+    "winmm": "WINDOWS_MM",
+}
+CLIENT_NAME = "kdlive"
+
+
+class PortError(LiveError):
+    """A MIDI port that cannot be found or opened."""
+
+
+def _rtmidi():  # noqa: ANN202
+    import rtmidi
+
+    return rtmidi
+
+
+def api_candidates(api: str | None) -> list[int]:
+    """rtmidi API constants to try, in order."""
+    rtmidi = _rtmidi()
+    name = None
+    if api is not None:
+        if api.lower() not in API_NAMES:
+            raise PortError(f"--api must be one of {', '.join(API_NAMES)}")
+        name = API_NAMES[api.lower()]
+    elif "/" in os.environ.get("MIDO_BACKEND", ""):
+        name = os.environ["MIDO_BACKEND"].rsplit("/", 1)[1].upper()
+    if name is not None:
+        const = getattr(rtmidi, f"API_{name}", None)
+        if const is None:
+            raise PortError(f"unknown MIDI API {name!r} (MIDO_BACKEND?)")
+        if const not in rtmidi.get_compiled_api():
+            raise PortError(f"this python-rtmidi was built without {name}")
+        return [const]
+    if sys.platform.startswith("linux"):
+        order = [rtmidi.API_LINUX_ALSA, rtmidi.API_UNIX_JACK]
+        return [a for a in order if a in rtmidi.get_compiled_api()]
+    return [rtmidi.API_UNSPECIFIED]
+
+
+def _make(kind: str, apis: list[int], client: str) -> Any:
+    rtmidi = _rtmidi()
+    errors = []
+    for api in apis:
+        try:
+            port = (rtmidi.MidiIn if kind == "in" else rtmidi.MidiOut)(rtapi=api, name=client)
+        except Exception as exc:  # noqa: BLE001 (rtmidi raises SystemError or RtMidiError)
+            errors.append(f"{rtmidi.get_api_display_name(api)}: {exc}")
+            continue
+        return port
+    hint = (
+        "start a JACK server (jackd -d dummy works without a sound card) and pass --api jack"
+        if sys.platform.startswith("linux")
+        else "check the MIDI setup"
+    )
+    raise PortError(f"cannot open a MIDI client ({'; '.join(errors)}): {hint}")
+
+
+def find_port(names: list[str], wanted: str, kind: str) -> int:
+    """Index of the port whose name contains ``wanted`` (case-insensitive); an exact match
+    wins over substrings; several substring matches are an error listing them."""
+    low = wanted.lower()
+    exact = [i for i, n in enumerate(names) if n.lower() == low]
+    if exact:
+        return exact[0]
+    hits = [i for i, n in enumerate(names) if low in n.lower()]
+    if len(hits) == 1:
+        return hits[0]
+    listing = ", ".join(repr(n) for n in names) or "none"
+    if not hits:
+        raise PortError(
+            f"no MIDI {kind} port matches {wanted!r} (ports: {listing}); `kdlive ports` lists them"
+        )
+    raise PortError(
+        f"{wanted!r} matches several MIDI {kind} ports "
+        f"({', '.join(repr(names[i]) for i in hits)}): be more specific"
+    )
+
+
+class InputPort:
+    """The daemon's MIDI input: an existing port (``--port``, re-connected if it disappears
+    and comes back) or a virtual one (``--virtual``)."""
+
+    def __init__(
+        self,
+        callback: Callable,
+        *,
+        api: str | None = None,
+        port: str | None = None,
+        virtual: str | None = None,
+        client: str = CLIENT_NAME,
+    ) -> None:
+        if (port is None) == (virtual is None):
+            raise PortError("give either --port NAME or --virtual NAME")
+        if virtual is not None and sys.platform == "win32":
+            raise PortError(
+                "Windows MIDI has no virtual ports: create one with loopMIDI and "
+                "pass --port with its name"
+            )
+        self.wanted, self.callback, self.connected_name = port, callback, None
+        self.midi = _make("in", api_candidates(api), client)
+        # Receive clock and sysex (rtmidi drops them by default); active sensing stays out.
+        self.midi.ignore_types(sysex=False, timing=False, active_sense=True)
+        self.midi.set_callback(callback)
+        if virtual is not None:
+            self.midi.open_virtual_port(virtual)
+            self.connected_name = virtual
+        else:
+            self._open()
+        self.lost = False
+        self.reconnects = 0
+
+    def _open(self) -> None:
+        names = self.midi.get_ports()
+        i = find_port(names, self.wanted or "", "input")
+        self.midi.open_port(i, name="in")
+        self.connected_name = names[i]
+
+    def check(self) -> None:
+        """Called about once a second by the worker: notice a vanished source and reconnect
+        when it is back. Logged, never raised."""
+        if self.wanted is None:
+            return
+        names = self.midi.get_ports()
+        present = self.connected_name in names
+        if not present and not self.lost:
+            self.lost = True
+            log.warning(
+                "input port %r disappeared; waiting for it to come back", self.connected_name
+            )
+        elif self.lost:
+            try:
+                i = find_port(names, self.wanted, "input")
+            except PortError:
+                return
+            self.midi.close_port()
+            self.midi.open_port(i, name="in")
+            self.connected_name, self.lost = names[i], False
+            self.reconnects += 1
+            log.warning("input port %r is back: reconnected", self.connected_name)
+
+    def close(self) -> None:
+        """Cancel the callback first (no call into a half-closed object), then close."""
+        try:
+            self.midi.cancel_callback()
+        finally:
+            self.midi.close_port()
+            del self.midi
+
+
+def open_output(
+    *,
+    api: str | None = None,
+    port: str | None = None,
+    virtual: str | None = "kdlive out",
+    client: str = CLIENT_NAME,
+) -> Any:
+    """The CC output: an existing port (``--out-port``) or a virtual one (``--out-virtual``)."""
+    midi = _make("out", api_candidates(api), f"{client}-out")
+    if port is not None:
+        names = midi.get_ports()
+        midi.open_port(find_port(names, port, "output"), name="out")
+    else:
+        if sys.platform == "win32":
+            raise PortError(
+                "Windows MIDI has no virtual ports: create one with loopMIDI and "
+                "pass --out-port with its name"
+            )
+        midi.open_virtual_port(virtual)
+    return midi

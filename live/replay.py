@@ -1,0 +1,82 @@
+"""`kdlive replay`: a MIDI file through the daemon's engine and model, with no ports.
+
+The file's note events are merged in time order and fed to :class:`live.engine.WindowEngine`
+at their tick positions, with bar lines from the file's time signatures: the daemon's buffer
+code with the file's tempo map standing in for MIDI clock. Each window that closes is batched
+with the others closing on the same bar line, as live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from live.engine import CHANNELS, GridBars, WindowEngine
+from live.midifile import load_midi, read_song
+
+NOTE_ON, NOTE_OFF, TRACK_END = 1, 0, 2  # same-tick order: offs before ons, as in a file's own
+
+
+@dataclass
+class ReplayWindow:
+    channel: int
+    bar: int
+    start_tick: int
+    end_tick: int
+    roll: npt.NDArray[np.uint8]
+
+
+def file_events(midi) -> list[tuple[int, int, int, int, int, int]]:  # noqa: ANN001
+    """``(tick, track, index, kind, channel 1-16, pitch)`` of every note event, in file order
+    within a track and tick order across tracks; each track's end releases its notes."""
+    events = []
+    for t, track in enumerate(midi.tracks):
+        tick = 0
+        channels: set[int] = set()
+        for i, msg in enumerate(track):
+            tick += msg.time
+            if msg.type == "note_on" and msg.velocity > 0:
+                events.append((tick, t, i, NOTE_ON, msg.channel + 1, msg.note))
+                channels.add(msg.channel + 1)
+            elif msg.type in ("note_on", "note_off"):
+                events.append((tick, t, i, NOTE_OFF, msg.channel + 1, msg.note))
+        for c in sorted(channels):
+            events.append((tick, t, len(track), TRACK_END, c, -1))
+    events.sort(key=lambda e: (e[0], e[1], e[2]))
+    return events
+
+
+def replay_windows(
+    path: Path | str, *, hop_bars: int = 1, channels: Iterable[int] = CHANNELS
+) -> Iterator[list[ReplayWindow]]:
+    """The windows of a file, one list per bar line where windows close (a batch). The file is
+    read now (a bad file raises :class:`live.errors.MidiFileError` here), windows lazily."""
+    midi = load_midi(path)
+    song = read_song(midi)
+    engine = WindowEngine(GridBars(song.bars), ticks_per_quarter=song.ticks_per_beat,
+                          hop_bars=hop_bars, channels=channels, max_note_bars=0)  # fmt: skip
+    return _run(engine, file_events(midi), int(song.bars.starts[-1]))
+
+
+def _run(engine: WindowEngine, events: list, last: int) -> Iterator[list[ReplayWindow]]:
+    def batch(closed) -> list[ReplayWindow]:  # noqa: ANN001
+        return [ReplayWindow(w.channel, w.bar, w.start, w.end, w.roll.copy()) for w in closed]
+
+    # Events past the grid's last bar line (late end-of-track markers) close nothing more.
+    for tick, _, _, kind, channel, pitch in events:
+        closed = engine.advance(min(tick, last))
+        if closed:
+            yield batch(closed)
+        if kind == NOTE_ON:
+            engine.note_on(channel, pitch, tick)
+        elif kind == NOTE_OFF:
+            engine.note_off(channel, pitch, tick)
+        else:
+            engine.all_notes_off(channel, tick)
+    closed = engine.advance(last)  # the last bar line closes the last window, as offline
+    if closed:
+        yield batch(closed)

@@ -1,0 +1,185 @@
+"""The daemon's worker with injected in-memory ports (the real model; no MIDI transport)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from live.daemon import Daemon, OutputMap
+from live.engine import FixedMeter, WindowEngine
+from live.model import Model
+from live.taxonomy import CLASSES
+from live.transport import Transport
+
+PERIOD = 20_833_320  # ns per MIDI clock, ~120 BPM
+
+
+class Recorder:
+    """An in-memory output port: MIDI (``send_message(bytes)``) or OSC (address, values)."""
+
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def send_message(self, *args) -> None:  # noqa: ANN002
+        self.sent.append(args[0] if len(args) == 1 else args)
+
+
+class CountingModel:
+    def __init__(self, model: Model, fail_first: bool = False) -> None:
+        self.model, self.calls, self.fail_first = model, [], fail_first
+        self.classes = model.classes
+
+    def predict(self, rolls: np.ndarray) -> np.ndarray:
+        self.calls.append(len(rolls))
+        if self.fail_first and len(self.calls) == 1:
+            raise RuntimeError("simulated inference failure")
+        return self.model.predict(rolls)
+
+
+@pytest.fixture(scope="module")
+def model() -> Model:
+    return Model()  # the shipped bundle
+
+
+def make(model, **kw):  # noqa: ANN001, ANN003, ANN201
+    engine = WindowEngine(FixedMeter(4, 4), channels=kw.pop("channels", range(1, 17)))
+    transport = Transport(engine, say=lambda m: None)
+    midi, osc = Recorder(), Recorder()
+    emitted = []
+    d = Daemon(model, engine, transport, midi_out=midi, osc=[osc],
+               on_emit=lambda closed, probs: emitted.append(
+                   [(w.channel, w.bar, w.roll.copy(), p.copy()) for w, p in zip(closed, probs)]),
+               **kw)  # fmt: skip
+    return d, midi, osc, emitted
+
+
+def song_messages(channels=(1,), bars: int = 4, seed: int = 0) -> list[tuple[int, list[int]]]:  # noqa: ANN001
+    """Start, clocks for ``bars`` bars, and a note every eighth on each channel."""
+    rng = np.random.default_rng(seed)
+    out = [(0, [0xFA])]
+    for k in range(bars * 96 + 1):
+        t = (k + 1) * PERIOD
+        out.append((t, [0xF8]))
+        if k % 12 == 0 and k < bars * 96:
+            for ch in channels:
+                p = int(rng.integers(36, 84))
+                out.append((t, [0x90 | (ch - 1), p, 90]))
+                out.append((t + 5 * PERIOD, [0x80 | (ch - 1), p, 0]))
+    return sorted(out, key=lambda e: e[0])
+
+
+def run(d: Daemon, messages, expect_batches: int, timeout: float = 10.0) -> None:  # noqa: ANN001
+    t0 = time.perf_counter_ns()
+    d.start()
+    for t, m in messages:
+        d.feed(m, t0 + t)
+    end = time.monotonic() + timeout
+    while d.stats.batches < expect_batches and time.monotonic() < end:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    d.stop()
+
+
+def test_cc_and_osc_carry_the_models_probabilities(model: Model) -> None:
+    d, midi, osc, emitted = make(model)
+    run(d, song_messages(channels=(1, 5)), expect_batches=3)
+    assert [len(b) for b in emitted] == [2, 2, 2]  # bars 1-2, 2-3, 3-4 on channels 1 and 5
+    first = {ch: (roll, p) for ch, bar, roll, p in emitted[0]}
+    # The probabilities are the model's on the engine's roll.
+    for ch, (roll, p) in first.items():
+        assert np.allclose(model.predict(roll[None, None].astype(np.float32))[0], p, atol=1e-6)
+    # 9 CCs per window on the part's own channel: 20-27 probabilities, 28 the class index.
+    ccs = [m for m in midi.sent[:18]]
+    for ch in (1, 5):
+        mine = [m for m in ccs if m[0] == 0xB0 | (ch - 1)]
+        p = first[ch][1]
+        assert [m[1] for m in mine] == list(range(20, 29))
+        assert [m[2] for m in mine[:8]] == [int(round(x * 127)) for x in p]
+        assert mine[8][2] == int(p.argmax())
+    # OSC: /kdlive/<ch>/probs (8 floats, contract order) and /kdlive/<ch>/class (name, conf).
+    sent = dict(osc.sent[:4])
+    for ch in (1, 5):
+        p = first[ch][1]
+        assert sent[f"/kdlive/{ch}/probs"] == pytest.approx(list(p), abs=1e-6)
+        name, conf = sent[f"/kdlive/{ch}/class"]
+        assert name == CLASSES[int(p.argmax())] and conf == pytest.approx(float(p.max()))
+    assert d.stats.percentiles()["n"] == 3
+
+
+def test_custom_cc_numbers(model: Model) -> None:
+    d, midi, _, _ = make(model, outputs=OutputMap(cc_base=70, cc_class=80))
+    run(d, song_messages(), expect_batches=1)
+    assert sorted({m[1] for m in midi.sent}) == list(range(70, 78)) + [80]
+
+
+def test_cc_class_inside_the_probability_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="collides"):
+        OutputMap(cc_base=20, cc_class=23)
+
+
+def test_an_empty_window_emits_nothing(model: Model) -> None:
+    d, midi, osc, emitted = make(model)
+    msgs = [(t, m) for t, m in song_messages() if m[0] >> 4 not in (0x8, 0x9)]  # clock only
+    run(d, msgs, expect_batches=1, timeout=1.0)
+    assert emitted == [] and midi.sent == [] and osc.sent == []
+
+
+def test_sixteen_channels_are_one_model_call(model: Model) -> None:
+    counting = CountingModel(model)
+    d, midi, _, _ = make(counting)
+    run(d, song_messages(channels=tuple(range(1, 17)), bars=2), expect_batches=1)
+    assert counting.calls == [16]
+    assert len(midi.sent) == 16 * 9
+    assert {m[0] & 0x0F for m in midi.sent} == set(range(16))
+
+
+def test_a_failing_model_call_is_counted_and_the_worker_goes_on(model: Model) -> None:
+    counting = CountingModel(model, fail_first=True)
+    d, midi, _, _ = make(counting)
+    run(d, song_messages(bars=3), expect_batches=1)
+    assert d.worker_errors == 1 and d.thread is not None and not d.thread.is_alive()
+    assert len(counting.calls) == 2 and len(midi.sent) == 9  # the second window came out
+
+
+def test_a_vanished_output_port_is_counted(model: Model) -> None:
+    class Broken:
+        def send_message(self, message) -> None:  # noqa: ANN001
+            raise OSError("port closed")
+
+    engine = WindowEngine(FixedMeter())
+    d = Daemon(model, engine, Transport(engine, say=lambda m: None), midi_out=Broken())
+    run(d, song_messages(bars=2), expect_batches=1)
+    assert d.stats.send_errors == 1 and d.stats.batches == 1
+
+
+MALFORMED = st.one_of(
+    st.lists(st.integers(0, 0x7F), min_size=1, max_size=4),  # data bytes without status
+    st.tuples(st.sampled_from([0x80, 0x90, 0xB0, 0xE0]), st.integers(0, 127)).map(list),
+    st.lists(st.integers(0, 0x7F), max_size=5).map(lambda d: [0xF0, *d]),  # no sysex end
+    st.sampled_from([[0xF4], [0xF5], [0xF9], [0xFD], [0xF7], [0xF2, 1], [0xF8, 0], []]),
+    st.tuples(st.sampled_from([0x90, 0x80]), st.integers(128, 255), st.integers(0, 127)).map(list),
+)
+
+
+@settings(max_examples=15, deadline=None)
+@given(garbage=st.lists(MALFORMED, min_size=30, max_size=120), seed=st.integers(0, 10**6))
+def test_fuzz_garbage_changes_no_output(model: Model, garbage: list, seed: int) -> None:
+    """Malformed messages interleaved with a song: the daemon stays up and sends exactly the
+    CCs it sends for the song alone."""
+    clean = song_messages(channels=(1, 2), bars=3)
+    rng = np.random.default_rng(seed)
+    dirty = list(clean)
+    for g in garbage:
+        i = int(rng.integers(1, len(dirty)))
+        dirty.insert(i, (dirty[i - 1][0], g))  # same instant as its neighbour: no time shift
+    outs = []
+    for messages in (clean, dirty):
+        d, midi, _, _ = make(model, channels=(1, 2))
+        run(d, messages, expect_batches=2)
+        outs.append(midi.sent)
+        assert d.worker_errors == 0
+    assert outs[1] == outs[0] and len(outs[0]) == 2 * 2 * 9
