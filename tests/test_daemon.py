@@ -50,10 +50,20 @@ def make(model, **kw):  # noqa: ANN001, ANN003, ANN201
     transport = Transport(engine, say=lambda m: None)
     midi, osc = Recorder(), Recorder()
     emitted = []
-    d = Daemon(model, engine, transport, midi_out=midi, osc=[osc],
-               on_emit=lambda closed, probs: emitted.append(
-                   [(w.channel, w.bar, w.roll.copy(), p.copy()) for w, p in zip(closed, probs)]),
-               **kw)  # fmt: skip
+    d = Daemon(
+        model,
+        engine,
+        transport,
+        midi_out=midi,
+        osc=[osc],
+        on_emit=lambda closed, probs: emitted.append(
+            [
+                (w.channel, w.bar, w.roll.copy(), p.copy())
+                for w, p in zip(closed, probs, strict=True)
+            ]
+        ),
+        **kw,
+    )
     return d, midi, osc, emitted
 
 
@@ -90,7 +100,7 @@ def test_cc_and_osc_carry_the_models_probabilities(model: Model) -> None:
     assert [len(b) for b in emitted] == [2, 2, 2]  # bars 1-2, 2-3, 3-4 on channels 1 and 5
     first = {ch: (roll, p) for ch, bar, roll, p in emitted[0]}
     # The probabilities are the model's on the engine's roll.
-    for ch, (roll, p) in first.items():
+    for roll, p in first.values():
         assert np.allclose(model.predict(roll[None, None].astype(np.float32))[0], p, atol=1e-6)
     # 9 CCs per window on the part's own channel: 20-27 probabilities, 28 the class index.
     ccs = [m for m in midi.sent[:18]]

@@ -33,8 +33,14 @@ def _checkpoint(path: Path, preset: str = "fast", seed: int = 0, role: str = "st
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    save_model(path, model.eval(), role=role, fingerprint="test", config={"model": {"preset": preset}},
-               history=[])  # fmt: skip
+    save_model(
+        path,
+        model.eval(),
+        role=role,
+        fingerprint="test",
+        config={"model": {"preset": preset}},
+        history=[],
+    )
     return path
 
 
@@ -244,8 +250,9 @@ def test_threads_option_is_honoured(bundle: Path) -> None:
 
 def test_bench_writes_json_with_percentiles(bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(kdexport, ["bench", str(bundle), "--json", str(out),
-                                           "--iters", "60"])  # fmt: skip
+    result = CliRunner().invoke(
+        kdexport, ["bench", str(bundle), "--json", str(out), "--iters", "60"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     cpu = data["student"]["cpu"]

@@ -13,8 +13,17 @@ FORBIDDEN = ("torch", "librosa", "pretty_midi", "train", "export", "onnx", "skle
 
 @pytest.mark.parametrize(
     "module",
-    ["live", "live.cli", "live.contract", "live.midifile", "live.windows", "live.taxonomy",
-     "live.bundle", "live.model", "live.trt"],
+    [
+        "live",
+        "live.cli",
+        "live.contract",
+        "live.midifile",
+        "live.windows",
+        "live.taxonomy",
+        "live.bundle",
+        "live.model",
+        "live.trt",
+    ],
 )
 def test_live_is_torch_free(module: str) -> None:
     code = (

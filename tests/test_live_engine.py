@@ -41,8 +41,11 @@ def offline(path: Path, hop: int = 1) -> dict[tuple[int, int], bytes]:
 
 
 def replayed(path: Path, hop: int = 1) -> dict[tuple[int, int], bytes]:
-    return {(w.channel, w.bar): w.roll.tobytes() for batch in replay_windows(path, hop_bars=hop)
-            for w in batch}  # fmt: skip
+    return {
+        (w.channel, w.bar): w.roll.tobytes()
+        for batch in replay_windows(path, hop_bars=hop)
+        for w in batch
+    }
 
 
 # --------------------------------------------------------------- chunked equals offline
@@ -54,15 +57,25 @@ def songs(draw: st.DrawFn) -> dict:
     meter = draw(st.sampled_from([(4, 4), (3, 4), (6, 8), (7, 8), (5, 4)]))
     tracks = []
     for ch in draw(st.lists(st.integers(0, 15), min_size=1, max_size=4, unique=True)):
-        notes = draw(st.lists(
-            st.tuples(st.integers(30, 90), st.integers(0, 24 * 4 * 4),  # start in 1/24 beat
-                      st.integers(0, 24 * 3), st.integers(1, 127)),  # length (0: an onset)
-            min_size=1, max_size=30))  # fmt: skip
+        notes = draw(
+            st.lists(
+                st.tuples(
+                    st.integers(30, 90),
+                    st.integers(0, 24 * 4 * 4),  # start in 1/24 beat
+                    st.integers(0, 24 * 3),
+                    st.integers(1, 127),
+                ),  # length (0: an onset)
+                min_size=1,
+                max_size=30,
+            )
+        )
         tracks.append(Track(f"t{ch}", 0, ch, [(p, s / 24, n / 24, v) for p, s, n, v in notes]))
     return {"tracks": tracks, "tpb": tpb, "meter": meter}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(song=songs(), hop=st.sampled_from([1, 2]))
 def test_replay_windows_equal_the_training_windows(song: dict, hop: int, tmp_path: Path) -> None:
     """Random songs: overlapping and repeated notes, odd meters, zero-length notes, several
@@ -80,9 +93,17 @@ def test_replay_handles_retriggers_and_meter_changes(tmp_path: Path) -> None:
     t = mido.MidiTrack()
     # a doubled note-on, a retrigger (on before off on one tick), a note-off with no note-on,
     # and a note never released (ends with its track)
-    for msg in [("note_on", 60, 0), ("note_on", 60, 240), ("note_on", 60, 480),
-                ("note_off", 60, 0), ("note_off", 60, 480), ("note_off", 61, 10),
-                ("note_on", 64, 100), ("note_on", 67, 3000), ("note_off", 64, 2000)]:  # fmt: skip
+    for msg in [
+        ("note_on", 60, 0),
+        ("note_on", 60, 240),
+        ("note_on", 60, 480),
+        ("note_off", 60, 0),
+        ("note_off", 60, 480),
+        ("note_off", 61, 10),
+        ("note_on", 64, 100),
+        ("note_on", 67, 3000),
+        ("note_off", 64, 2000),
+    ]:
         kind, note, dt = msg
         t.append(mido.Message(kind, note=note, velocity=80 if kind == "note_on" else 0, time=dt))
     t.append(mido.MetaMessage("end_of_track", time=4000))
@@ -135,8 +156,14 @@ def demo_files() -> list[Path]:
 # ------------------------------------------------------------ live transport = offline
 
 
-def play(path: Path, *, jitter_ns: int = 0, garbage: list | None = None, seed: int = 0,
-         start: bool = True) -> tuple[dict, Transport]:  # fmt: skip
+def play(
+    path: Path,
+    *,
+    jitter_ns: int = 0,
+    garbage: list | None = None,
+    seed: int = 0,
+    start: bool = True,
+) -> tuple[dict, Transport]:
     """Play a file (ticks_per_beat 960) through the Transport with MIDI clock as a DAW would:
     Start, a clock every PERIOD ns, each note at its exact time; returns the windows."""
     midi = load_midi(path)
@@ -175,9 +202,11 @@ def play(path: Path, *, jitter_ns: int = 0, garbage: list | None = None, seed: i
 
 
 def _song(tmp_path: Path, meter=(4, 4), seed: int = 0) -> Path:  # noqa: ANN001
-    tracks = [Track("a", 0, 0, melody(8, seed=seed, step=0.5)),
-              Track("b", 33, 1, melody(8, low=36, seed=seed + 1, step=1.0)),
-              Track("c", 48, 5, [(60 + i % 7, i * 1.5, 2.25, 80) for i in range(20)])]  # fmt: skip
+    tracks = [
+        Track("a", 0, 0, melody(8, seed=seed, step=0.5)),
+        Track("b", 33, 1, melody(8, low=36, seed=seed + 1, step=1.0)),
+        Track("c", 48, 5, [(60 + i % 7, i * 1.5, 2.25, 80) for i in range(20)]),
+    ]
     return write_song(tmp_path / f"p{seed}.mid", tracks, tpb=960, meter=meter)
 
 
@@ -227,9 +256,17 @@ def test_malformed_messages_are_classified_as_such(msg: list[int]) -> None:
     assert classify(msg) is None
 
 
-@pytest.mark.parametrize("msg,kind", [([0x90, 60, 100], "voice"), ([0xC3, 5], "voice"),
-                                      ([0xF8], "realtime"), ([0xF2, 0, 1], "common"),
-                                      ([0xF0, 1, 2, 0xF7], "sysex"), ([0xFE], "realtime")])  # fmt: skip
+@pytest.mark.parametrize(
+    "msg,kind",
+    [
+        ([0x90, 60, 100], "voice"),
+        ([0xC3, 5], "voice"),
+        ([0xF8], "realtime"),
+        ([0xF2, 0, 1], "common"),
+        ([0xF0, 1, 2, 0xF7], "sysex"),
+        ([0xFE], "realtime"),
+    ],
+)
 def test_well_formed_messages_are_accepted(msg: list[int], kind: str) -> None:
     assert classify(msg) == kind
 
@@ -392,8 +429,9 @@ def test_note_capacity_overflow_is_counted() -> None:
 
 
 def test_grid_bars_extend_past_the_file() -> None:
-    song = read_song(load_midi(write_song(Path("/tmp") / "kd_grid.mid",
-                                          [Track("a", 0, 0, melody(3))])))  # fmt: skip
+    song = read_song(
+        load_midi(write_song(Path("/tmp") / "kd_grid.mid", [Track("a", 0, 0, melody(3))]))
+    )
     bars = GridBars(song.bars)
     n = len(song.bars)
     step = int(song.bars.starts[1] - song.bars.starts[0])
