@@ -114,6 +114,8 @@ class Daemon:
         self.on_emit = on_emit
         self.batch = np.zeros((len(engine.channels), *WINDOW.input_shape), np.float32)
         self.thread: threading.Thread | None = None
+        #: The clock of event times: perf_counter, or the JACK sample clock (native input).
+        self.clock: Callable[[], int] = time.perf_counter_ns
         self.worker_errors = 0
 
     # ------------------------------------------------------------ the port's callback
@@ -121,6 +123,10 @@ class Daemon:
     def callback(self, event: tuple[list[int], float], data: object = None) -> None:
         """python-rtmidi's input callback: timestamp and enqueue, nothing else."""
         self.queue.put((time.perf_counter_ns(), event[0]))
+
+    def enqueue(self, t_ns: int, message: bytes) -> None:
+        """The native JACK input's callback: already timestamped to the sample."""
+        self.queue.put((t_ns, message))
 
     def feed(self, message: Sequence[int], t_ns: int | None = None) -> None:
         """Enqueue a message as the callback would (tests, in-process sources)."""
@@ -142,7 +148,7 @@ class Daemon:
         next_stats = time.monotonic() + self.stats_every if self.stats_every > 0 else None
         next_check = time.monotonic() + 1.0
         while not self.stop_event.is_set():
-            now_ns = time.perf_counter_ns()
+            now_ns = self.clock()
             wait = 0.5
             deadline = self.transport.deadline_ns()
             if deadline is not None:
@@ -152,7 +158,7 @@ class Daemon:
             try:
                 t_ns, msg = self.queue.get(timeout=wait)
             except queue.Empty:
-                t_ns, msg = time.perf_counter_ns(), None
+                t_ns, msg = self.clock(), None
             if self.stop_event.is_set():
                 break
             try:
@@ -202,7 +208,7 @@ class Daemon:
                     )
                 except OSError:
                     self.stats.send_errors += 1
-        self.stats.add(time.perf_counter_ns() - t_event_ns)
+        self.stats.add(self.clock() - t_event_ns)
         self.stats.batches += 1
         self.stats.emitted += b
         if self.on_emit is not None:

@@ -102,15 +102,8 @@ class InputPort:
     """The daemon's MIDI input: an existing port (``--port``, re-connected if it disappears
     and comes back) or a virtual one (``--virtual``)."""
 
-    def __init__(
-        self,
-        callback: Callable,
-        *,
-        api: str | None = None,
-        port: str | None = None,
-        virtual: str | None = None,
-        client: str = CLIENT_NAME,
-    ) -> None:
+    def __init__(self, callback: Callable, *, rtapi: int, port: str | None = None,
+                 virtual: str | None = None, client: str = CLIENT_NAME) -> None:  # fmt: skip
         if (port is None) == (virtual is None):
             raise PortError("give either --port NAME or --virtual NAME")
         if virtual is not None and sys.platform == "win32":
@@ -119,7 +112,7 @@ class InputPort:
                 "pass --port with its name"
             )
         self.wanted, self.callback, self.connected_name = port, callback, None
-        self.midi = _make("in", api_candidates(api), client)
+        self.midi = _make("in", [rtapi], client)
         # Receive clock and sysex (rtmidi drops them by default); active sensing stays out.
         self.midi.ignore_types(sysex=False, timing=False, active_sense=True)
         self.midi.set_callback(callback)
@@ -189,3 +182,24 @@ def open_output(
             )
         midi.open_virtual_port(virtual)
     return midi
+
+
+def open_input(daemon_callback: Callable, enqueue: Callable[[int, bytes], None], *,
+               api: str | None = None, port: str | None = None,
+               virtual: str | None = None) -> Any:  # fmt: skip
+    """The daemon's input: a native JACK client under JACK (see :mod:`live.jackin`), rtmidi
+    for ALSA, CoreMIDI and Windows MM. Linux without ``--api`` tries ALSA, then JACK."""
+    rtmidi = _rtmidi()
+    errors = []
+    for candidate in api_candidates(api):
+        try:
+            if candidate == rtmidi.API_UNIX_JACK:
+                from live.jackin import JackInput
+
+                return JackInput(enqueue, port=port, virtual=virtual)
+            return InputPort(daemon_callback, rtapi=candidate, port=port, virtual=virtual)
+        except PortError as exc:
+            if "matches" in str(exc) or len(api_candidates(api)) == 1:
+                raise
+            errors.append(str(exc))
+    raise PortError("; ".join(errors))

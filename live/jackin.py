@@ -1,0 +1,109 @@
+"""The daemon's MIDI input as a native JACK client (``--api jack``), through JACK-Client.
+
+Why not rtmidi here: RtMidi's JACK input treats a SysEx that does not end in F7 as continuing
+into the next events, and holds back every following message (notes, clock) until some event
+ends in F7. One malformed SysEx from any source would silence the daemon. A JACK MIDI event is
+already one framed message, so this client hands each event to the worker as it is, and a bad
+one is counted and dropped alone. It also gets each event's sample offset, so arrival times are
+exact to the sample instead of to the period.
+
+The process callback (the JACK audio thread) only timestamps and enqueues.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from live.ports import CLIENT_NAME, PortError, find_port
+
+log = logging.getLogger("kdlive")
+
+
+class JackInput:
+    """A JACK MIDI input port, connected to ``port`` (a source, re-connected when it comes
+    back) or left for others to connect to (``virtual``)."""
+
+    def __init__(self, enqueue: Callable[[int, bytes], None], *, port: str | None = None,
+                 virtual: str | None = None, client: str = CLIENT_NAME) -> None:  # fmt: skip
+        if (port is None) == (virtual is None):
+            raise PortError("give either --port NAME or --virtual NAME")
+        try:
+            import jack
+        except (ImportError, OSError) as exc:
+            raise PortError(f"JACK is not available ({exc}): install JACK and "
+                            "`pip install JACK-Client`") from None  # fmt: skip
+        try:
+            self.client = jack.Client(client, no_start_server=True)
+        except jack.JackError as exc:
+            raise PortError(f"no JACK server is running ({exc}): start one (jackd -d dummy "
+                            "works without a sound card)") from None  # fmt: skip
+        self.port = self.client.midi_inports.register(virtual or "in")
+        self.enqueue = enqueue
+        self.wanted, self.connected_name = port, virtual
+        self.lost, self.reconnects = False, 0
+        self.ns_per_frame = 1e9 / self.client.samplerate
+        events = self.port.incoming_midi_events
+        client, ns_per_frame = self.client, self.ns_per_frame
+        state = {"last": 0, "wraps": 0}
+
+        def process(frames: int) -> None:
+            # Each event's time is its sample: the cycle's first frame plus its offset, on
+            # JACK's sample clock (the DAW's timeline), unmoved by when this thread ran.
+            base = client.last_frame_time
+            if base < state["last"]:
+                state["wraps"] += 1  # jack_nframes_t wraps after 2^32 frames (~25 h)
+            state["last"] = base
+            base += state["wraps"] << 32
+            for offset, data in events():
+                enqueue(int((base + offset) * ns_per_frame), bytes(data))
+
+        self.client.set_process_callback(process)
+        self.client.activate()
+        if port is not None:
+            self._connect()
+
+    def now_ns(self) -> int:
+        """Now on the sample clock that event times use (the worker's deadlines need it)."""
+        return int(self.client.frame_time * self.ns_per_frame)
+
+    @property
+    def name(self) -> str:
+        return self.port.name
+
+    def _sources(self) -> list[str]:
+        return [p.name for p in self.client.get_ports(is_midi=True, is_output=True)
+                if p.name != self.port.name]  # fmt: skip
+
+    def _connect(self) -> None:
+        names = self._sources()
+        source = names[find_port(names, self.wanted or "", "input")]
+        self.client.connect(source, self.port)
+        self.connected_name = source
+
+    def check(self) -> None:
+        """About once a second: notice a vanished source, and reconnect when it is back."""
+        if self.wanted is None:
+            return
+        names = self._sources()
+        if self.connected_name not in names:
+            if not self.lost:
+                self.lost = True
+                log.warning("input port %r disappeared; waiting for it to come back",
+                            self.connected_name)  # fmt: skip
+            return
+        if self.lost or not self.port.is_connected_to(self.connected_name):
+            try:
+                self._connect()
+            except PortError:
+                return
+            self.lost = False
+            self.reconnects += 1
+            log.warning("input port %r is back: reconnected", self.connected_name)
+
+    def close(self) -> None:
+        """Stop the callback (deactivate), then close the client and its port."""
+        try:
+            self.client.deactivate()
+        finally:
+            self.client.close()

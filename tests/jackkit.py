@@ -1,0 +1,123 @@
+"""A real MIDI transport for tests and benchmarks: a JACK server with the dummy driver (no sound
+card needed), and rtmidi clients that play into and listen to the daemon's ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class JackServer:
+    """``jackd --no-realtime -d dummy`` under its own server name; clients of this process and
+    of subprocesses given :attr:`env` talk to it (``JACK_DEFAULT_SERVER``)."""
+
+    def __init__(self, name: str, *, rate: int = 48000, period: int = 128) -> None:
+        self.name, self.rate, self.period = name, rate, period
+        self.proc: subprocess.Popen | None = None
+        self.env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1",
+                    "MIDO_BACKEND": "mido.backends.rtmidi/UNIX_JACK"}  # fmt: skip
+
+    @staticmethod
+    def available() -> str | None:
+        """None if a JACK server can run here, else why not."""
+        if shutil.which("jackd") is None:
+            return "jackd is not installed (apt-get install jackd2)"
+        try:
+            import rtmidi
+        except ImportError:
+            return "python-rtmidi is not installed"
+        if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
+            return "python-rtmidi was built without JACK"
+        return None
+
+    def start(self) -> JackServer:
+        self.proc = subprocess.Popen(
+            ["jackd", "-n", self.name, "--no-realtime", "-S", "-d", "dummy", "-r", str(self.rate),
+             "-p", str(self.period)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jackd exited: {self.proc.stderr.read()[-500:]}")
+            if self.run(["jack_lsp"]).returncode == 0:
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("jackd did not come up in 10 s")
+
+    def run(self, args: list[str], **kw) -> subprocess.CompletedProcess:  # noqa: ANN003
+        return subprocess.run(args, env=self.env, capture_output=True, text=True, **kw)
+
+    def ports(self) -> list[str]:
+        return [p for p in self.run(["jack_lsp"]).stdout.splitlines() if p.strip()]
+
+    def wait_port(self, suffix: str, timeout: float = 15.0) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            hits = [p for p in self.ports() if p.endswith(suffix)]
+            if hits:
+                return hits[0]
+            time.sleep(0.1)
+        raise TimeoutError(f"no JACK port ending in {suffix!r}: {self.ports()}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Player:
+    """An rtmidi JACK output connected to the daemon's input port."""
+
+    def __init__(self, target_suffix: str, server: JackServer, name: str = "player") -> None:
+        import rtmidi
+
+        target = server.wait_port(target_suffix)
+        self.midi = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name=name)
+        ports = self.midi.get_ports()
+        self.midi.open_port(ports.index(target), name="out")
+
+    def send(self, message: list[int]) -> None:
+        self.midi.send_message(message)
+
+    def close(self) -> None:
+        self.midi.close_port()
+        del self.midi
+
+
+class Listener:
+    """An rtmidi JACK input connected to the daemon's output; records (arrival ns, bytes)."""
+
+    def __init__(self, source_suffix: str, server: JackServer, name: str = "listener") -> None:
+        import rtmidi
+
+        source = server.wait_port(source_suffix)
+        self.received: list[tuple[int, list[int]]] = []
+        self.midi = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name=name)
+        self.midi.ignore_types(sysex=False, timing=False, active_sense=True)
+        self.midi.set_callback(self._on)
+        ports = self.midi.get_ports()
+        self.midi.open_port(ports.index(source), name="in")
+
+    def _on(self, event, data) -> None:  # noqa: ANN001
+        self.received.append((time.perf_counter_ns(), list(event[0])))
+
+    def close(self) -> None:
+        self.midi.cancel_callback()
+        self.midi.close_port()
+        del self.midi

@@ -1,0 +1,332 @@
+"""`kdlive listen` over a REAL MIDI transport: a JACK server with the dummy driver.
+
+The daemon runs as a subprocess; separate JACK clients play clock and notes into it and listen
+to its CC; OSC is received by a python-osc server. These tests run in CI (``.ci/run`` installs
+jackd2, jack-midi-clock and liblo-tools); they skip, saying why, where no JACK server can run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import Track, write_song
+from jackkit import JackServer, Listener, Player, free_udp_port
+from live.midifile import load_midi, read_song
+from live.model import Model
+from live.replay import NOTE_ON, file_events, replay_windows
+
+_why = JackServer.available()
+if _why and os.environ.get("CI"):
+    pytest.fail(f"CI must run the JACK tests: {_why}", pytrace=False)
+pytestmark = pytest.mark.skipif(_why is not None, reason=f"no JACK server here: {_why}")
+
+BPM = 300
+PERIOD_S = 60 / BPM / 24
+
+
+@pytest.fixture(scope="module")
+def jack():  # noqa: ANN201
+    server = JackServer(f"kdtest{os.getpid()}").start()
+    saved = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = server.name  # for the rtmidi clients of this process
+    yield server
+    server.stop()
+    if saved is None:
+        os.environ.pop("JACK_DEFAULT_SERVER", None)
+    else:
+        os.environ["JACK_DEFAULT_SERVER"] = saved
+
+
+class Daemon:
+    """``kdlive listen`` in a subprocess, with its log captured."""
+
+    def __init__(self, server: JackServer, *args: str, port_name: str = "kdin") -> None:
+        cmd = [sys.executable, "-c", "from live.cli import app; app()", "listen", "--api",
+               "jack", *args]  # fmt: skip
+        if "--port" not in args:
+            cmd += ["--virtual", port_name]
+        self.proc = subprocess.Popen(cmd, env=server.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for("listening on")
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for line in self.lines:
+                if text in line:
+                    return line
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"daemon never said {text!r}:\n" + "\n".join(self.lines))
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("daemon did not stop:\n" + "\n".join(self.lines)) from None
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+def song(tmp_path: Path, name: str = "live.mid") -> Path:
+    """Notes start on eighth-note clock ticks and end 10 clocks later (inside a step), so the
+    transport's cycle-sized arrival jitter cannot move them across a step boundary."""
+    rng = np.random.default_rng(7)
+    tracks = []
+    for ch, (low, every) in {0: (60, 1), 1: (36, 2), 4: (55, 1)}.items():
+        notes = []
+        for k in range(0, 6 * 8, every):  # eighth notes over 6 bars
+            length = (10 + 12 * int(rng.integers(0, 2))) / 24  # 10 or 22 clocks
+            notes.append((int(low + rng.integers(0, 12)), k / 2, length, 90))
+        tracks.append(Track(f"ch{ch}", 0, ch, notes))
+    return write_song(tmp_path / name, tracks, tpb=960, bpm=BPM)
+
+
+def expected(path: Path) -> dict[int, list[np.ndarray]]:
+    """Per channel, the probabilities of each window in order, from `kdlive replay`'s code."""
+    model, out = Model(), {}
+    for batch in replay_windows(path):
+        probs = model.predict(np.stack([w.roll for w in batch])[:, None].astype(np.float32))
+        for w, p in zip(batch, probs, strict=True):
+            out.setdefault(w.channel, []).append(p)
+    return out
+
+
+def perform(player: Player, path: Path, *, garbage: list[list[int]] = (), seed: int = 0) -> None:
+    """Start, then MIDI clock at BPM with each note sent right after its clock tick, up to the
+    file's last bar line; garbage (if any) sprinkled between; then Stop."""
+    midi = load_midi(path)
+    last_clock = int(read_song(midi).bars.starts[-1]) // 40
+    by_clock: dict[int, list[list[int]]] = {}
+    for tick, _, _, kind, ch, pitch in file_events(midi):
+        assert tick % 40 == 0
+        if pitch < 0:
+            continue
+        msg = [0x90 | (ch - 1), pitch, 90] if kind == NOTE_ON else [0x80 | (ch - 1), pitch, 0]
+        by_clock.setdefault(tick // 40, []).append(msg)
+    rng = np.random.default_rng(seed)
+    player.send([0xFA])
+    t0 = time.perf_counter()
+    for k in range(last_clock + 1):
+        time.sleep(max(0.0, t0 + k * PERIOD_S - time.perf_counter()))
+        player.send([0xF8])
+        for msg in by_clock.get(k, []):
+            player.send(msg)
+            if garbage and rng.random() < 0.5:
+                player.send(garbage[int(rng.integers(len(garbage)))])
+    player.send([0xFC])
+
+
+def cc_groups(received: list[tuple[int, list[int]]]) -> dict[int, list[list[int]]]:
+    """Per channel, the 9 CC values of each window (CC 20-27, then 28)."""
+    out: dict[int, list[list[int]]] = {}
+    current: dict[int, list[int]] = {}
+    for _, msg in received:
+        ch = (msg[0] & 0x0F) + 1
+        assert msg[0] & 0xF0 == 0xB0, msg
+        current.setdefault(ch, []).append(msg[2])
+        if msg[1] == 28:
+            out.setdefault(ch, []).append(current.pop(ch))
+    return out
+
+
+def osc_server(port: int):  # noqa: ANN201
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    got: list[tuple[str, tuple]] = []
+    d = Dispatcher()
+    d.set_default_handler(lambda address, *args: got.append((address, args)))
+    server = ThreadingOSCUDPServer(("127.0.0.1", port), d)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, got
+
+
+def wait_until(cond, timeout: float = 5.0) -> None:  # noqa: ANN001
+    end = time.monotonic() + timeout
+    while not cond() and time.monotonic() < end:
+        time.sleep(0.05)
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_listen_sends_the_replay_classes_as_cc_and_osc(jack: JackServer, tmp_path: Path) -> None:
+    path = song(tmp_path)
+    want = expected(path)
+    osc_port = free_udp_port()
+    server, osc = osc_server(osc_port)
+    daemon = Daemon(jack, "--osc", f"127.0.0.1:{osc_port}", "--stats", "1")
+    listener = Listener(":kdlive out", jack)
+    player = Player(":kdin", jack)
+    try:
+        perform(player, path)
+        n_windows = sum(len(v) for v in want.values())
+        wait_until(lambda: len(listener.received) >= 9 * n_windows)
+        got = cc_groups(listener.received)
+        assert sorted(got) == sorted(want) == [1, 2, 5]
+        for ch, probs in want.items():
+            assert got[ch] == [[int(round(x * 127)) for x in p] + [int(p.argmax())]
+                               for p in probs], f"channel {ch}"  # fmt: skip
+        wait_until(lambda: len(osc) >= 2 * n_windows)
+        probs_by_ch: dict[int, list] = {}
+        for address, args in osc:
+            _, _, ch, kind = address.split("/")
+            if kind == "probs":
+                probs_by_ch.setdefault(int(ch), []).append(np.array(args))
+            else:
+                assert args[0] in Model().classes and 0 < args[1] <= 1
+        for ch, probs in want.items():
+            assert np.allclose(np.array(probs_by_ch[ch]), np.array(probs), atol=1e-6)
+    finally:
+        player.close()
+        listener.close()
+        server.shutdown()
+        code = daemon.stop(signal.SIGINT)
+    assert code == 0
+    stats = [line for line in daemon.lines if line.startswith("[stats]")]
+    assert stats and "mode stopped" in stats[-1] and "malformed 0" in stats[-1]  # after Stop
+    bpm = float(stats[-1].split("bpm ")[1].split()[0].rstrip(","))
+    assert bpm == pytest.approx(BPM, rel=0.02)
+
+
+def test_garbage_on_the_wire_changes_nothing(jack: JackServer, tmp_path: Path) -> None:
+    """Malformed messages sent over JACK between the notes: the daemon counts them, stays up,
+    and sends the same CC as for the clean performance."""
+    path = song(tmp_path)
+    want = expected(path)
+    garbage = [[0x45, 0x10], [0x90, 60], [0xF0, 0x01, 0x02], [0xF4], [0xF5, 1, 2], [0xFD],
+               [0xF0, 0x01, 0x90, 0x40], [0xF7], [0x99, 0x99, 0x99]]  # fmt: skip
+    daemon = Daemon(jack, "--stats", "1")
+    listener = Listener(":kdlive out", jack)
+    player = Player(":kdin", jack)
+    try:
+        perform(player, path, garbage=garbage, seed=1)
+        n_windows = sum(len(v) for v in want.values())
+        wait_until(lambda: len(listener.received) >= 9 * n_windows)
+        got = cc_groups(listener.received)
+        for ch, probs in want.items():
+            assert got[ch] == [[int(round(x * 127)) for x in p] + [int(p.argmax())]
+                               for p in probs]  # fmt: skip
+        time.sleep(1.2)  # one more stats line
+    finally:
+        player.close()
+        listener.close()
+        code = daemon.stop(signal.SIGTERM)
+    assert code == 0
+    last = [line for line in daemon.lines if line.startswith("[stats]")][-1]
+    malformed = int(last.split("malformed ")[1].split(",")[0])
+    assert malformed > 10 and "worker_errors 0" in last
+
+
+def test_follows_jack_midi_clock_and_jack_transport(jack: JackServer, tmp_path: Path) -> None:
+    """An independent clock source: jack_midi_clock (with 5 % jitter) driven by JACK
+    transport. The daemon derives the tempo and closes windows on its bar lines."""
+    if subprocess.run(["which", "jack_midi_clock"], capture_output=True).returncode:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install jack-midi-clock")
+        pytest.skip("jack_midi_clock is not installed (apt-get install jack-midi-clock)")
+    daemon = Daemon(jack, "--stats", "0.5", "--channels", "3")
+    target = jack.wait_port(":kdin")
+    clock = subprocess.Popen(["jack_midi_clock", "-b", "180", "-B", "-J", "5", target],
+                             env=jack.env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    listener = Listener(":kdlive out", jack)
+    player = Player(":kdin", jack, name="notes")
+    try:
+        jack.wait_port("jack_midi_clock:mclk_out", timeout=10) if any(
+            "jack_midi_clock" in p for p in jack.ports()) else None  # fmt: skip
+        time.sleep(0.5)
+        jack.run(["jack_transport"], input="locate 0\nplay\nquit\n", timeout=10)
+        t_end = time.monotonic() + 4.0  # 2 bars at 180 BPM = 2.67 s
+        while time.monotonic() < t_end:
+            player.send([0x92, 64, 90])
+            time.sleep(0.1)
+            player.send([0x82, 64, 0])
+            time.sleep(0.1)
+        wait_until(lambda: len(listener.received) >= 9, timeout=3)
+        jack.run(["jack_transport"], input="stop\nquit\n", timeout=10)
+        time.sleep(0.6)
+    finally:
+        code = daemon.stop()
+        clock.terminate()
+        clock.wait(5)
+        player.close()
+        listener.close()
+    assert code == 0
+    assert len(listener.received) >= 9 and {m[0] for _, m in listener.received} == {0xB2}
+    stats = [x for x in daemon.lines if x.startswith("[stats]") and "clocks 0," not in x]
+    assert stats, "\n".join(daemon.lines)
+    bpm = float(stats[-1].split("bpm ")[1].split()[0].rstrip(","))
+    assert bpm == pytest.approx(180, rel=0.02)  # on the sample clock, despite the jitter
+
+
+def test_reconnects_when_the_input_port_comes_back(jack: JackServer, tmp_path: Path) -> None:
+    import rtmidi
+
+    def source() -> rtmidi.MidiOut:
+        out = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="keyboard")
+        out.open_virtual_port("keys")
+        return out
+
+    keys = source()
+    jack.wait_port("keyboard:keys")
+    daemon = Daemon(jack, "--port", "KEYBOARD:KEYS", "--bpm", "240", "--stats", "0.5")
+    listener = Listener(":kdlive out", jack)
+    try:
+        keys.close_port()
+        keys.delete()  # the JACK client goes away with its port
+        daemon.wait_for("disappeared", timeout=5)
+        keys = source()
+        daemon.wait_for("reconnected", timeout=5)
+        keys.send_message([0x90, 60, 100])  # internal clock at 240 BPM: 2 bars = 2 s
+        time.sleep(0.3)
+        keys.send_message([0x80, 60, 0])
+        wait_until(lambda: len(listener.received) >= 9, timeout=5)
+        assert [m[0] for _, m in listener.received[:9]] == [0xB0] * 9
+        assert any("internal clock" in line or "mode internal" in line for line in daemon.lines)
+    finally:
+        listener.close()
+        code = daemon.stop()
+    assert code == 0
+
+
+def test_missing_port_and_bad_bundle_are_one_line(jack: JackServer, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-c", "from live.cli import app; app()", "listen", "--api", "jack"]
+    r = subprocess.run([*cmd, "--port", "no-such-port"], env=jack.env, capture_output=True,
+                       text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 1 and "no MIDI input port matches 'no-such-port'" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = subprocess.run([*cmd, "--virtual", "x", "--model", str(tmp_path)], env=jack.env,
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 1 and "not a kdlive bundle" in r.stderr
+    assert len([x for x in r.stderr.splitlines() if x.strip()]) == 1
+
+
+def test_ports_lists_jack_ports(jack: JackServer) -> None:
+    daemon = Daemon(jack)
+    try:
+        r = subprocess.run([sys.executable, "-c", "from live.cli import app; app()", "ports",
+                            "--api", "jack"], env=jack.env, capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+        assert r.returncode == 0 and "kdlive-out:kdlive out" in r.stdout
+    finally:
+        daemon.stop()
