@@ -35,6 +35,10 @@ from live.transport import NS, Transport
 log = logging.getLogger("kdlive")
 
 LATENCY_RING = 8192
+#: Compute ahead once the input has been quiet this long (a chord's notes arrive together)...
+SPECULATE_AFTER_S = 0.002
+#: ...and only if the bar line is at least this far away (else the closing event could wait).
+SPECULATE_MARGIN_NS = 3_000_000
 
 
 class MidiSender(Protocol):
@@ -114,6 +118,10 @@ class Daemon:
         self.on_emit = on_emit
         self.batch = np.zeros((len(engine.channels), *WINDOW.input_shape), np.float32)
         self.thread: threading.Thread | None = None
+        #: Probabilities computed ahead for the pending windows (see :meth:`speculate`).
+        self.ahead: np.ndarray | None = None
+        self.speculations = 0
+        self.reused = 0
         #: The clock of event times: perf_counter, or the JACK sample clock (native input).
         self.clock: Callable[[], int] = time.perf_counter_ns
         self.worker_errors = 0
@@ -155,10 +163,21 @@ class Daemon:
                 wait = min(wait, max(0.0, (deadline - now_ns) / NS))
             if next_stats is not None:
                 wait = min(wait, max(0.0, next_stats - time.monotonic()))
+            ahead = not self.engine.peek_current()
+            if ahead:
+                wait = min(wait, SPECULATE_AFTER_S)
             try:
                 t_ns, msg = self.queue.get(timeout=wait)
             except queue.Empty:
                 t_ns, msg = self.clock(), None
+                if ahead and self._worth_speculating(t_ns):
+                    try:
+                        self.speculate()
+                    except Exception:  # noqa: BLE001 (the close will compute it again)
+                        self.worker_errors += 1
+                        self.engine.peek_key = None
+                        log.exception("error while computing ahead (kept running)")
+                    continue
             if self.stop_event.is_set():
                 break
             try:
@@ -182,13 +201,36 @@ class Daemon:
                 except Exception:  # noqa: BLE001
                     log.exception("input port check failed (will retry)")
 
-    def emit(self, closed: list[ClosedWindow], t_event_ns: int) -> None:
-        """One model call for the windows that closed together, then CC and OSC per window."""
-        b = len(closed)
-        batch = self.batch[:b]
-        for i, w in enumerate(closed):
+    def _worth_speculating(self, t_ns: int) -> bool:
+        left = self.transport.ns_until(self.engine.next_close(), t_ns)
+        return left is not None and left > SPECULATE_MARGIN_NS
+
+    def speculate(self) -> None:
+        """Compute the pending windows' probabilities ahead, while the input is quiet before
+        the bar line. A window's roll is final once no event before the bar line is left to
+        come, so when the closing event arrives and nothing changed since, its results go out
+        at once: the model's time leaves the path from the bar line to the CC."""
+        windows = self.engine.peek()
+        self.speculations += 1
+        self.ahead = self._predict(windows) if windows else None
+
+    def _predict(self, windows: list[ClosedWindow]) -> np.ndarray:
+        batch = self.batch[: len(windows)]
+        for i, w in enumerate(windows):
             batch[i, 0] = w.roll
-        probs = self.model.predict(batch)
+        return self.model.predict(batch)
+
+    def emit(self, closed: list[ClosedWindow], t_event_ns: int) -> None:
+        """One model call for the windows that closed together (none if they were computed
+        ahead and nothing changed since), then CC and OSC per window."""
+        b = len(closed)
+        ahead = self.ahead
+        self.ahead = None
+        if self.engine.last_close_reused and ahead is not None and len(ahead) == b:
+            probs = ahead
+            self.reused += 1
+        else:
+            probs = self._predict(closed)
         m = self.map
         for w, p in zip(closed, probs, strict=True):
             status = 0xB0 | (w.channel - 1)

@@ -144,6 +144,13 @@ class Transport:
     def _clock_gone(self, t_ns: int) -> bool:
         return self.mode == "clock" and t_ns - self.last_clock_ns > self._timeout()
 
+    def ns_until(self, pos: int, t_ns: int) -> int | None:
+        """Nanoseconds from ``t_ns`` until the song reaches ``pos`` at the current tempo, or
+        None while time stands still (stopped, or no clock and no notes yet)."""
+        if self.mode not in ("clock", "internal"):
+            return None
+        return (pos - self.position(t_ns)) * self.period_ns // TICKS_PER_CLOCK
+
     def _timeout(self) -> int:
         return max(self.clock_timeout_ns, 6 * self.period_ns)
 

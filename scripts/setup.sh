@@ -14,6 +14,9 @@ APT_PACKAGES=(
   openttd-openmsx simutrans-data planetblupi-music-midi
   # libsndfile for soundfile (FLAC)
   libsndfile1
+  # a real MIDI transport without a sound card (the daemon's tests start `jackd -d dummy`), an
+  # independent MIDI clock source, and an OSC receiver (oscdump)
+  jackd2 jack-midi-clock liblo-tools
 )
 
 if command -v apt-get >/dev/null; then

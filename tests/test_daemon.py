@@ -142,7 +142,7 @@ def test_sixteen_channels_are_one_model_call(model: Model) -> None:
     counting = CountingModel(model)
     d, midi, _, _ = make(counting)
     run(d, song_messages(channels=tuple(range(1, 17)), bars=2), expect_batches=1)
-    assert counting.calls == [16]
+    assert counting.calls and set(counting.calls) == {16}  # (computed ahead, or at the close)
     assert len(midi.sent) == 16 * 9
     assert {m[0] & 0x0F for m in midi.sent} == set(range(16))
 
@@ -152,7 +152,8 @@ def test_a_failing_model_call_is_counted_and_the_worker_goes_on(model: Model) ->
     d, midi, _, _ = make(counting)
     run(d, song_messages(bars=3), expect_batches=1)
     assert d.worker_errors == 1 and d.thread is not None and not d.thread.is_alive()
-    assert len(counting.calls) == 2 and len(midi.sent) == 9  # the second window came out
+    # The call that failed (ahead of a bar line, or at it) cost at most one window.
+    assert len(midi.sent) in (9, 18) and len(counting.calls) >= 2
 
 
 def test_a_vanished_output_port_is_counted(model: Model) -> None:
@@ -193,3 +194,65 @@ def test_fuzz_garbage_changes_no_output(model: Model, garbage: list, seed: int) 
         outs.append(midi.sent)
         assert d.worker_errors == 0
     assert outs[1] == outs[0] and len(outs[0]) == 2 * 2 * 9
+
+
+def _paced(d: Daemon, messages, pause_before: int) -> None:  # noqa: ANN001
+    """Feed ``messages`` with their timestamps, pausing (quiet input, real time) before the
+    message at index ``pause_before``: what a player does before a bar line."""
+    t0 = time.perf_counter_ns()
+    d.start()
+    for i, (t, m) in enumerate(messages):
+        if i == pause_before:
+            time.sleep(0.1)
+        d.feed(m, t0 + t)
+    end = time.monotonic() + 5
+    while d.stats.batches < 1 and time.monotonic() < end:
+        time.sleep(0.01)
+    d.stop()
+
+
+@pytest.mark.parametrize("computed_ahead", [True, False])
+def test_windows_computed_ahead_send_the_same_cc(
+    model: Model, computed_ahead: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the input quiet before the bar line, the daemon computes the pending windows then,
+    and at the closing clock only sends: the CC are the ones computed at the close."""
+    if not computed_ahead:
+        monkeypatch.setattr("live.daemon.SPECULATE_AFTER_S", 1e9)  # never quiet long enough
+    messages = [(t, m) for t, m in song_messages(channels=(1, 3), bars=2)]
+    closing = max(i for i, (_, m) in enumerate(messages) if m == [0xF8])
+    counting = CountingModel(model)
+    d, midi, _, _ = make(counting)
+    _paced(d, messages, pause_before=closing)
+    assert len(midi.sent) == 2 * 9
+    assert d.reused == (1 if computed_ahead else 0)
+    test_windows_computed_ahead_send_the_same_cc.sent = getattr(  # type: ignore[attr-defined]
+        test_windows_computed_ahead_send_the_same_cc, "sent", []
+    ) + [midi.sent]
+    sent = test_windows_computed_ahead_send_the_same_cc.sent  # type: ignore[attr-defined]
+    if len(sent) == 2:
+        assert sent[0] == sent[1]
+
+
+def test_a_note_after_the_computation_ahead_is_not_lost(model: Model) -> None:
+    """A note that arrives after the pending windows were computed (still before the bar
+    line) invalidates them: the window sent includes it."""
+    messages = song_messages(channels=(1,), bars=2)
+    closing = max(i for i, (_, m) in enumerate(messages) if m == [0xF8])
+    t_close = messages[closing][0]
+    late = [(t_close - 3 * PERIOD, [0x90, 100, 90]), (t_close - 2 * PERIOD, [0x80, 100, 0])]
+    messages = messages[:closing] + late + messages[closing:]
+    d, midi, _, emitted = make(model)
+    t0 = time.perf_counter_ns()
+    d.start()
+    for i, (t, m) in enumerate(messages):
+        if i in (closing, closing + 2):
+            time.sleep(0.1)  # quiet: the worker computes ahead, then the late note comes
+        d.feed(m, t0 + t)
+    end = time.monotonic() + 5
+    while d.stats.batches < 1 and time.monotonic() < end:
+        time.sleep(0.01)
+    d.stop()
+    assert d.speculations >= 2 and len(emitted) == 1
+    ((ch, bar, roll, p),) = emitted[0]
+    assert roll[100, 15] == 1  # the late note is in the last step of the window

@@ -90,7 +90,9 @@ class Run:
         """AIC: the teacher on log-mel, cross-entropy (label smoothing from the config)."""
         cfg = self.cfg
         train_index = self.split["train"] if train_index is None else train_index
-        fp = fingerprint(self.data_fp, cfg.model, cfg.teacher, cfg.seed, name, len(train_index))
+        arch = describe(build_teacher(cfg.model.preset, frames=cfg.model.teacher_frames))
+        fp = fingerprint(self.data_fp, cfg.model, arch, cfg.teacher, cfg.seed, name,
+                         len(train_index))  # fmt: skip
         if (path := self.stage_file(f"{name}.pt", fp)) is not None:
             self.say(name, f"current: {path}")
             return load_model(path).to(self.device)
@@ -157,7 +159,8 @@ class Run:
         cfg = self.cfg
         k = cfg.distill.teacher_folds
         feat = cfg.distill.feature_weight > 0
-        fp = fingerprint(self.data_fp, cfg.model, cfg.teacher, cfg.seed, k, feat)
+        arch = describe(build_teacher(cfg.model.preset, frames=cfg.model.teacher_frames))
+        fp = fingerprint(self.data_fp, cfg.model, arch, cfg.teacher, cfg.seed, k, feat)
         path = self.dir / "teacher_outputs.pt"
         if path.exists():
             blob = torch.load(path, map_location="cpu", weights_only=False)
@@ -254,7 +257,9 @@ def run_all(cfg: RunConfig, *, progress: ProgressFn | None = None, say: StageFn 
         raise data_stage.DataError("the test split has no windows: use more songs")
     teacher = run.train_teacher()
     t_logits, t_emb = run.teacher_outputs(teacher)
-    nic_fp = fingerprint(run.data_fp, cfg.model, cfg.student, cfg.seed, "nic")
+    # The architecture's recipe is in the fingerprint: a changed model class retrains.
+    arch = describe(build_student(cfg.model.preset))
+    nic_fp = fingerprint(run.data_fp, cfg.model, arch, cfg.student, cfg.seed, "nic")
     nic = run.train_student("nic", ce_step(run.rolls(), cfg.student, run.device), nic_fp)
     kd_fp = fingerprint(nic_fp, cfg.teacher, cfg.distill, "kdic")
     teacher_dim = teacher.embedding_dim if cfg.distill.feature_weight > 0 else 0

@@ -1,0 +1,229 @@
+"""Latency of `kdlive listen` over JACK (dummy driver), against the bare transport, in one run.
+
+Usage::
+
+    python benchmarks/live_latency.py                  # writes benchmarks/results/live_latency.json
+    python benchmarks/live_latency.py --windows 60 --period 64 --json /tmp/l.json
+
+1. Start ``jackd --no-realtime -S -d dummy -r 48000 -p PERIOD`` (its own server name).
+2. Bare transport: a sender client sends a note-on every few ms to a listener client;
+   one-way latency = the listener's callback time - the time just before ``send_message``.
+3. The daemon (``kdlive listen --virtual kdin``, a subprocess): a player sends MIDI clock at
+   ``--bpm`` and notes on 1, then 16, busy channels. The listener is connected both to the
+   player (it sees each clock tick arrive) and to the daemon's CC output. Latency of a window
+   = arrival at the listener of its first CC - arrival at the listener of the clock tick on
+   the bar line that closed it (the event that closed the window reached both clients in the
+   same JACK cycle). So it counts the daemon's work plus one trip through the transport.
+
+Goal (live issue): p99 <= the bare transport's p99 + 1 ms. Arrival times are the listener's
+``perf_counter_ns`` in its rtmidi callback: what an application listening to the daemon sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from jackkit import JackServer  # noqa: E402
+
+
+def stats(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {
+        "n": len(a),
+        "p50_ms": float(np.percentile(a, 50)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "max_ms": float(a.max()),
+        "mean_ms": float(a.mean()),
+    }
+
+
+class Recorder:
+    """An rtmidi JACK input recording (perf_counter_ns, bytes) of everything it receives."""
+
+    def __init__(self, name: str) -> None:
+        import rtmidi
+
+        self.events: list[tuple[int, list[int]]] = []
+        self.midi = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name=name)
+        self.midi.ignore_types(sysex=True, timing=False, active_sense=True)
+        self.midi.set_callback(lambda ev, d: self.events.append((time.perf_counter_ns(), ev[0])))
+        self.midi.open_virtual_port("in")
+
+
+def sender(name: str):  # noqa: ANN201
+    import rtmidi
+
+    out = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name=name)
+    out.open_virtual_port("out")
+    return out
+
+
+def bare_transport(server: JackServer, n: int) -> dict:
+    out, rec = sender("bare-send"), Recorder("bare-recv")
+    server.run(["jack_connect", "bare-send:out", "bare-recv:in"], check=True)
+    time.sleep(0.3)
+    sent = []
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        t = time.perf_counter_ns()
+        out.send_message([0x90, i % 128, 1])
+        sent.append(t)
+        time.sleep(float(rng.uniform(0.002, 0.006)))  # not locked to the JACK period
+    time.sleep(0.3)
+    got = [t for t, m in rec.events]
+    assert len(got) == n, f"lost {n - len(got)} of {n} messages"
+    return stats([(g - s) / 1e6 for s, g in zip(sent, got, strict=True)])
+
+
+def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float) -> dict:
+    env = server.env
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from live.cli import app; app()",
+            "listen",
+            "--api",
+            "jack",
+            "--virtual",
+            "kdin",
+            "--stats",
+            "0",
+            "--channels",
+            "1-16",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        target = server.wait_port("kdlive:kdin", timeout=60)
+        out_port = server.wait_port(":kdlive out", timeout=60)
+        player = sender(f"player{channels}")
+        rec = Recorder(f"listen{channels}")
+        for src, dst in (
+            (f"player{channels}:out", target),
+            (f"player{channels}:out", f"listen{channels}:in"),
+            (out_port, f"listen{channels}:in"),
+        ):
+            server.run(["jack_connect", src, dst], check=True)
+        time.sleep(0.5)
+        period = 60 / bpm / 24
+        rng = np.random.default_rng(channels)
+        clocks = (windows + 2) * 96 + 1  # 4/4: a window closes at every bar line from bar 3
+        player.send_message([0xFA])
+        t0 = time.perf_counter()
+        for k in range(clocks):
+            time.sleep(max(0.0, t0 + k * period - time.perf_counter()))
+            player.send_message([0xF8])
+            if k % 12 == 0:  # an eighth note on every busy channel
+                for ch in range(channels):
+                    p = int(rng.integers(36, 90))
+                    player.send_message([0x90 | ch, p, 90])
+                    player.send_message([0x80 | ch, p, 0])
+        player.send_message([0xFC])
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(2)
+        proc.wait(10)
+    # Clock ticks seen by the listener, in order (0 = the first after Start). Window i of a
+    # channel (bars i+1..i+2) closes on tick 192 + 96 i; its CC 20 is its first message.
+    ticks = [t for t, m in rec.events if m == [0xF8]]
+    n_cc = sum(1 for _, m in rec.events if m[0] & 0xF0 == 0xB0)
+    seen: dict[int, int] = {}
+    lat = []
+    for t, m in rec.events:
+        if m[0] & 0xF0 == 0xB0 and m[1] == 20:
+            ch = m[0] & 0x0F
+            i = seen.get(ch, 0)
+            seen[ch] = i + 1
+            k = 192 + 96 * i
+            if k < len(ticks):
+                lat.append((t - ticks[k]) / 1e6)
+    batches = max(seen.values(), default=0)
+    result = stats(lat) if lat else {"n": 0}
+    result.update(
+        channels=channels,
+        windows_expected=windows + 1,
+        batches=batches,
+        cc_messages=n_cc,
+        ticks=len(ticks),
+        bpm=bpm,
+    )
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--period", type=int, default=64, help="JACK frames per period")
+    ap.add_argument("--windows", type=int, default=80, help="windows per measurement")
+    ap.add_argument("--bpm", type=float, default=480.0)
+    ap.add_argument("--bare", type=int, default=1000, help="messages for the bare transport")
+    ap.add_argument("--json", type=Path, default=REPO / "benchmarks/results/live_latency.json")
+    args = ap.parse_args()
+    why = JackServer.available()
+    if why:
+        sys.exit(f"cannot run: {why}")
+    server = JackServer(f"kdbench{os.getpid()}", period=args.period).start()
+    os.environ["JACK_DEFAULT_SERVER"] = server.name
+    try:
+        result = {
+            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": {
+                "cpu": platform.processor() or platform.machine(),
+                "cores": os.cpu_count(),
+                "load_average_at_start": list(os.getloadavg()),
+            },
+            "jack": {
+                "driver": "dummy",
+                "rate": 48000,
+                "period": args.period,
+                "sync": True,
+                "period_ms": args.period / 48.0,
+            },
+            "bare_transport": bare_transport(server, args.bare),
+            "daemon": {str(c): daemon_latency(server, c, args.windows, args.bpm) for c in (1, 16)},
+        }
+    finally:
+        server.stop()
+    bare = result["bare_transport"]["p99_ms"]
+    result["goal"] = {
+        f"{c}_channels": {
+            "p99_ms": d["p99_ms"],
+            "limit_ms": bare + 1.0,
+            "met": d["p99_ms"] <= bare + 1.0,
+        }
+        for c, d in result["daemon"].items()
+        if d.get("n")
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1))
+    b = result["bare_transport"]
+    print(f"bare transport: p50 {b['p50_ms']:.3f} ms, p99 {b['p99_ms']:.3f} ms (n={b['n']})")
+    for c, d in result["daemon"].items():
+        if d.get("n"):
+            print(
+                f"daemon, {c:>2} busy channel(s): p50 {d['p50_ms']:.3f} ms, "
+                f"p99 {d['p99_ms']:.3f} ms,"
+                f" max {d['max_ms']:.3f} ms over {d['n']} windows"
+            )
+    print(f"goal (p99 <= bare p99 + 1 ms): {result['goal']}")
+    print(f"results: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
