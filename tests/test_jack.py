@@ -205,7 +205,9 @@ def test_listen_sends_the_replay_classes_as_cc_and_osc(jack: JackServer, tmp_pat
     stats = [line for line in daemon.lines if line.startswith("[stats]")]
     assert stats and "mode stopped" in stats[-1] and "malformed 0" in stats[-1]  # after Stop
     bpm = float(stats[-1].split("bpm ")[1].split()[0].rstrip(","))
-    assert bpm == pytest.approx(BPM, rel=0.02)
+    # The player paces itself by wall time, the daemon reads JACK's sample clock: on a loaded
+    # machine the dummy driver's samples drift from wall time by a few percent.
+    assert bpm == pytest.approx(BPM, rel=0.06)
 
 
 def test_garbage_on_the_wire_changes_nothing(jack: JackServer, tmp_path: Path) -> None:

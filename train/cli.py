@@ -121,6 +121,18 @@ def all_(
         Optional[int],  # noqa: UP045
         typer.Option(help="Epochs for every model (default: the preset's)."),
     ] = None,
+    teacher_epochs: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Epochs of the teacher (overrides --epochs)."),
+    ] = None,
+    student_epochs: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Epochs of NIC and KDIC (overrides --epochs)."),
+    ] = None,
+    student_patience: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Students stop after this many epochs without a better val F1."),
+    ] = None,
     limit_songs: Annotated[Optional[int], typer.Option(help="Use the first N songs.")] = None,  # noqa: UP045
     samples_per_epoch: Annotated[
         Optional[int],  # noqa: UP045
@@ -160,6 +172,12 @@ def all_(
     )  # fmt: skip
     if epochs is not None:
         cfg.teacher.epochs = cfg.student.epochs = epochs
+    if teacher_epochs is not None:
+        cfg.teacher.epochs = teacher_epochs
+    if student_epochs is not None:
+        cfg.student.epochs = student_epochs
+    if student_patience is not None:
+        cfg.student.patience = student_patience
     if samples_per_epoch is not None:
         cfg.teacher.samples_per_epoch = cfg.student.samples_per_epoch = samples_per_epoch
     report = _run_training(
