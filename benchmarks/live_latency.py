@@ -51,16 +51,27 @@ def stats(ms: list[float]) -> dict:
 
 
 class Recorder:
-    """An rtmidi JACK input recording (perf_counter_ns, bytes) of everything it receives."""
+    """A JACK MIDI input (JACK-Client) recording (wall ns at its process cycle, bytes) of each
+    event: every event of a cycle gets the cycle's time, as a synth reading the port would, so
+    a burst of 144 CC is not stretched by per-message Python callbacks."""
 
     def __init__(self, name: str) -> None:
-        import rtmidi
+        import jack
 
         self.events: list[tuple[int, list[int]]] = []
-        self.midi = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name=name)
-        self.midi.ignore_types(sysex=True, timing=False, active_sense=True)
-        self.midi.set_callback(lambda ev, d: self.events.append((time.perf_counter_ns(), ev[0])))
-        self.midi.open_virtual_port("in")
+        self.client = jack.Client(
+            name, no_start_server=True, servername=os.environ.get("JACK_DEFAULT_SERVER")
+        )
+        port = self.client.midi_inports.register("in")
+        clock, events = time.perf_counter_ns, self.events
+
+        def process(frames: int) -> None:
+            now = clock()
+            for _offset, data in port.incoming_midi_events():
+                events.append((now, list(bytes(data))))
+
+        self.client.set_process_callback(process)
+        self.client.activate()
 
 
 def sender(name: str):  # noqa: ANN201
@@ -101,7 +112,7 @@ def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float) 
             "--virtual",
             "kdin",
             "--stats",
-            "0",
+            "1",
             "--channels",
             "1-16",
         ],
@@ -139,7 +150,8 @@ def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float) 
         time.sleep(0.5)
     finally:
         proc.send_signal(2)
-        proc.wait(10)
+        out, _ = proc.communicate(timeout=20)
+    stats_lines = [x for x in out.splitlines() if x.startswith("[stats]")]
     # Clock ticks seen by the listener, in order (0 = the first after Start). Window i of a
     # channel (bars i+1..i+2) closes on tick 192 + 96 i; its CC 20 is its first message.
     ticks = [t for t, m in rec.events if m == [0xF8]]
@@ -163,6 +175,7 @@ def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float) 
         cc_messages=n_cc,
         ticks=len(ticks),
         bpm=bpm,
+        daemon_stats=stats_lines[-1] if stats_lines else None,
     )
     return result
 

@@ -232,21 +232,25 @@ class Daemon:
         else:
             probs = self._predict(closed)
         m = self.map
-        for w, p in zip(closed, probs, strict=True):
-            status = 0xB0 | (w.channel - 1)
-            best = int(p.argmax())
-            if self.midi_out is not None:
-                try:
-                    for i in range(len(p)):
-                        self.midi_out.send_message([status, m.cc_base + i, int(round(p[i] * 127))])
-                    self.midi_out.send_message([status, m.cc_class, best])
-                except Exception:  # noqa: BLE001 (a vanished output port must not kill us)
-                    self.stats.send_errors += 1
-            for client in self.osc:
+        # All MIDI first (what a synth or a DAW reacts to), then OSC; values as Python ints.
+        values = np.rint(probs * 127).astype(np.int64).tolist()
+        best = probs.argmax(axis=1).tolist()
+        if self.midi_out is not None:
+            send = self.midi_out.send_message
+            try:
+                for w, vals, k in zip(closed, values, best, strict=True):
+                    status = 0xB0 | (w.channel - 1)
+                    for i, v in enumerate(vals):
+                        send([status, m.cc_base + i, v])
+                    send([status, m.cc_class, k])
+            except Exception:  # noqa: BLE001 (a vanished output port must not kill us)
+                self.stats.send_errors += 1
+        for client in self.osc:
+            for w, p, k in zip(closed, probs, best, strict=True):
                 try:
                     client.send_message(f"/kdlive/{w.channel}/probs", [float(x) for x in p])
                     client.send_message(
-                        f"/kdlive/{w.channel}/class", [self.classes[best], float(p[best])]
+                        f"/kdlive/{w.channel}/class", [self.classes[k], float(p[k])]
                     )
                 except OSError:
                     self.stats.send_errors += 1
@@ -255,6 +259,7 @@ class Daemon:
         self.stats.emitted += b
         if self.on_emit is not None:
             self.on_emit(closed, probs)
+        self.engine.tidy()
 
     # ------------------------------------------------------------------------ stats
 
@@ -265,6 +270,7 @@ class Daemon:
             "batches": self.stats.batches,
             "emitted": self.stats.emitted,
             "send_errors": self.stats.send_errors,
+            "computed_ahead": self.reused,
             "worker_errors": self.worker_errors,
             "mode": self.transport.mode,
             "bpm": round(self.transport.bpm, 2),

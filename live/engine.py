@@ -224,6 +224,7 @@ class WindowEngine:
         self.last_close_reused = False
         self.counters = Counters()
         self._last_empty = 0
+        self._prune_from: int | None = None
         self.position = 0
         self.next_end_bar = spec.bars  # the first window is bars [0, 2)
 
@@ -298,6 +299,7 @@ class WindowEngine:
         self.position = pos
 
     def _close(self, end_bar: int) -> list[ClosedWindow]:
+        self.tidy()
         start_bar = end_bar - self.spec.bars
         t0, t1 = self.bars.start(start_bar), self.bars.start(end_bar)
         self._end_stuck(t1)
@@ -316,10 +318,17 @@ class WindowEngine:
         else:
             out = self._windows(start_bar, t0, t1, self.rolls, count=True)
         self.peek_key = None
-        keep_from = self.bars.start(start_bar + self.hop)
-        for ch in self.state.values():
-            ch.prune(keep_from)
+        # Notes that ended before the next window are dropped by tidy(), after the results
+        # are out (the daemon calls it), or at the next close at the latest.
+        self._prune_from = self.bars.start(start_bar + self.hop)
         return out
+
+    def tidy(self) -> None:
+        """Drop the notes no later window can hold (deferred from the last close)."""
+        if self._prune_from is not None:
+            for ch in self.state.values():
+                ch.prune(self._prune_from)
+            self._prune_from = None
 
     def peek(self) -> list[ClosedWindow]:
         """The pending windows (closing at the next bar line) as they would be if no more

@@ -13,6 +13,7 @@ The process callback (the JACK audio thread) only timestamps and enqueues.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from live.ports import CLIENT_NAME, PortError, find_port
@@ -46,6 +47,9 @@ class JackInput:
         events = self.port.incoming_midi_events
         client, ns_per_frame = self.client, self.ns_per_frame
         state = {"last": 0, "wraps": 0}
+        self._state = state
+        self._cycle = (0, time.perf_counter_ns())  # (sample-clock ns, wall ns) of the last cycle
+        wall = time.perf_counter_ns
 
         def process(frames: int) -> None:
             # Each event's time is its sample: the cycle's first frame plus its offset, on
@@ -55,6 +59,7 @@ class JackInput:
                 state["wraps"] += 1  # jack_nframes_t wraps after 2^32 frames (~25 h)
             state["last"] = base
             base += state["wraps"] << 32
+            self._cycle = (int(base * ns_per_frame), wall())
             for offset, data in events():
                 enqueue(int((base + offset) * ns_per_frame), bytes(data))
 
@@ -64,8 +69,12 @@ class JackInput:
             self._connect()
 
     def now_ns(self) -> int:
-        """Now on the sample clock that event times use (the worker's deadlines need it)."""
-        return int(self.client.frame_time * self.ns_per_frame)
+        """Now on the sample clock that event times use (the worker's deadlines need it): the
+        last cycle's start plus the wall time since. (JACK's own estimate runs ahead of the
+        frames actually processed when a driver falls behind, which would make a steady MIDI
+        clock look stopped.)"""
+        cycle_ns, at = self._cycle
+        return cycle_ns + (time.perf_counter_ns() - at)
 
     @property
     def name(self) -> str:
