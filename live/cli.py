@@ -250,7 +250,7 @@ def listen(
     from live.daemon import Daemon, OutputMap
     from live.engine import FixedMeter, WindowEngine
     from live.errors import LiveError
-    from live.ports import open_input, open_output
+    from live.ports import open_io
     from live.transport import Transport
 
     logging.basicConfig(
@@ -277,7 +277,6 @@ def listen(
     try:
         m = _load_model(model, backend, threads)
         osc_clients = [_osc_client(target) for target in osc or []]
-        midi_out = open_output(api=api, port=out_port, virtual=out_virtual)
     except LiveError as exc:
         raise _fail(str(exc)) from None
 
@@ -296,17 +295,19 @@ def listen(
         m,
         engine,
         transport,
-        midi_out=midi_out,
+        midi_out=None,
         osc=osc_clients,
         outputs=mapping,
         stats_every=stats,
         on_emit=on_emit,
     )
     try:
-        midi_in = open_input(daemon.callback, daemon.enqueue, api=api, port=port, virtual=virtual)
+        midi_in, midi_out = open_io(daemon.callback, daemon.enqueue, api=api, port=port,
+                                    virtual=virtual, out_port=out_port,
+                                    out_virtual=out_virtual)  # fmt: skip
     except LiveError as exc:
-        midi_out.close_port()
         raise _fail(str(exc)) from None
+    daemon.midi_out = midi_out
     daemon.port_check = midi_in.check
     if hasattr(midi_in, "now_ns"):
         daemon.clock = midi_in.now_ns
@@ -339,9 +340,10 @@ def listen(
         while daemon.thread is not None and daemon.thread.is_alive():
             daemon.thread.join(0.2)
     finally:
-        midi_in.close()
         daemon.stop()
-        midi_out.close_port()
+        midi_in.close()
+        if hasattr(midi_out, "close_port"):
+            midi_out.close_port()
         if stats:
             daemon.print_stats()
         log.info("stopped (%s)", signal.Signals(stop["signal"]).name if stop["signal"] else "")

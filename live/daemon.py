@@ -9,8 +9,9 @@ Threads, as DESIGN.md asks:
   clock that stopped, the stats timer, the input port check).
 
 Windows that close together (every followed channel at a bar line) go to the model as one
-batch. For each window the part's own channel gets CC ``cc_base + i`` = probability of class i
-scaled to 0-127 and CC ``cc_class`` = the index of the most likely class; OSC gets
+batch. For each window the part's own channel gets CC ``cc_class`` = the index of the most
+likely class (all windows' first), then CC ``cc_base + i`` = probability of class i scaled to
+0-127; OSC gets
 ``/kdlive/<channel>/probs`` (8 floats, contract order) and ``/kdlive/<channel>/class``
 (name, confidence). An empty window emits nothing.
 """
@@ -232,17 +233,19 @@ class Daemon:
         else:
             probs = self._predict(closed)
         m = self.map
-        # All MIDI first (what a synth or a DAW reacts to), then OSC; values as Python ints.
+        # All MIDI first, then OSC. The class CC of every window goes first: at small JACK
+        # periods a buffer holds ~28 events, and the class is what most mappings use.
         values = np.rint(probs * 127).astype(np.int64).tolist()
         best = probs.argmax(axis=1).tolist()
         if self.midi_out is not None:
             send = self.midi_out.send_message
+            status = [0xB0 | (w.channel - 1) for w in closed]
             try:
-                for w, vals, k in zip(closed, values, best, strict=True):
-                    status = 0xB0 | (w.channel - 1)
+                for st, k in zip(status, best, strict=True):
+                    send([st, m.cc_class, k])
+                for st, vals in zip(status, values, strict=True):
                     for i, v in enumerate(vals):
-                        send([status, m.cc_base + i, v])
-                    send([status, m.cc_class, k])
+                        send([st, m.cc_base + i, v])
             except Exception:  # noqa: BLE001 (a vanished output port must not kill us)
                 self.stats.send_errors += 1
         for client in self.osc:

@@ -164,13 +164,13 @@ class InputPort:
 
 def open_output(
     *,
-    api: str | None = None,
+    rtapi: int,
     port: str | None = None,
     virtual: str | None = "kdlive out",
     client: str = CLIENT_NAME,
 ) -> Any:
-    """The CC output: an existing port (``--out-port``) or a virtual one (``--out-virtual``)."""
-    midi = _make("out", api_candidates(api), f"{client}-out")
+    """The CC output (rtmidi): an existing port (``--out-port``) or a virtual one."""
+    midi = _make("out", [rtapi], f"{client}-out")
     if port is not None:
         names = midi.get_ports()
         midi.open_port(find_port(names, port, "output"), name="out")
@@ -184,22 +184,34 @@ def open_output(
     return midi
 
 
-def open_input(daemon_callback: Callable, enqueue: Callable[[int, bytes], None], *,
-               api: str | None = None, port: str | None = None,
-               virtual: str | None = None) -> Any:  # fmt: skip
-    """The daemon's input: a native JACK client under JACK (see :mod:`live.jackin`), rtmidi
-    for ALSA, CoreMIDI and Windows MM. Linux without ``--api`` tries ALSA, then JACK."""
+def open_io(daemon_callback: Callable, enqueue: Callable[[int, bytes], None], *,
+            api: str | None = None, port: str | None = None, virtual: str | None = None,
+            out_port: str | None = None,
+            out_virtual: str = "kdlive out") -> tuple[Any, Any]:  # fmt: skip
+    """The daemon's input and output: one native JACK client under JACK (see
+    :mod:`live.jackio`), rtmidi for ALSA, CoreMIDI and Windows MM. Linux without ``--api``
+    tries ALSA, then JACK. Returns ``(input, output)``; the input has ``check`` and ``close``,
+    the output ``send_message``."""
     rtmidi = _rtmidi()
     errors = []
-    for candidate in api_candidates(api):
+    candidates = api_candidates(api)
+    for candidate in candidates:
         try:
             if candidate == rtmidi.API_UNIX_JACK:
-                from live.jackin import JackInput
+                from live.jackio import JackInput
 
-                return JackInput(enqueue, port=port, virtual=virtual)
-            return InputPort(daemon_callback, rtapi=candidate, port=port, virtual=virtual)
+                jack_io = JackInput(enqueue, port=port, virtual=virtual, out_port=out_port,
+                                    out_virtual=out_virtual)  # fmt: skip
+                return jack_io, jack_io.output
+            midi_in = InputPort(daemon_callback, rtapi=candidate, port=port, virtual=virtual)
+            try:
+                out = open_output(rtapi=candidate, port=out_port, virtual=out_virtual)
+            except PortError:
+                midi_in.close()
+                raise
+            return midi_in, out
         except PortError as exc:
-            if "matches" in str(exc) or len(api_candidates(api)) == 1:
+            if "matches" in str(exc) or len(candidates) == 1:
                 raise
             errors.append(str(exc))
     raise PortError("; ".join(errors))

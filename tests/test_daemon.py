@@ -102,14 +102,16 @@ def test_cc_and_osc_carry_the_models_probabilities(model: Model) -> None:
     # The probabilities are the model's on the engine's roll.
     for roll, p in first.values():
         assert np.allclose(model.predict(roll[None, None].astype(np.float32))[0], p, atol=1e-6)
-    # 9 CCs per window on the part's own channel: 20-27 probabilities, 28 the class index.
+    # 9 CCs per window on the part's own channel: first every window's class index (CC 28),
+    # then the probabilities (CC 20-27).
     ccs = [m for m in midi.sent[:18]]
+    assert [m[1] for m in ccs[:2]] == [28, 28]
     for ch in (1, 5):
         mine = [m for m in ccs if m[0] == 0xB0 | (ch - 1)]
         p = first[ch][1]
-        assert [m[1] for m in mine] == list(range(20, 29))
-        assert [m[2] for m in mine[:8]] == [int(round(x * 127)) for x in p]
-        assert mine[8][2] == int(p.argmax())
+        assert [m[1] for m in mine] == [28, *range(20, 28)]
+        assert mine[0][2] == int(p.argmax())
+        assert [m[2] for m in mine[1:]] == [int(round(x * 127)) for x in p]
     # OSC: /kdlive/<ch>/probs (8 floats, contract order) and /kdlive/<ch>/class (name, conf).
     sent = dict(osc.sent[:4])
     for ch in (1, 5):

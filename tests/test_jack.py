@@ -136,15 +136,17 @@ def perform(player: Player, path: Path, *, garbage: list[list[int]] = (), seed: 
 
 
 def cc_groups(received: list[tuple[int, list[int]]]) -> dict[int, list[list[int]]]:
-    """Per channel, the 9 CC values of each window (CC 20-27, then 28)."""
+    """Per channel, each window's CC values in the order CC 20-27, then 28. (The daemon sends
+    the class CC 28 of every window closing together first, then the probabilities.)"""
     out: dict[int, list[list[int]]] = {}
-    current: dict[int, list[int]] = {}
+    current: dict[int, dict[int, int]] = {}
     for _, msg in received:
         ch = (msg[0] & 0x0F) + 1
         assert msg[0] & 0xF0 == 0xB0, msg
-        current.setdefault(ch, []).append(msg[2])
-        if msg[1] == 28:
-            out.setdefault(ch, []).append(current.pop(ch))
+        current.setdefault(ch, {})[msg[1]] = msg[2]
+        if msg[1] == 27:  # the last probability: the window is complete
+            cc = current.pop(ch)
+            out.setdefault(ch, []).append([cc[n] for n in range(20, 29)])
     return out
 
 
@@ -204,10 +206,9 @@ def test_listen_sends_the_replay_classes_as_cc_and_osc(jack: JackServer, tmp_pat
     assert code == 0
     stats = [line for line in daemon.lines if line.startswith("[stats]")]
     assert stats and "mode stopped" in stats[-1] and "malformed 0" in stats[-1]  # after Stop
-    bpm = float(stats[-1].split("bpm ")[1].split()[0].rstrip(","))
-    # The player paces itself by wall time, the daemon reads JACK's sample clock: on a loaded
-    # machine the dummy driver's samples drift from wall time by a few percent.
-    assert bpm == pytest.approx(BPM, rel=0.06)
+    # (No tempo check here: this player paces itself by wall time, the daemon reads JACK's
+    # sample clock, and the dummy driver's samples fall behind wall time on a loaded machine.
+    # The jack_midi_clock test below checks the tempo, on the sample clock at both ends.)
 
 
 def test_garbage_on_the_wire_changes_nothing(jack: JackServer, tmp_path: Path) -> None:
@@ -308,6 +309,8 @@ def test_reconnects_when_the_input_port_comes_back(jack: JackServer, tmp_path: P
     finally:
         listener.close()
         code = daemon.stop()
+        keys.close_port()
+        keys.delete()
     assert code == 0
 
 
@@ -329,6 +332,6 @@ def test_ports_lists_jack_ports(jack: JackServer) -> None:
         r = subprocess.run([sys.executable, "-c", "from live.cli import app; app()", "ports",
                             "--api", "jack"], env=jack.env, capture_output=True, text=True,
                            timeout=60)  # fmt: skip
-        assert r.returncode == 0 and "kdlive-out:kdlive out" in r.stdout
+        assert r.returncode == 0 and "kdlive:kdlive out" in r.stdout and "kdlive:kdin" in r.stdout
     finally:
         daemon.stop()

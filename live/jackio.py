@@ -1,4 +1,4 @@
-"""The daemon's MIDI input as a native JACK client (``--api jack``), through JACK-Client.
+"""The daemon's MIDI ports as one native JACK client (``--api jack``), through JACK-Client.
 
 Why not rtmidi here: RtMidi's JACK input treats a SysEx that does not end in F7 as continuing
 into the next events, and holds back every following message (notes, clock) until some event
@@ -7,26 +7,49 @@ already one framed message, so this client hands each event to the worker as it 
 one is counted and dropped alone. It also gets each event's sample offset, so arrival times are
 exact to the sample instead of to the period.
 
-The process callback (the JACK audio thread) only timestamps and enqueues.
+Output goes through the same client: a JACK MIDI buffer holds only so many events per
+period (about 28 three-byte events at 64 frames), and RtMidi's JACK output drops what does not
+fit. Here the messages wait in a queue and go out in the next periods instead: 16 channels'
+144 CC at ``-p 64`` take 5 periods, none is lost.
+
+The process callback (the JACK audio thread) only timestamps and enqueues input, and moves
+queued output into the port buffer.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 
 from live.ports import CLIENT_NAME, PortError, find_port
 
 log = logging.getLogger("kdlive")
 
 
+class JackOutput:
+    """The output side: ``send_message`` queues, the process callback writes what fits."""
+
+    def __init__(self) -> None:
+        self.pending: deque[bytes] = deque()
+        self.dropped = 0
+
+    def send_message(self, message: Sequence[int]) -> None:
+        if len(self.pending) > 65536:  # nothing reads the port: do not grow without bound
+            self.dropped += 1
+            return
+        self.pending.append(bytes(message))
+
+
 class JackInput:
-    """A JACK MIDI input port, connected to ``port`` (a source, re-connected when it comes
-    back) or left for others to connect to (``virtual``)."""
+    """A JACK client with a MIDI input port, connected to ``port`` (a source, re-connected
+    when it comes back) or left for others to connect to (``virtual``), and a MIDI output port
+    (:attr:`output`), connected to ``out_port`` or named ``out_virtual``."""
 
     def __init__(self, enqueue: Callable[[int, bytes], None], *, port: str | None = None,
-                 virtual: str | None = None, client: str = CLIENT_NAME) -> None:  # fmt: skip
+                 virtual: str | None = None, out_port: str | None = None,
+                 out_virtual: str = "kdlive out", client: str = CLIENT_NAME) -> None:  # fmt: skip
         if (port is None) == (virtual is None):
             raise PortError("give either --port NAME or --virtual NAME")
         try:
@@ -40,6 +63,11 @@ class JackInput:
             raise PortError(f"no JACK server is running ({exc}): start one (jackd -d dummy "
                             "works without a sound card)") from None  # fmt: skip
         self.port = self.client.midi_inports.register(virtual or "in")
+        self.out_port = self.client.midi_outports.register(
+            out_virtual if out_port is None else "out"
+        )
+        self.output = JackOutput()
+        pending, out_buffer = self.output.pending, self.out_port
         self.enqueue = enqueue
         self.wanted, self.connected_name = port, virtual
         self.lost, self.reconnects = False, 0
@@ -62,11 +90,23 @@ class JackInput:
             self._cycle = (int(base * ns_per_frame), wall())
             for offset, data in events():
                 enqueue(int((base + offset) * ns_per_frame), bytes(data))
+            out_buffer.clear_buffer()
+            while pending:
+                message = pending[0]
+                slot = out_buffer.reserve_midi_event(0, len(message))
+                if not slot:
+                    break  # this period's buffer is full: the rest go out next period
+                slot[:] = message
+                pending.popleft()
 
         self.client.set_process_callback(process)
         self.client.activate()
         if port is not None:
             self._connect()
+        if out_port is not None:
+            names = [p.name for p in self.client.get_ports(is_midi=True, is_input=True)
+                     if p.name != self.port.name]  # fmt: skip
+            self.client.connect(self.out_port, names[find_port(names, out_port, "output")])
 
     def now_ns(self) -> int:
         """Now on the sample clock that event times use (the worker's deadlines need it): the
