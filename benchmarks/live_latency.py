@@ -9,14 +9,16 @@ Usage::
 2. Bare transport: a sender client sends a note-on every few ms to a listener client;
    one-way latency = the listener's callback time - the time just before ``send_message``.
 3. The daemon (``kdlive listen --virtual kdin``, a subprocess): a player sends MIDI clock at
-   ``--bpm`` and notes on 1, then 16, busy channels. The listener is connected both to the
-   player (it sees each clock tick arrive) and to the daemon's CC output. Latency of a window
-   = arrival at the listener of its first CC - arrival at the listener of the clock tick on
-   the bar line that closed it (the event that closed the window reached both clients in the
-   same JACK cycle). So it counts the daemon's work plus one trip through the transport.
+   ``--bpm`` and notes on 1, then 16, busy channels (at most 17 events per JACK period: a
+   64-frame MIDI buffer holds about 28). A metronome client sends the same clock ticks at the
+   same moments to the listener's "clock" port; the daemon's CC go to its "cc" port. Latency
+   of a window = arrival at the listener of its class CC - arrival there of the clock tick on
+   the bar line that closed it (that tick reached the daemon in the same JACK cycle). So it
+   counts the daemon's work plus one trip through the transport.
 
 Goal (live issue): p99 <= the bare transport's p99 + 1 ms. Arrival times are the listener's
-``perf_counter_ns`` in its rtmidi callback: what an application listening to the daemon sees.
+``perf_counter_ns`` at the start of the JACK cycle that delivered the event: what a JACK
+application listening to the daemon sees.
 """
 
 from __future__ import annotations
@@ -51,27 +53,33 @@ def stats(ms: list[float]) -> dict:
 
 
 class Recorder:
-    """A JACK MIDI input (JACK-Client) recording (wall ns at its process cycle, bytes) of each
-    event: every event of a cycle gets the cycle's time, as a synth reading the port would, so
-    a burst of 144 CC is not stretched by per-message Python callbacks."""
+    """A JACK client (JACK-Client) with MIDI inputs ``ports``, recording (wall ns at its
+    process cycle, port, bytes) of each event: every event of a cycle gets the cycle's time, as
+    a synth reading the port would, so a burst of CC is not stretched by per-message Python
+    callbacks. Separate ports keep a clock and the CC from crowding one buffer."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, ports: tuple[str, ...] = ("in",)) -> None:
         import jack
 
-        self.events: list[tuple[int, list[int]]] = []
+        self.events: list[tuple[int, str, list[int]]] = []
         self.client = jack.Client(
             name, no_start_server=True, servername=os.environ.get("JACK_DEFAULT_SERVER")
         )
-        port = self.client.midi_inports.register("in")
+        inputs = [(p, self.client.midi_inports.register(p)) for p in ports]
         clock, events = time.perf_counter_ns, self.events
 
         def process(frames: int) -> None:
             now = clock()
-            for _offset, data in port.incoming_midi_events():
-                events.append((now, list(bytes(data))))
+            for name, port in inputs:
+                for _offset, data in port.incoming_midi_events():
+                    events.append((now, name, list(bytes(data))))
 
         self.client.set_process_callback(process)
         self.client.activate()
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
 
 
 def sender(name: str):  # noqa: ANN201
@@ -94,7 +102,8 @@ def bare_transport(server: JackServer, n: int) -> dict:
         sent.append(t)
         time.sleep(float(rng.uniform(0.002, 0.006)))  # not locked to the JACK period
     time.sleep(0.3)
-    got = [t for t, m in rec.events]
+    rec.close()
+    got = [t for t, _, m in rec.events]
     assert len(got) == n, f"lost {n - len(got)} of {n} messages"
     return stats([(g - s) / 1e6 for s, g in zip(sent, got, strict=True)])
 
@@ -124,12 +133,14 @@ def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float) 
     try:
         target = server.wait_port("kdlive:kdin", timeout=60)
         out_port = server.wait_port(":kdlive out", timeout=60)
-        player = sender(f"player{channels}")
-        rec = Recorder(f"listen{channels}")
+        # rtmidi clients first: opening one holds the GIL while JACK waits for every active
+        # client's cycle, and the Recorder's cycle (Python) waits for the GIL.
+        player, metro = sender(f"player{channels}"), sender(f"metro{channels}")
+        rec = Recorder(f"listen{channels}", ports=("clock", "cc"))
         for src, dst in (
             (f"player{channels}:out", target),
-            (f"player{channels}:out", f"listen{channels}:in"),
-            (out_port, f"listen{channels}:in"),
+            (f"metro{channels}:out", f"listen{channels}:clock"),
+            (out_port, f"listen{channels}:cc"),
         ):
             server.run(["jack_connect", src, dst], check=True)
         time.sleep(0.5)
@@ -137,35 +148,45 @@ def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float) 
         rng = np.random.default_rng(channels)
         clocks = (windows + 2) * 96 + 1  # 4/4: a window closes at every bar line from bar 3
         player.send_message([0xFA])
+        metro.send_message([0xFA])
         t0 = time.perf_counter()
+        held: list[tuple[int, int]] = []
         for k in range(clocks):
             time.sleep(max(0.0, t0 + k * period - time.perf_counter()))
             player.send_message([0xF8])
-            if k % 12 == 0:  # an eighth note on every busy channel
-                for ch in range(channels):
+            metro.send_message([0xF8])
+            if k % 12 == 0:  # an eighth note on every busy channel, released 6 clocks later:
+                for ch in range(channels):  # at most 17 events per JACK period
                     p = int(rng.integers(36, 90))
                     player.send_message([0x90 | ch, p, 90])
+                    held.append((ch, p))
+            elif k % 12 == 6:
+                for ch, p in held:
                     player.send_message([0x80 | ch, p, 0])
+                held.clear()
         player.send_message([0xFC])
         time.sleep(0.5)
     finally:
         proc.send_signal(2)
         out, _ = proc.communicate(timeout=20)
+        if "rec" in locals():
+            rec.close()
     stats_lines = [x for x in out.splitlines() if x.startswith("[stats]")]
     # Clock ticks seen by the listener, in order (0 = the first after Start). Window i of a
-    # channel (bars i+1..i+2) closes on tick 192 + 96 i; its CC 20 is its first message.
-    ticks = [t for t, m in rec.events if m == [0xF8]]
-    n_cc = sum(1 for _, m in rec.events if m[0] & 0xF0 == 0xB0)
-    seen: dict[int, int] = {}
-    lat = []
-    for t, m in rec.events:
-        if m[0] & 0xF0 == 0xB0 and m[1] == 20:
-            ch = m[0] & 0x0F
-            i = seen.get(ch, 0)
-            seen[ch] = i + 1
+    # channel (bars i+1..i+2) closes on tick 192 + 96 i. Its first CC is the class (CC 28; all
+    # windows' class CC go first), its last the probability of Pipe (CC 27).
+    ticks = [t for t, port, m in rec.events if port == "clock" and m == [0xF8]]
+    n_cc = sum(1 for _, port, m in rec.events if port == "cc")
+    seen: dict[tuple[int, int], int] = {}
+    lat, lat_all = [], []
+    for t, port, m in rec.events:
+        if port == "cc" and m[0] & 0xF0 == 0xB0 and m[1] in (28, 27):
+            key = (m[0] & 0x0F, m[1])
+            i = seen.get(key, 0)
+            seen[key] = i + 1
             k = 192 + 96 * i
             if k < len(ticks):
-                lat.append((t - ticks[k]) / 1e6)
+                (lat if m[1] == 28 else lat_all).append((t - ticks[k]) / 1e6)
     batches = max(seen.values(), default=0)
     result = stats(lat) if lat else {"n": 0}
     result.update(
@@ -176,6 +197,7 @@ def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float) 
         ticks=len(ticks),
         bpm=bpm,
         daemon_stats=stats_lines[-1] if stats_lines else None,
+        all_nine_cc=stats(lat_all) if lat_all else None,
     )
     return result
 
