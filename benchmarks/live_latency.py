@@ -90,8 +90,8 @@ def sender(name: str):  # noqa: ANN201
     return out
 
 
-def bare_transport(server: JackServer, n: int) -> dict:
-    out, rec = sender("bare-send"), Recorder("bare-recv")
+def bare_transport(server: JackServer, n: int, out) -> dict:  # noqa: ANN001
+    rec = Recorder("bare-recv")
     server.run(["jack_connect", "bare-send:out", "bare-recv:in"], check=True)
     time.sleep(0.3)
     sent = []
@@ -102,13 +102,13 @@ def bare_transport(server: JackServer, n: int) -> dict:
         sent.append(t)
         time.sleep(float(rng.uniform(0.002, 0.006)))  # not locked to the JACK period
     time.sleep(0.3)
-    rec.close()
     got = [t for t, _, m in rec.events]
     assert len(got) == n, f"lost {n - len(got)} of {n} messages"
     return stats([(g - s) / 1e6 for s, g in zip(sent, got, strict=True)])
 
 
-def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float) -> dict:
+def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float,
+                   player, metro) -> dict:  # noqa: ANN001  # fmt: skip
     env = server.env
     proc = subprocess.Popen(
         [
@@ -133,9 +133,6 @@ def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float) 
     try:
         target = server.wait_port("kdlive:kdin", timeout=60)
         out_port = server.wait_port(":kdlive out", timeout=60)
-        # rtmidi clients first: opening one holds the GIL while JACK waits for every active
-        # client's cycle, and the Recorder's cycle (Python) waits for the GIL.
-        player, metro = sender(f"player{channels}"), sender(f"metro{channels}")
         rec = Recorder(f"listen{channels}", ports=("clock", "cc"))
         for src, dst in (
             (f"player{channels}:out", target),
@@ -168,9 +165,13 @@ def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float) 
         time.sleep(0.5)
     finally:
         proc.send_signal(2)
-        out, _ = proc.communicate(timeout=20)
-        if "rec" in locals():
-            rec.close()
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+            print(f"note: the daemon ({channels} channels) did not exit on SIGINT within 30 s")
+
     stats_lines = [x for x in out.splitlines() if x.startswith("[stats]")]
     # Clock ticks seen by the listener, in order (0 = the first after Start). Window i of a
     # channel (bars i+1..i+2) closes on tick 192 + 96 i. Its first CC is the class (CC 28; all
@@ -215,6 +216,9 @@ def main() -> None:
         sys.exit(f"cannot run: {why}")
     server = JackServer(f"kdbench{os.getpid()}", period=args.period).start()
     os.environ["JACK_DEFAULT_SERVER"] = server.name
+    # Every rtmidi client first: opening one holds the GIL while JACK (synchronous mode) waits
+    # for every active client's cycle, and a JACK-Client listener's cycle waits for the GIL.
+    senders = {n: sender(n) for n in ("bare-send", "player1", "metro1", "player16", "metro16")}
     try:
         result = {
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -230,8 +234,13 @@ def main() -> None:
                 "sync": True,
                 "period_ms": args.period / 48.0,
             },
-            "bare_transport": bare_transport(server, args.bare),
-            "daemon": {str(c): daemon_latency(server, c, args.windows, args.bpm) for c in (1, 16)},
+            "bare_transport": bare_transport(server, args.bare, senders["bare-send"]),
+            "daemon": {
+                str(c): daemon_latency(
+                    server, c, args.windows, args.bpm, senders[f"player{c}"], senders[f"metro{c}"]
+                )  # fmt: skip
+                for c in (1, 16)
+            },
         }
     finally:
         server.stop()

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -341,12 +342,22 @@ def listen(
             daemon.thread.join(0.2)
     finally:
         daemon.stop()
-        midi_in.close()
-        if hasattr(midi_out, "close_port"):
-            midi_out.close_port()
+        # Close the ports (callback first, then the ports), but never hang on the way out: a
+        # JACK server in synchronous mode waits for every client's cycle before letting one go.
+        closer = threading.Thread(target=_close_ports, args=(midi_in, midi_out), daemon=True)
+        closer.start()
+        closer.join(3.0)
+        if closer.is_alive():
+            log.warning("the MIDI ports did not close within 3 s; exiting anyway")
         if stats:
             daemon.print_stats()
         log.info("stopped (%s)", signal.Signals(stop["signal"]).name if stop["signal"] else "")
+
+
+def _close_ports(midi_in, midi_out) -> None:  # noqa: ANN001
+    midi_in.close()
+    if hasattr(midi_out, "close_port"):
+        midi_out.close_port()
 
 
 def _osc_client(target: str):  # noqa: ANN202
