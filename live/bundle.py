@@ -71,7 +71,7 @@ class Bundle:
 
 def default_bundle_dir() -> Path:
     """The bundle shipped inside the package (a student trained on the Lakh-like corpus)."""
-    return Path(__file__).resolve().parent / "bundles" / "default"
+    return Path(__file__).resolve().parent / "assets" / "bundle"
 
 
 def sha256_file(path: Path) -> str:
