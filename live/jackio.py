@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from live.ports import CLIENT_NAME, PortError, find_port
+from live.ports import CLIENT_NAME, PortError, WatchedInput, find_port
 
 log = logging.getLogger("kdlive")
 
@@ -42,7 +42,7 @@ class JackOutput:
         self.pending.append(bytes(message))
 
 
-class JackInput:
+class JackInput(WatchedInput):
     """A JACK client with a MIDI input port, connected to ``port`` (a source, re-connected
     when it comes back) or left for others to connect to (``virtual``), and a MIDI output port
     (:attr:`output`), connected to ``out_port`` or named ``out_virtual``."""
@@ -70,7 +70,6 @@ class JackInput:
         pending, out_buffer = self.output.pending, self.out_port
         self.enqueue = enqueue
         self.wanted, self.connected_name = port, virtual
-        self.lost, self.reconnects = False, 0
         self.ns_per_frame = 1e9 / self.client.samplerate
         events = self.port.incoming_midi_events
         client, ns_per_frame = self.client, self.ns_per_frame
@@ -126,29 +125,15 @@ class JackInput:
 
     def _connect(self) -> None:
         names = self._sources()
-        source = names[find_port(names, self.wanted or "", "input")]
-        self.client.connect(source, self.port)
-        self.connected_name = source
+        i = find_port(names, self.wanted or "", "input")
+        self._reconnect(names, i)
+        self.connected_name = names[i]
 
-    def check(self) -> None:
-        """About once a second: notice a vanished source, and reconnect when it is back."""
-        if self.wanted is None:
-            return
-        names = self._sources()
-        if self.connected_name not in names:
-            if not self.lost:
-                self.lost = True
-                log.warning("input port %r disappeared; waiting for it to come back",
-                            self.connected_name)  # fmt: skip
-            return
-        if self.lost or not self.port.is_connected_to(self.connected_name):
-            try:
-                self._connect()
-            except PortError:
-                return
-            self.lost = False
-            self.reconnects += 1
-            log.warning("input port %r is back: reconnected", self.connected_name)
+    def _is_connected(self) -> bool:
+        return self.port.is_connected_to(self.connected_name)
+
+    def _reconnect(self, names: list[str], i: int) -> None:
+        self.client.connect(names[i], self.port)
 
     def close(self) -> None:
         """Stop the callback (deactivate), then close the client and its port."""

@@ -98,7 +98,51 @@ def find_port(names: list[str], wanted: str, kind: str) -> int:
     )
 
 
-class InputPort:
+class WatchedInput:
+    """Watch-and-reconnect for an input opened with ``--port``: the same logic over rtmidi
+    and over JACK, each subclass saying how to list sources and how to (re)connect one.
+
+    :meth:`check`, called about once a second by the worker, notices a source that vanished
+    (logged once) and reconnects to the first source matching ``--port`` again when there is
+    one, the same name or a new one ("IAC Driver Bus 1" after the IAC driver restarts).
+    Logged, counted in :attr:`reconnects`, never raised."""
+
+    wanted: str | None = None
+    connected_name: str | None = None
+    lost = False
+    reconnects = 0
+
+    def _sources(self) -> list[str]:
+        raise NotImplementedError
+
+    def _is_connected(self) -> bool:
+        raise NotImplementedError
+
+    def _reconnect(self, names: list[str], i: int) -> None:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        if self.wanted is None:
+            return
+        names = self._sources()
+        present = self.connected_name in names
+        if present and not self.lost and self._is_connected():
+            return
+        if not present and not self.lost:
+            self.lost = True
+            log.warning("input port %r disappeared; waiting for it to come back",
+                        self.connected_name)  # fmt: skip
+        try:
+            i = find_port(names, self.wanted, "input")
+        except PortError:
+            return  # not back yet (or ambiguous): try again at the next check
+        self._reconnect(names, i)
+        self.connected_name, self.lost = names[i], False
+        self.reconnects += 1
+        log.warning("input port %r is back: reconnected", self.connected_name)
+
+
+class InputPort(WatchedInput):
     """The daemon's MIDI input: an existing port (``--port``, re-connected if it disappears
     and comes back) or a virtual one (``--virtual``)."""
 
@@ -121,8 +165,6 @@ class InputPort:
             self.connected_name = virtual
         else:
             self._open()
-        self.lost = False
-        self.reconnects = 0
 
     def _open(self) -> None:
         names = self.midi.get_ports()
@@ -130,28 +172,15 @@ class InputPort:
         self.midi.open_port(i, name="in")
         self.connected_name = names[i]
 
-    def check(self) -> None:
-        """Called about once a second by the worker: notice a vanished source and reconnect
-        when it is back. Logged, never raised."""
-        if self.wanted is None:
-            return
-        names = self.midi.get_ports()
-        present = self.connected_name in names
-        if not present and not self.lost:
-            self.lost = True
-            log.warning(
-                "input port %r disappeared; waiting for it to come back", self.connected_name
-            )
-        elif self.lost:
-            try:
-                i = find_port(names, self.wanted, "input")
-            except PortError:
-                return
-            self.midi.close_port()
-            self.midi.open_port(i, name="in")
-            self.connected_name, self.lost = names[i], False
-            self.reconnects += 1
-            log.warning("input port %r is back: reconnected", self.connected_name)
+    def _sources(self) -> list[str]:
+        return self.midi.get_ports()
+
+    def _is_connected(self) -> bool:
+        return True  # an open rtmidi port is its connection
+
+    def _reconnect(self, names: list[str], i: int) -> None:
+        self.midi.close_port()
+        self.midi.open_port(i, name="in")
 
     def close(self) -> None:
         """Cancel the callback first (no call into a half-closed object), then close."""
