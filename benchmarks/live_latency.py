@@ -24,6 +24,7 @@ application listening to the daemon sees.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import platform
@@ -102,6 +103,7 @@ def bare_transport(server: JackServer, n: int, out) -> dict:  # noqa: ANN001
         sent.append(t)
         time.sleep(float(rng.uniform(0.002, 0.006)))  # not locked to the JACK period
     time.sleep(0.3)
+    rec.close()
     got = [t for t, _, m in rec.events]
     assert len(got) == n, f"lost {n - len(got)} of {n} messages"
     return stats([(g - s) / 1e6 for s, g in zip(sent, got, strict=True)])
@@ -163,6 +165,7 @@ def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float,
                 held.clear()
         player.send_message([0xFC])
         time.sleep(0.5)
+        rec.close()  # before any rtmidi client closes: see main()
     finally:
         proc.send_signal(2)
         try:
@@ -214,6 +217,9 @@ def main() -> None:
     why = JackServer.available()
     if why:
         sys.exit(f"cannot run: {why}")
+    # Never hang: if teardown or a measurement stalls, print where and exit 3.
+    budget = 120 + 2 * (args.windows + 3) * 4 * 60 / args.bpm + args.bare * 0.006
+    faulthandler.dump_traceback_later(budget, exit=True)
     server = JackServer(f"kdbench{os.getpid()}", period=args.period).start()
     os.environ["JACK_DEFAULT_SERVER"] = server.name
     # Every rtmidi client first: opening one holds the GIL while JACK (synchronous mode) waits
@@ -243,6 +249,11 @@ def main() -> None:
             },
         }
     finally:
+        # Teardown order matters in synchronous mode. Every JACK-Client listener is already
+        # closed; an rtmidi close holds the GIL while JACK waits for every client's cycle, so
+        # it must not overlap a Python process callback. Then the server goes.
+        for out in senders.values():
+            out.close_port()
         server.stop()
     bare = result["bare_transport"]["p99_ms"]
     result["goal"] = {
@@ -266,8 +277,12 @@ def main() -> None:
                 f" max {d['max_ms']:.3f} ms over {d['n']} windows"
             )
     print(f"goal (p99 <= bare p99 + 1 ms): {result['goal']}")
-    print(f"results: {args.json}")
+    print(f"results: {args.json}", flush=True)
 
 
 if __name__ == "__main__":
     main()
+    # Skip interpreter teardown: libjack's threads of closed clients have nothing to flush,
+    # and waiting on them at exit was where this benchmark used to hang.
+    sys.stdout.flush()
+    os._exit(0)
