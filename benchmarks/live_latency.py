@@ -39,7 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from jackkit import JackServer  # noqa: E402
+from jackkit import JackServer, die_with_parent  # noqa: E402
 
 
 def stats(ms: list[float]) -> dict:
@@ -131,6 +131,7 @@ def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=die_with_parent,
     )
     try:
         target = server.wait_port("kdlive:kdin", timeout=60)
@@ -217,10 +218,14 @@ def main() -> None:
     why = JackServer.available()
     if why:
         sys.exit(f"cannot run: {why}")
-    # Never hang: if teardown or a measurement stalls, print where and exit 3.
-    budget = 120 + 2 * (args.windows + 3) * 4 * 60 / args.bpm + args.bare * 0.006
-    faulthandler.dump_traceback_later(budget, exit=True)
     server = JackServer(f"kdbench{os.getpid()}", period=args.period).start()
+    # Never hang: if a measurement or the teardown stalls, print every thread's stack and exit
+    # 3 (a C-level timer: a stalled rtmidi call holds the GIL, so no Python timer would run).
+    # The daemon and jackd die with this process. Under heavy CPU load JACK can drop a client
+    # from the graph, and an rtmidi sender whose ring buffer then fills blocks for good.
+    faulthandler.dump_traceback_later(
+        120 + 2 * (args.windows + 3) * 4 * 60 / args.bpm + args.bare * 0.006, exit=True
+    )
     os.environ["JACK_DEFAULT_SERVER"] = server.name
     # Every rtmidi client first: opening one holds the GIL while JACK (synchronous mode) waits
     # for every active client's cycle, and a JACK-Client listener's cycle waits for the GIL.

@@ -3,14 +3,25 @@ card needed), and rtmidi clients that play into and listen to the daemon's ports
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for a child that must not outlive this process (Linux: SIGKILL when the
+    parent dies, however it dies; elsewhere nothing)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class JackServer:
@@ -41,6 +52,7 @@ class JackServer:
             ["jackd", "-n", self.name, "--no-realtime", "-S", "-d", "dummy", "-r", str(self.rate),
              "-p", str(self.period)],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            preexec_fn=die_with_parent,
         )  # fmt: skip
         end = time.monotonic() + 10
         while time.monotonic() < end:
