@@ -72,6 +72,22 @@ class PitchCoordinate(nn.Module):
         return torch.cat([x, x * self.coord], dim=1)
 
 
+class BandEmbedding(nn.Module):
+    """Adds a learned offset per channel and pitch band: ``Tensor[B x C x F x T]`` + ``[C x F]``.
+
+    Tells the convolutions after it where on the keyboard they are (bass register or not) at
+    the cost of one broadcast add, where a pitch-coordinate input channel would double the
+    first convolution's work. Starts at zero.
+    """
+
+    def __init__(self, channels: int, bands: int) -> None:
+        super().__init__()
+        self.offset = nn.Parameter(torch.zeros(1, channels, bands, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.offset
+
+
 def conv_bn_relu(
     c_in: int, c_out: int, kernel: tuple[int, int], *, stride: int = 1
 ) -> nn.Sequential:
@@ -307,12 +323,14 @@ class StudentCNN(_PooledCNN):
         hidden: int = 64,
         dropout: float = 0.3,
         pitch_channel: bool = True,
+        band_embedding: bool = False,
         n_classes: int = N_CLASSES,
     ) -> None:
         super().__init__()
         self._remember(n_pitches=n_pitches, n_steps=n_steps, channels=channels,
                        first_kernel=first_kernel, pools=pools, hidden=hidden, dropout=dropout,
-                       pitch_channel=pitch_channel, n_classes=n_classes)  # fmt: skip
+                       pitch_channel=pitch_channel, band_embedding=band_embedding,
+                       n_classes=n_classes)  # fmt: skip
         if len(pools) != len(channels):
             raise ValueError(f"need one pool per conv block: {len(channels)} channels given, "
                              f"{len(pools)} pools")  # fmt: skip
@@ -324,6 +342,8 @@ class StudentCNN(_PooledCNN):
             if tuple(pool) != (1, 1):
                 layers.append(nn.MaxPool2d(_pair(pool)))
             c_in, bands = c_out, bands // _pair(pool)[0]
+            if i == 0 and band_embedding:
+                layers.append(BandEmbedding(c_out, bands))
         self._build_head(layers, c_in * bands, hidden, dropout, n_classes)
 
 
