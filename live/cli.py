@@ -310,6 +310,7 @@ def listen(
         raise _fail(str(exc)) from None
     daemon.midi_out = midi_out
     daemon.port_check = midi_in.check
+    daemon.port_counters = midi_in.counters
     if hasattr(midi_in, "now_ns"):
         daemon.clock = midi_in.now_ns
     stop = {"signal": None}

@@ -116,6 +116,8 @@ class Daemon:
         self.stats = Stats()
         self.stats_every = stats_every
         self.port_check = port_check
+        #: The input port's own counters (reconnects; JACK xruns), for ``--stats``.
+        self.port_counters: Callable[[], dict[str, int]] | None = None
         self.on_emit = on_emit
         self.batch = np.zeros((len(engine.channels), *WINDOW.input_shape), np.float32)
         self.thread: threading.Thread | None = None
@@ -275,6 +277,7 @@ class Daemon:
             "send_errors": self.stats.send_errors,
             "computed_ahead": self.reused,
             "worker_errors": self.worker_errors,
+            **(self.port_counters() if self.port_counters is not None else {}),
             "mode": self.transport.mode,
             "bpm": round(self.transport.bpm, 2),
         }

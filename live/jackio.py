@@ -99,6 +99,12 @@ class JackInput(WatchedInput):
                 pending.popleft()
 
         self.client.set_process_callback(process)
+        self.xruns, self._xruns_logged = 0, 0
+
+        def xrun(delay_usecs: float) -> None:  # JACK's notification thread, not the audio one
+            self.xruns += 1
+
+        self.client.set_xrun_callback(xrun)
         self.client.activate()
         if port is not None:
             self._connect()
@@ -134,6 +140,18 @@ class JackInput(WatchedInput):
 
     def _reconnect(self, names: list[str], i: int) -> None:
         self.client.connect(names[i], self.port)
+
+    def check(self) -> None:
+        """:meth:`WatchedInput.check`, and a warning when JACK reported xruns since the last."""
+        if self.xruns != self._xruns_logged:
+            log.warning("JACK reported %d xrun(s): the machine is overloaded, MIDI may arrive "
+                        "late or be lost (close busy programs, raise the period, or run JACK "
+                        "with realtime priority)", self.xruns - self._xruns_logged)  # fmt: skip
+            self._xruns_logged = self.xruns
+        super().check()
+
+    def counters(self) -> dict[str, int]:
+        return {**super().counters(), "xruns": self.xruns}
 
     def close(self) -> None:
         """Stop the callback (deactivate), then close the client and its port."""

@@ -121,6 +121,10 @@ class WatchedInput:
     def _reconnect(self, names: list[str], i: int) -> None:
         raise NotImplementedError
 
+    def counters(self) -> dict[str, int]:
+        """For ``--stats``."""
+        return {"reconnects": self.reconnects}
+
     def check(self) -> None:
         if self.wanted is None:
             return

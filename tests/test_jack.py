@@ -335,3 +335,40 @@ def test_ports_lists_jack_ports(jack: JackServer) -> None:
         assert r.returncode == 0 and "kdlive:kdlive out" in r.stdout and "kdlive:kdin" in r.stdout
     finally:
         daemon.stop()
+
+
+def test_jack_xruns_are_counted_and_reported(jack: JackServer, caplog: pytest.LogCaptureFixture,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A client that overruns its cycle makes JACK report an xrun: the daemon's input counts
+    it, and its next check logs one warning that says what to do."""
+    import jack as jackclient
+
+    from live.jackio import JackInput
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack.name)
+    got: list[bytes] = []
+    port = JackInput(lambda t, m: got.append(m), virtual="xrun-in", client="kdlive-xrun")
+    hog = jackclient.Client("xrun-hog", no_start_server=True)
+    slow = {"cycles": 3}
+
+    def process(frames: int) -> None:
+        if slow["cycles"]:
+            slow["cycles"] -= 1
+            time.sleep(0.05)  # 50 ms in a 2.7 ms period
+
+    hog.set_process_callback(process)
+    hog.activate()
+    try:
+        end = time.monotonic() + 10
+        while port.xruns == 0 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert port.xruns > 0, "JACK reported no xrun for a 50 ms cycle"
+        caplog.set_level("WARNING", logger="kdlive")
+        port.check()
+        port.check()  # nothing new: no second warning
+        assert sum("xrun" in r.message for r in caplog.records) == 1
+        assert port.counters()["xruns"] == port.xruns
+    finally:
+        hog.deactivate()
+        hog.close()
+        port.close()
