@@ -20,6 +20,7 @@ from train.models import (
     PRESETS,
     KdModel,
     PaperCNN,
+    StudentCNN,
     build_student,
     build_teacher,
     count_macs,
@@ -226,3 +227,36 @@ def test_count_macs_counts_conv_and_linear() -> None:
     assert count_macs(model, (2, 1, 8, 8)) == 2 * (8 * 8 * 4 * 9 + 256 * 10)
     assert model.training  # mode restored
     assert count_params(model) == 4 * 9 + 4 + 256 * 10 + 10
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"first_stride": (2, 1), "pools": ((2, 2), (2, 2), (2, 1))},
+        {"pitch_channel": False, "band_embedding": True},
+    ],
+)
+def test_student_variants_export_and_round_trip(kwargs: dict, tmp_path: Path) -> None:
+    """The architecture options (a strided first convolution, a band embedding instead of the
+    pitch channel) give the same shapes, describe themselves, and export to plain ONNX ops."""
+    model = StudentCNN(**kwargs)
+    x = rolls(3)
+    assert model(x).shape == (3, 8)
+    rebuilt = model_from_description(describe(model))
+    rebuilt.load_state_dict(model.state_dict())
+    model.eval(), rebuilt.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x))
+    path = tmp_path / "variant.onnx"
+    export_onnx(model, path)
+    assert {node.op_type for node in onnx.load(str(path)).graph.node} <= PLAIN_OPS
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"roll": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(x).numpy(), rtol=0, atol=1e-4)
+
+
+def test_a_strided_first_convolution_saves_work() -> None:
+    shape = (1, 1, 128, 16)
+    strided = StudentCNN(first_stride=(2, 1), pools=((2, 2), (2, 2), (2, 1)))
+    assert count_macs(strided, shape) < 0.75 * count_macs(StudentCNN(), shape)

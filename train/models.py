@@ -89,7 +89,7 @@ class BandEmbedding(nn.Module):
 
 
 def conv_bn_relu(
-    c_in: int, c_out: int, kernel: tuple[int, int], *, stride: int = 1
+    c_in: int, c_out: int, kernel: tuple[int, int], *, stride: int | tuple[int, int] = 1
 ) -> nn.Sequential:
     """Conv2d ("same" padding for odd kernels) -> BatchNorm2d -> ReLU."""
     padding = (kernel[0] // 2, kernel[1] // 2)
@@ -319,6 +319,7 @@ class StudentCNN(_PooledCNN):
         n_steps: int = WINDOW.n_steps,
         channels: Sequence[int] = (16, 32, 32),
         first_kernel: Sequence[int] = (13, 3),
+        first_stride: Sequence[int] = (1, 1),
         pools: Sequence[Sequence[int]] = ((4, 2), (2, 2), (2, 1)),
         hidden: int = 64,
         dropout: float = 0.3,
@@ -328,7 +329,8 @@ class StudentCNN(_PooledCNN):
     ) -> None:
         super().__init__()
         self._remember(n_pitches=n_pitches, n_steps=n_steps, channels=channels,
-                       first_kernel=first_kernel, pools=pools, hidden=hidden, dropout=dropout,
+                       first_kernel=first_kernel, first_stride=first_stride, pools=pools,
+                       hidden=hidden, dropout=dropout,
                        pitch_channel=pitch_channel, band_embedding=band_embedding,
                        n_classes=n_classes)  # fmt: skip
         if len(pools) != len(channels):
@@ -338,10 +340,11 @@ class StudentCNN(_PooledCNN):
         c_in, bands = (2 if pitch_channel else 1), n_pitches
         for i, (c_out, pool) in enumerate(zip(channels, pools, strict=True)):
             kernel = _pair(first_kernel) if i == 0 else (3, 3)
-            layers.append(conv_bn_relu(c_in, c_out, kernel))
+            stride = _pair(first_stride) if i == 0 else (1, 1)
+            layers.append(conv_bn_relu(c_in, c_out, kernel, stride=stride))
             if tuple(pool) != (1, 1):
                 layers.append(nn.MaxPool2d(_pair(pool)))
-            c_in, bands = c_out, bands // _pair(pool)[0]
+            c_in, bands = c_out, bands // stride[0] // _pair(pool)[0]
             if i == 0 and band_embedding:
                 layers.append(BandEmbedding(c_out, bands))
         self._build_head(layers, c_in * bands, hidden, dropout, n_classes)
