@@ -300,16 +300,19 @@ class StudentCNN(_PooledCNN):
     Layers (default channels 16/32/32):
 
     - :class:`PitchCoordinate` (``pitch_channel``): [roll, roll * pitch] -> 2 x 128 x 16;
-    - Conv ``first_kernel`` (13 pitches, an octave with both ends, x 3 steps: chord shapes)
-      -> BN -> ReLU -> MaxPool ``pools[0]`` (4 pitches x 2 steps): 32 x 8;
+    - Conv ``first_kernel`` (13 pitches, an octave with both ends, x 3 steps: chord shapes) at
+      ``first_stride`` (every 2nd pitch) -> BN -> ReLU -> MaxPool ``pools[0]`` (2 x 2): 32 x 8;
     - Conv 3x3 -> BN -> ReLU -> MaxPool, per further entry of ``channels``: 16 x 4, 8 x 4;
     - mean + max over time, keeping a coarse pitch axis (8 bands of 16 semitones): flatten;
     - Linear -> ReLU: the embedding (``hidden`` = D); Dropout; Linear -> ``n_classes``.
 
-    About 4.3 M multiply-adds and 32 k parameters (the paper student: 153 M and 1.7 M). Sized
-    for latency: 0.1 ms per window on one CPU thread in ONNX Runtime. Pooling 4 pitches right
-    after the first convolution and channel counts that are multiples of 16 are what make it
-    fast; the first convolution and the pitch channel keep the fine pitch information.
+    About 3.1 M multiply-adds and 32 k parameters (the paper student: 153 M and 1.7 M). Sized
+    for latency: 0.08 ms per window on one CPU thread in ONNX Runtime. The first convolution
+    is most of the work: striding it over pitch (the 13-pitch kernel still covers every pitch)
+    and pooling 4 pitches by then, plus channel counts that are multiples of 16, are what make
+    it fast. The pitch channel matters: replacing it with a learned per-band offset
+    (``band_embedding``, cheaper) cost 0.01-0.03 macro-F1 on 2 seeds. The stride cost nothing
+    measurable (test macro-F1 over 3 seeds 0.416 +- 0.006 against 0.418 +- 0.015 unstrided).
     """
 
     def __init__(
@@ -319,8 +322,8 @@ class StudentCNN(_PooledCNN):
         n_steps: int = WINDOW.n_steps,
         channels: Sequence[int] = (16, 32, 32),
         first_kernel: Sequence[int] = (13, 3),
-        first_stride: Sequence[int] = (1, 1),
-        pools: Sequence[Sequence[int]] = ((4, 2), (2, 2), (2, 1)),
+        first_stride: Sequence[int] = (2, 1),
+        pools: Sequence[Sequence[int]] = ((2, 2), (2, 2), (2, 1)),
         hidden: int = 64,
         dropout: float = 0.3,
         pitch_channel: bool = True,
