@@ -99,7 +99,7 @@ class JackInput(WatchedInput):
                 pending.popleft()
 
         self.client.set_process_callback(process)
-        self.xruns, self._xruns_logged = 0, 0
+        self.xruns, self._xruns_logged, self._xrun_quiet_until = 0, 0, 0.0
 
         def xrun(delay_usecs: float) -> None:  # JACK's notification thread, not the audio one
             self.xruns += 1
@@ -142,12 +142,15 @@ class JackInput(WatchedInput):
         self.client.connect(names[i], self.port)
 
     def check(self) -> None:
-        """:meth:`WatchedInput.check`, and a warning when JACK reported xruns since the last."""
-        if self.xruns != self._xruns_logged:
-            log.warning("JACK reported %d xrun(s): the machine is overloaded, MIDI may arrive "
-                        "late or be lost (close busy programs, raise the period, or run JACK "
-                        "with realtime priority)", self.xruns - self._xruns_logged)  # fmt: skip
-            self._xruns_logged = self.xruns
+        """:meth:`WatchedInput.check`, and a warning when JACK reported xruns (at most one
+        every 10 s, so an overloaded machine does not also flood the log)."""
+        now = time.monotonic()
+        if self.xruns != self._xruns_logged and now >= self._xrun_quiet_until:
+            log.warning("JACK reported %d xrun(s) (%d in all): the machine is overloaded, MIDI "
+                        "may arrive late or be lost (close busy programs, raise the period, or "
+                        "run JACK with realtime priority)", self.xruns - self._xruns_logged,
+                        self.xruns)  # fmt: skip
+            self._xruns_logged, self._xrun_quiet_until = self.xruns, now + 10.0
         super().check()
 
     def counters(self) -> dict[str, int]:
