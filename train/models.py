@@ -307,7 +307,7 @@ class StudentCNN(_PooledCNN):
     - Linear -> ReLU: the embedding (``hidden`` = D); Dropout; Linear -> ``n_classes``.
 
     About 3.1 M multiply-adds and 32 k parameters (the paper student: 153 M and 1.7 M). Sized
-    for latency: 0.08 ms per window on one CPU thread in ONNX Runtime. The first convolution
+    for latency: about 0.1 ms per window on one CPU thread in ONNX Runtime. The first convolution
     is most of the work: striding it over pitch (the 13-pitch kernel still covers every pitch)
     and pooling 4 pitches by then, plus channel counts that are multiples of 16, are what make
     it fast. The pitch channel matters: replacing it with a learned per-band offset
