@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -63,6 +64,13 @@ def test_report_and_checkpoints(tiny_run: Path) -> None:
         assert 0.0 <= m["macro_f1"] <= 1.0, name
         assert set(m["per_class"]) == set(CLASSES)
     assert report["paper"] == {"AIC": 0.76, "NIC": 0.61, "KDIC": 0.72}
+    targets = report["teacher_targets"]  # the teacher's soft targets on the training windows
+    assert targets["n"] == sum(report["data"]["windows"]["train"].values())
+    assert targets["cross_fitted"] is False
+    assert 0 < targets["p_label"] <= 1 and 0 <= targets["entropy"] <= np.log(8) + 1e-9
+    for row in targets["off_label"]:  # mean target per true class: a distribution, or None
+        assert row is None or abs(sum(row) - 1) < 1e-6
+    assert set(targets["alignment"]) == {"NIC", "baseline"}
     md = (tiny_run / "report.md").read_text()
     assert "KDIC" in md and "0.76" in md
     assert (tiny_run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from live.taxonomy import CLASSES, N_CLASSES
-from train.evaluate import evaluate, summarize_seeds
+from train.evaluate import evaluate, soft_targets, summarize_seeds
 from train.report import distillation_effect, safe_name, write_report
 
 PIANO, ORGAN, GUITAR, BASS, STRINGS, BRASS, REED, PIPE = range(N_CLASSES)
@@ -137,6 +137,68 @@ def test_summarize_seeds_single_run_and_absent_class() -> None:
     assert summary["per_class"]["Pipe"] is None
     with pytest.raises(ValueError):
         summarize_seeds([])
+
+
+# ---------------------------------------------------------------------------- soft targets
+
+
+def teacher_logits(y: np.ndarray, second: np.ndarray, *, margin: float = 4.0) -> np.ndarray:
+    """Logits with the label first and class ``second[label]`` a clear runner-up."""
+    logits = np.zeros((y.size, N_CLASSES))
+    logits[np.arange(y.size), y] = margin
+    logits[np.arange(y.size), second[y]] = margin / 2
+    return logits
+
+
+def test_soft_targets_probability_and_entropy() -> None:
+    y = np.array([0, 1, 2, 3])
+    logits = np.zeros((4, N_CLASSES))
+    logits[np.arange(4), y] = np.log(7.0)  # p(label) = 7 / (7 + 7) = 0.5, the rest 1/14
+    out = soft_targets(logits, y, temperature=1.0)
+    assert out["p_label"] == pytest.approx(0.5)
+    assert out["entropy"] == pytest.approx(-(0.5 * np.log(0.5) + 7 / 14 * np.log(1 / 14)))
+    assert out["accuracy"] == 1.0 and out["n"] == 4
+    # T = 2 halves the logits: p(label) = sqrt(7) / (sqrt(7) + 7)
+    assert soft_targets(logits, y, 2.0)["p_label"] == pytest.approx(7**0.5 / (7**0.5 + 7))
+    assert out["off_label"][0][0] == pytest.approx(0.5)
+    assert out["off_label"][4] is None  # no window of class 4
+
+
+def test_soft_targets_alignment_with_confusions() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, N_CLASSES, 4000)
+    second = (np.arange(N_CLASSES) + 4) % N_CLASSES  # the teacher's runner-up per class
+    confused_alike = np.eye(N_CLASSES) * 50
+    confused_alike[np.arange(N_CLASSES), second] = 20
+    confused_elsewhere = np.eye(N_CLASSES) * 50
+    confused_elsewhere[np.arange(N_CLASSES), (np.arange(N_CLASSES) + 1) % N_CLASSES] = 20
+    out = soft_targets(teacher_logits(y, second), y, 2.0,
+                       {"alike": confused_alike, "elsewhere": confused_elsewhere,
+                        "perfect": np.eye(N_CLASSES) * 9})  # fmt: skip
+    assert out["alignment"]["alike"] > 0.95
+    assert out["alignment"]["elsewhere"] < 0.1
+    assert out["alignment"]["perfect"] is None  # nothing off the diagonal to compare
+    with pytest.raises(ValueError, match="shape"):
+        soft_targets(np.zeros((3, N_CLASSES)), np.zeros(4, int), 2.0)
+    with pytest.raises(ValueError, match="temperature"):
+        soft_targets(np.zeros((4, N_CLASSES)), np.zeros(4, int), 0.0)
+
+
+def test_report_shows_what_the_soft_targets_carry(tmp_path: Path) -> None:
+    y = np.arange(800) % N_CLASSES
+    second = (np.arange(N_CLASSES) + 3) % N_CLASSES
+    nic = np.eye(N_CLASSES) * 30
+    nic[np.arange(N_CLASSES), second] = 10
+    targets = soft_targets(teacher_logits(y, second), y, 2.0, {"NIC": nic})
+    targets["cross_fitted"] = True
+    write_report(tmp_path, models=fake_models(), data={}, config={}, teacher_targets=targets)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["teacher_targets"]["alignment"]["NIC"] == pytest.approx(1.0)
+    md = (tmp_path / "report.md").read_text()
+    assert "## What the teacher's soft targets carry" in md
+    assert "800 training windows (cross-fitted over song folds)" in md
+    assert f"| mean target probability of the label | {targets['p_label']:.3f} |" in md
+    assert "vs NIC's test confusions (Pearson r) | 1.00 |" in md
 
 
 # ---------------------------------------------------------------------------- write_report

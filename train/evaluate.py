@@ -140,3 +140,80 @@ def _pooled_counts(results: Sequence[dict]) -> dict:
     if all("n" in r for r in results):
         pooled["n"] = int(sum(r["n"] for r in results))
     return pooled
+
+
+def soft_targets(
+    logits: npt.ArrayLike,
+    y_true: npt.ArrayLike,
+    temperature: float,
+    confusions: dict[str, npt.ArrayLike] | None = None,
+) -> dict:
+    """What the teacher's soft targets say beyond the label, on the windows a student learns from.
+
+    Distillation can only pass on the probability mass a target puts off the label. That mass
+    helps a notes-only student when it falls on the classes that are hard to tell apart *from
+    notes*; a teacher that hears timbre may spread it elsewhere. This measures both.
+
+    Args:
+        logits: the teacher's logits ``[N, 8]`` on the student's training windows.
+        y_true: their labels ``[N]`` (contract order).
+        temperature: the distillation temperature T (targets are ``softmax(logits / T)``).
+        confusions: name -> 8 x 8 test confusion counts of notes-only models (rows true).
+
+    Returns:
+        ``{"temperature", "n", "accuracy": argmax == label, "p_label": mean target
+        probability of the label, "entropy": mean entropy in nats (uniform: ln 8 = 2.08),
+        "off_label": 8 x 8 mean target per true class (rows; None for a class with no
+        window), "alignment": {name: Pearson r between the off-label mass and that model's
+        confusions, or None}}``. The alignment compares the off-diagonal entries of each row
+        renormalised to sum to 1 (where a row has any), so it asks only *where* the mass
+        goes, not how much there is.
+    """
+    labels = np.asarray(y_true)
+    scores = np.asarray(logits, dtype=np.float64)
+    if scores.shape != (labels.size, N_CLASSES) or labels.size == 0:
+        raise ValueError(f"logits must have shape ({labels.size}, {N_CLASSES}) for {labels.size} "
+                         f"labels, got {scores.shape}")  # fmt: skip
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    z = scores / temperature
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    rows = np.arange(labels.size)
+    off = np.full((N_CLASSES, N_CLASSES), np.nan)
+    for c in range(N_CLASSES):
+        if np.any(labels == c):
+            off[c] = p[labels == c].mean(axis=0)
+    alignment = {
+        name: _offdiagonal_r(off, np.asarray(conf, dtype=np.float64))
+        for name, conf in (confusions or {}).items()
+    }
+    return {
+        "temperature": float(temperature),
+        "n": int(labels.size),
+        "accuracy": float(np.mean(p.argmax(axis=1) == labels)),
+        "p_label": float(p[rows, labels].mean()),
+        "entropy": float(-(p * np.log(np.clip(p, 1e-12, None))).sum(axis=1).mean()),
+        "off_label": [None if np.isnan(r).any() else r.tolist() for r in off],
+        "alignment": alignment,
+    }
+
+
+def _offdiagonal_r(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson r over the off-diagonal entries of the rows both matrices can renormalise."""
+    mask = ~np.eye(N_CLASSES, dtype=bool)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    for c in range(N_CLASSES):
+        ra, rb = a[c][mask[c]], b[c][mask[c]]
+        if np.isnan(ra).any() or ra.sum() <= 0 or rb.sum() <= 0:
+            continue
+        xs.append(ra / ra.sum())
+        ys.append(rb / rb.sum())
+    if not xs:
+        return None
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if np.ptp(x) < 1e-9 or np.ptp(y) < 1e-9:  # constant: no pattern to compare
+        return None
+    return float(np.corrcoef(x, y)[0, 1])

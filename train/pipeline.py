@@ -25,7 +25,7 @@ from train import data as data_stage
 from train.baseline import fit_baseline, note_features
 from train.batches import MelSource, RollSource, labels_of
 from train.config import RunConfig, fingerprint, to_json
-from train.evaluate import evaluate
+from train.evaluate import evaluate, soft_targets
 from train.loop import ProgressFn, Task, atomic_save, fit
 from train.models import build_student, build_teacher, describe, model_from_description
 from train.steps import DistillNet, ce_step, kd_step, predictor
@@ -276,8 +276,14 @@ def run_all(cfg: RunConfig, *, progress: ProgressFn | None = None, say: StageFn 
         "KDIC": evaluate(y, predictor(run.rolls(), run.device)(kdic.eval(), test)),
         "baseline": evaluate(run.labels[np.sort(test)], base_probs),
     }
+    train = run.split["train"]
+    targets = soft_targets(
+        t_logits[train], run.labels[train], cfg.distill.temperature,
+        {name: results[name]["confusion"] for name in ("NIC", "baseline")},
+    )  # fmt: skip
+    targets["cross_fitted"] = cfg.distill.teacher_folds > 1
     write_report(run.dir, models=results, data=run.summary, config=to_json(cfg),
-                 histories=run.histories)  # fmt: skip
+                 histories=run.histories, teacher_targets=targets)  # fmt: skip
     from export.bundle import write_bundle
 
     run.say("bundle", f"exporting KDIC to {run.dir / 'bundle'}")

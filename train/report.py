@@ -5,8 +5,9 @@ Files (each written atomically: a temporary name, then ``os.replace``)::
     confusion_<model>.png   row-normalised confusion matrix of each model (test split)
     training_curves.png     train loss and validation macro-F1 per epoch (models with a history)
     report.json             {"models": {name: metrics}, "data": ..., "config": ..., "paper": ...}
-    report.md               Table 2 next to the paper's, distillation effect, per-class F1,
-                            data summary, figures, notes and the config
+    report.md               Table 2 next to the paper's, distillation effect, what the
+                            teacher's soft targets carry, per-class F1, data summary, figures,
+                            notes and the config
 
 The figures are written first and the two reports last, so a report never links a missing
 figure. matplotlib is imported inside the plotting functions (Agg backend), so importing this
@@ -50,6 +51,7 @@ def write_report(
     config: dict,
     histories: dict[str, list[dict]] | None = None,
     notes: list[str] | None = None,
+    teacher_targets: dict | None = None,
 ) -> None:
     """Write the report files of a run into ``run_dir`` (created if missing).
 
@@ -64,6 +66,8 @@ def write_report(
         histories: model name -> per-epoch records ``{"epoch", "train_loss", "val_macro_f1",
             "lr"}`` (any key but epoch may be missing). None or empty: no training curves.
         notes: free-text remarks, listed in ``report.md``.
+        teacher_targets: :func:`train.evaluate.soft_targets` of the teacher on the training
+            windows (plus ``"cross_fitted"``), or None.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -79,11 +83,13 @@ def write_report(
         curves = "training_curves.png"
         _write_bytes(run_dir / curves, plot_training_curves(histories or {}))
     report = {"models": {n: models[n] for n in names}, "data": data, "config": config}
+    if teacher_targets is not None:
+        report["teacher_targets"] = teacher_targets
     report["paper"] = dict(PAPER_F)
     _write_bytes(
         run_dir / "report.json", (json.dumps(to_jsonable(report), indent=1) + "\n").encode()
     )
-    markdown = render_markdown(models, data, config, files, curves, notes or [])
+    markdown = render_markdown(models, data, config, files, curves, notes or [], teacher_targets)
     _write_bytes(run_dir / "report.md", markdown.encode())
 
 
@@ -157,6 +163,7 @@ def render_markdown(
     figures: dict[str, str],
     curves: str | None,
     notes: Sequence[str],
+    teacher_targets: dict | None = None,
 ) -> str:
     """The whole ``report.md`` text."""
     names = ordered_names(models)
@@ -164,6 +171,7 @@ def render_markdown(
         "# kdlive run report",
         _results_section(models, names),
         _distillation_section(models, names),
+        _targets_section(teacher_targets),
         _per_class_section(models, names, data),
         _data_section(data),
         _figures_section(figures, curves),
@@ -255,6 +263,30 @@ def _distillation_section(models: dict[str, dict], names: Sequence[str]) -> str:
     header = ["", "AIC − NIC", "KDIC − NIC", "gap closed (KDIC−NIC)/(AIC−NIC)"]
     intro = "## Distillation effect\n\nMacro-F1 differences; the paper reports about 73% closed."
     return intro + "\n\n" + _table(header, rows, "lrrr")
+
+
+def _targets_section(targets: dict | None) -> str:
+    """How much the soft targets say beyond the label, and whether it is what notes confuse."""
+    if not targets:
+        return ""
+    where = "cross-fitted over song folds" if targets.get("cross_fitted") else "in-sample"
+    align = targets.get("alignment") or {}
+    rows = [
+        ["teacher accuracy on them", _number(targets.get("accuracy"))],
+        ["mean target probability of the label", _number(targets.get("p_label"))],
+        ["mean target entropy (nats; uniform 2.079)", _number(targets.get("entropy"))],
+    ] + [
+        [f"where the off-label mass goes vs {name}'s test confusions (Pearson r)", _number(r, 2)]
+        for name, r in align.items()
+    ]
+    intro = (
+        f"## What the teacher's soft targets carry\n\nThe teacher's targets at T = "
+        f"{_number(targets.get('temperature'), 1)} on the {targets.get('n', 0):,} training "
+        f"windows ({where}). Distillation can pass on only the probability off the label, and "
+        "it helps a notes-only student where that mass falls on classes that are hard to tell "
+        "apart from notes (r near 1); a teacher that hears timbre may put it elsewhere."
+    )
+    return intro + "\n\n" + _table(["", "value"], rows, "lr")
 
 
 def _per_class_section(models: dict[str, dict], names: Sequence[str], data: dict) -> str:
