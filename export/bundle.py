@@ -95,7 +95,7 @@ def write_bundle(
         metrics, data = _run_results(run, which)
         manifest = make_manifest(
             onnx_path,
-            preset=(config.get("model") or {}).get("preset", "unknown"),
+            preset=_student_preset(config.get("model") or {}),
             model={
                 "description": blob["description"],
                 "parameters": count_params(model),
@@ -138,3 +138,8 @@ def _run_results(run: Path | None, which: str) -> tuple[dict, dict]:
     if baseline is not None:
         metrics["baseline_macro_f1"] = baseline
     return metrics, report.get("data") or {}
+
+
+def _student_preset(model: dict) -> str:
+    """The preset the exported student was built from (``student_preset`` when it was set)."""
+    return str(model.get("student_preset") or model.get("preset", "unknown"))

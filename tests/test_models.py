@@ -98,6 +98,28 @@ def test_presets_match_the_config() -> None:
     assert config.ModelConfig().preset in PRESETS
 
 
+def test_another_presets_student_keeps_the_runs_schedule() -> None:
+    """``--preset fast --student-preset paper``: Table 1's student with its own learning rate
+    and batch size, on the fast run's CPU-sized schedule; the teacher is untouched."""
+    fast, mixed = config.preset_config("fast"), config.preset_config("fast", "paper")
+    paper = config.preset_config("paper")
+    assert (mixed.model.student, fast.model.student) == ("paper", "fast")
+    assert (mixed.student.lr, mixed.student.batch_size) == (
+        paper.student.lr,
+        paper.student.batch_size,
+    )
+    assert mixed.student.lr != fast.student.lr
+    assert (mixed.student.epochs, mixed.student.samples_per_epoch) == (
+        fast.student.epochs,
+        fast.student.samples_per_epoch,
+    )
+    assert mixed.teacher == fast.teacher
+    assert mixed.model.teacher_part() == fast.model.teacher_part()
+    assert config.preset_config("fast", "fast").model.student_preset is None
+    with pytest.raises(ValueError, match="unknown preset 'big'"):
+        config.preset_config("fast", "big")
+
+
 @pytest.mark.parametrize("kind", ["teacher", "student"])
 @pytest.mark.parametrize("preset", PRESETS)
 def test_logits_and_embedding_shapes(preset: str, kind: str, paper_teacher: PaperCNN) -> None:

@@ -14,6 +14,7 @@ from conftest import TIMGM, Track, melody, write_song
 from live.taxonomy import CLASSES
 from train.cli import app as kdtrain
 from train.collection import split_of
+from train.models import build_student, describe
 from train.pipeline import load_model
 
 pytestmark = pytest.mark.fluidsynth
@@ -127,3 +128,24 @@ def test_changing_the_distillation_retrains_only_kdic(tiny_run: Path) -> None:
     after = {p.name: p.stat().st_mtime_ns for p in tiny_run.glob("*.pt")}
     assert after["teacher.pt"] == before["teacher.pt"] and after["nic.pt"] == before["nic.pt"]
     assert after["kdic.pt"] != before["kdic.pt"]
+
+
+def test_another_student_preset_retrains_the_students_not_the_teacher(tiny_run: Path) -> None:
+    """--student-preset fast on a tiny run: the teacher and its cached outputs are kept, NIC
+    and KDIC are rebuilt as the fast student, and the bundle says so. (Last: it changes the
+    run's students.)"""
+    before = {p.name: p.stat().st_mtime_ns for p in tiny_run.glob("*.pt")}
+    midi = tiny_run.parent / "midi"
+    result = CliRunner().invoke(kdtrain, ["all", "--midi", str(midi), "--run", str(tiny_run),
+                                          "--preset", "tiny", "--student-preset", "fast",
+                                          "--device", "cpu", "--temperature", "2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    after = {p.name: p.stat().st_mtime_ns for p in tiny_run.glob("*.pt")}
+    assert after["teacher.pt"] == before["teacher.pt"]
+    assert after["teacher_outputs.pt"] == before["teacher_outputs.pt"]
+    for name in ("nic", "kdic"):
+        assert after[f"{name}.pt"] != before[f"{name}.pt"]
+        blob = torch.load(tiny_run / f"{name}.pt", weights_only=False)
+        assert blob["description"] == describe(build_student("fast"))
+        assert blob["config"]["model"]["student_preset"] == "fast"
+    assert json.loads((tiny_run / "bundle" / "kdlive-model.json").read_text())["preset"] == "fast"

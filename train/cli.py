@@ -116,6 +116,10 @@ def all_(
         typer.Option("--data", help="Data folder (default RUN/data); share it between runs."),
     ] = None,
     preset: Annotated[str, typer.Option(help="Model preset: fast, paper or tiny.")] = "fast",
+    student_preset: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="The students' preset when it differs (e.g. paper with a fast teacher)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     epochs: Annotated[
         Optional[int],  # noqa: UP045
@@ -160,7 +164,10 @@ def all_(
     from train.data import DataConfig
     from train.pipeline import run_all
 
-    cfg: RunConfig = preset_config(preset)
+    try:
+        cfg: RunConfig = preset_config(preset, student_preset)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     cfg.run, cfg.seed, cfg.device = run, seed, device
     cfg.data = DataConfig(
         out=data_dir or run / "data", midi=list(midi or []), slakh=slakh, workers=max(1, workers),

@@ -23,6 +23,18 @@ class ModelConfig:
     #: 172 frames = 4 s = two bars of 4/4 at 120 BPM; slower windows are cropped (at a random
     #: offset in training), which the fast teacher's pooling over time does not mind.
     teacher_frames: int = 172
+    #: The students' architecture, when it differs from ``preset``'s (e.g. the ``paper``
+    #: student taught by the ``fast`` teacher on a CPU); None = the same preset.
+    student_preset: str | None = None
+
+    @property
+    def student(self) -> str:
+        """The preset the students (NIC and KDIC) are built from."""
+        return self.student_preset or self.preset
+
+    def teacher_part(self) -> tuple[str, int]:
+        """What the teacher depends on: a different student does not retrain the teacher."""
+        return (self.preset, self.teacher_frames)
 
 
 @dataclass
@@ -112,12 +124,26 @@ def _resolve(name: Any) -> type | None:
             "DistillConfig": DistillConfig}.get(str(name))  # fmt: skip
 
 
-def preset_config(preset: str) -> RunConfig:
+def preset_config(preset: str, student_preset: str | None = None) -> RunConfig:
     """Defaults for a preset. ``fast``: sized so that ``kdtrain all`` on the demo corpus
     finishes on 2 CPU cores. ``paper``: Table 1's models (a GPU is advisable for the teacher).
-    ``tiny``: seconds, for tests."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    ``tiny``: seconds, for tests.
+
+    ``student_preset`` swaps in another preset's student (its learning rate and batch size
+    come with it; epochs, windows per epoch and patience stay ``preset``'s, so a ``fast`` run
+    with the ``paper`` student keeps its CPU-sized schedule)."""
+    for name in (preset, student_preset or preset):
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    cfg = _preset_config(preset)
+    if student_preset and student_preset != preset:
+        other = _preset_config(student_preset).student
+        cfg.model.student_preset = student_preset
+        cfg.student.lr, cfg.student.batch_size = other.lr, other.batch_size
+    return cfg
+
+
+def _preset_config(preset: str) -> RunConfig:
     cfg = RunConfig(model=ModelConfig(preset=preset))
     if preset == "paper":
         cfg.model.teacher_frames = 528

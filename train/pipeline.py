@@ -91,7 +91,7 @@ class Run:
         cfg = self.cfg
         train_index = self.split["train"] if train_index is None else train_index
         arch = describe(build_teacher(cfg.model.preset, frames=cfg.model.teacher_frames))
-        fp = fingerprint(self.data_fp, cfg.model, arch, cfg.teacher, cfg.seed, name,
+        fp = fingerprint(self.data_fp, cfg.model.teacher_part(), arch, cfg.teacher, cfg.seed, name,
                          len(train_index))  # fmt: skip
         if (path := self.stage_file(f"{name}.pt", fp)) is not None:
             self.say(name, f"current: {path}")
@@ -117,7 +117,7 @@ class Run:
             self.say(name, f"current: {path}")
             return load_model(path).to(self.device)
         torch.manual_seed(cfg.seed)
-        net = build_student(cfg.model.preset)
+        net = build_student(cfg.model.student)
         if teacher_dim is not None:
             net = DistillNet(net, teacher_dim)
         net = net.to(self.device)
@@ -160,7 +160,8 @@ class Run:
         k = cfg.distill.teacher_folds
         feat = cfg.distill.feature_weight > 0
         arch = describe(build_teacher(cfg.model.preset, frames=cfg.model.teacher_frames))
-        fp = fingerprint(self.data_fp, cfg.model, arch, cfg.teacher, cfg.seed, k, feat)
+        fp = fingerprint(self.data_fp, cfg.model.teacher_part(), arch, cfg.teacher, cfg.seed, k,
+                         feat)  # fmt: skip
         path = self.dir / "teacher_outputs.pt"
         if path.exists():
             blob = torch.load(path, map_location="cpu", weights_only=False)
@@ -258,7 +259,7 @@ def run_all(cfg: RunConfig, *, progress: ProgressFn | None = None, say: StageFn 
     teacher = run.train_teacher()
     t_logits, t_emb = run.teacher_outputs(teacher)
     # The architecture's recipe is in the fingerprint: a changed model class retrains.
-    arch = describe(build_student(cfg.model.preset))
+    arch = describe(build_student(cfg.model.student))
     nic_fp = fingerprint(run.data_fp, cfg.model, arch, cfg.student, cfg.seed, "nic")
     nic = run.train_student("nic", ce_step(run.rolls(), cfg.student, run.device), nic_fp)
     kd_fp = fingerprint(nic_fp, cfg.teacher, cfg.distill, "kdic")
