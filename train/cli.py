@@ -149,6 +149,9 @@ def all_(
     feature_weight: Annotated[
         float, typer.Option(help="Weight of embedding regression onto the teacher's.")
     ] = 0.0,
+    nckd_weight: Annotated[
+        float, typer.Option(help="Decoupled KD: weight of the non-target classes' KL (0: off).")
+    ] = 0.0,
     teacher_folds: Annotated[
         int, typer.Option(help="Cross-fit the teacher's soft targets over K song folds.")
     ] = 0,
@@ -176,6 +179,7 @@ def all_(
     cfg.distill = DistillConfig(
         temperature=temperature, alpha=0.0 if paper_kd else alpha,
         feature_weight=0.0 if paper_kd else feature_weight, teacher_folds=teacher_folds,
+        nckd_weight=0.0 if paper_kd else nckd_weight,
     )  # fmt: skip
     if epochs is not None:
         cfg.teacher.epochs = cfg.student.epochs = epochs

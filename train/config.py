@@ -60,11 +60,18 @@ class DistillConfig:
            + feature_weight * MSE(project(student embedding), teacher embedding)
 
     alpha = 0 and feature_weight = 0 is the paper's setting (soft targets only).
+
+    ``nckd_weight`` > 0 replaces the KL term by decoupled KD (Zhao et al., CVPR 2022):
+    T^2 * (KL of the binary target/rest split + nckd_weight * KL among the non-target classes).
+    The classic KL is the same sum with the second term weighted by the teacher's own
+    1 - p(label), so a confident teacher passes on almost none of its off-label ranking;
+    decoupling gives that ranking a weight of its own.
     """
 
     temperature: float = 4.0
     alpha: float = 0.5
     feature_weight: float = 0.0
+    nckd_weight: float = 0.0  # decoupled KD's weight of the non-target KL; 0 = classic KD
     #: Cross-fit the teacher's outputs over K song folds, so the student never learns from a
     #: teacher that saw the window; 0 or 1 = one teacher on all training songs.
     teacher_folds: int = 0

@@ -71,10 +71,13 @@ def kd_step(
         x, y = (t.to(device) for t in source(idx))
         logits, projected = model(x)
         t_logits = torch.from_numpy(teacher_logits[idx]).to(device)
-        soft = F.kl_div(
-            F.log_softmax(logits / T, dim=1), F.log_softmax(t_logits / T, dim=1),
-            reduction="batchmean", log_target=True,
-        ) * (T * T)  # fmt: skip
+        if cfg.nckd_weight > 0:
+            soft = decoupled_kd(logits, t_logits, y, T, cfg.nckd_weight)
+        else:
+            soft = F.kl_div(
+                F.log_softmax(logits / T, dim=1), F.log_softmax(t_logits / T, dim=1),
+                reduction="batchmean", log_target=True,
+            ) * (T * T)  # fmt: skip
         ce = F.cross_entropy(logits, y)
         named = {"kd/soft": soft, "task/ce": ce}
         total = (1 - cfg.alpha) * soft + cfg.alpha * ce
@@ -86,6 +89,32 @@ def kd_step(
         return named | {"loss": total}
 
     return step
+
+
+def decoupled_kd(
+    student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, T: float, nckd_weight: float
+) -> torch.Tensor:
+    """Decoupled KD (Zhao et al. 2022): ``T^2 * (TCKD + nckd_weight * NCKD)``, batch mean.
+
+    TCKD is the KL between teacher and student of the binary split (label, everything else);
+    NCKD the KL between their distributions over the 7 non-target classes, each renormalised.
+    ``KL(teacher_T || student_T) = TCKD + (1 - p_teacher(label)) * NCKD`` exactly, so
+    ``nckd_weight = 1 - p`` for every window gives back the classic loss.
+    """
+    target = F.one_hot(y, student.shape[1]).bool()
+    log_ps, log_pt = F.log_softmax(student / T, dim=1), F.log_softmax(teacher / T, dim=1)
+
+    def binary(log_p: torch.Tensor) -> torch.Tensor:  # log [p(label), 1 - p(label)]
+        lt = log_p.masked_select(target)
+        return torch.stack([lt, torch.log1p(-lt.exp().clamp(max=1 - 1e-7))], dim=1)
+
+    bt = binary(log_pt)
+    tckd = (bt.exp() * (bt - binary(log_ps))).sum(1)
+    off = torch.finfo(student.dtype).min  # the label left out of the non-target softmax
+    nt_s = F.log_softmax((student / T).masked_fill(target, off), dim=1)
+    nt_t = F.log_softmax((teacher / T).masked_fill(target, off), dim=1)
+    nckd = (nt_t.exp() * (nt_t - nt_s)).masked_fill(target, 0.0).sum(1)
+    return (tckd + nckd_weight * nckd).mean() * (T * T)
 
 
 def predictor(source: Source, device: torch.device, batch_size: int = 512):  # noqa: ANN201
