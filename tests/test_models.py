@@ -282,3 +282,30 @@ def test_a_strided_first_convolution_saves_work() -> None:
     shape = (1, 1, 128, 16)
     unstrided = StudentCNN(first_stride=(1, 1), pools=((4, 2), (2, 2), (2, 1)))
     assert count_macs(StudentCNN(), shape) < 0.75 * count_macs(unstrided, shape)
+
+
+@pytest.mark.parametrize("bands", [16, 4, 1])
+def test_a_teacher_on_fewer_mel_bands_hears_only_the_coarse_spectrum(bands: int) -> None:
+    """mel_bands averages the mel bins first: two inputs that differ only inside one band
+    (same band mean) give the same logits; the description rebuilds the same model."""
+    torch.manual_seed(0)
+    model = build_teacher("fast", frames=64, mel_bands=bands).eval()
+    x = log_mels(2, 64)
+    width = 128 // bands
+    y = x.clone()
+    y[:, :, 0:width:2], y[:, :, 1:width:2] = x[:, :, 1:width:2], x[:, :, 0:width:2]  # swap bins
+    with torch.no_grad():
+        assert torch.allclose(model(x), model(y), atol=1e-5)
+        assert model(x).shape == (2, 8)
+        rebuilt = model_from_description(describe(model))
+        rebuilt.load_state_dict(model.state_dict())
+        assert torch.equal(rebuilt.eval()(x), model(x))
+    assert describe(model)["kwargs"]["mel_bands"] == bands
+    assert "mel_bands" not in describe(build_teacher("fast", frames=64))["kwargs"]
+
+
+def test_mel_bands_must_divide_the_mel_bins_and_not_touch_table_1() -> None:
+    with pytest.raises(ValueError, match="divide"):
+        build_teacher("fast", frames=64, mel_bands=12)
+    with pytest.raises(ValueError, match="Table 1"):
+        build_teacher("paper", frames=64, mel_bands=16)

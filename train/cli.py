@@ -116,6 +116,10 @@ def all_(
         typer.Option("--data", help="Data folder (default RUN/data); share it between runs."),
     ] = None,
     preset: Annotated[str, typer.Option(help="Model preset: fast, paper or tiny.")] = "fast",
+    teacher_mel_bands: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Average the teacher's 128 mel bins into N bands (less timbre)."),
+    ] = None,
     student_preset: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(help="The students' preset when it differs (e.g. paper with a fast teacher)."),
@@ -172,6 +176,11 @@ def all_(
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     cfg.run, cfg.seed, cfg.device = run, seed, device
+    if teacher_mel_bands:
+        if preset == "paper" or 128 % teacher_mel_bands:
+            raise typer.BadParameter("--teacher-mel-bands needs --preset fast or tiny and a "
+                                     "divisor of 128 (e.g. 16, 8, 4)")  # fmt: skip
+        cfg.model.teacher_mel_bands = teacher_mel_bands
     cfg.data = DataConfig(
         out=data_dir or run / "data", midi=list(midi or []), slakh=slakh, workers=max(1, workers),
         limit_songs=limit_songs, soundfonts=list(soundfont or []),

@@ -26,15 +26,23 @@ class ModelConfig:
     #: The students' architecture, when it differs from ``preset``'s (e.g. the ``paper``
     #: student taught by the ``fast`` teacher on a CPU); None = the same preset.
     student_preset: str | None = None
+    #: Average the teacher's mel bins into this many bands (a less timbre-aware teacher, see
+    #: ``TeacherCNN``); None = all 128.
+    teacher_mel_bands: int | None = None
 
     @property
     def student(self) -> str:
         """The preset the students (NIC and KDIC) are built from."""
         return self.student_preset or self.preset
 
-    def teacher_part(self) -> tuple[str, int]:
+    def teacher_part(self) -> tuple:
         """What the teacher depends on: a different student does not retrain the teacher."""
-        return (self.preset, self.teacher_frames)
+        bands = (self.teacher_mel_bands,) if self.teacher_mel_bands else ()
+        return (self.preset, self.teacher_frames, *bands)
+
+    def student_part(self) -> str:
+        """What the students depend on: a different teacher does not retrain NIC."""
+        return self.student
 
 
 @dataclass

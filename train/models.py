@@ -267,6 +267,10 @@ class TeacherCNN(_PooledCNN):
 
     About 30 M multiply-adds at T = 256 and 61 M at the paper's 528 frames (the paper teacher:
     5.0 G), 230 k parameters.
+
+    ``mel_bands`` (a divisor of ``n_mels``) first averages the mel bins into that many bands: a
+    teacher that hears register, loudness and envelope but little timbre, so that what it knows
+    is closer to what the notes carry (a distillation experiment; None = every bin).
     """
 
     def __init__(
@@ -277,17 +281,26 @@ class TeacherCNN(_PooledCNN):
         hidden: int = 128,
         dropout: float = 0.3,
         n_classes: int = N_CLASSES,
+        mel_bands: int | None = None,
     ) -> None:
         super().__init__()
+        extra = {"mel_bands": mel_bands} if mel_bands else {}  # default: the same description
         self._remember(n_mels=n_mels, channels=channels, hidden=hidden, dropout=dropout,
-                       n_classes=n_classes)  # fmt: skip
+                       n_classes=n_classes, **extra)  # fmt: skip
         if len(channels) < 2:
             raise ValueError("TeacherCNN needs at least 2 conv blocks (channels of length >= 2)")
-        layers: list[nn.Module] = [DbToUnit(), conv_bn_relu(1, channels[0], (3, 3), stride=2)]
-        bands = _halve(n_mels, 3)
+        layers: list[nn.Module] = [DbToUnit()]
+        bands = n_mels
+        if mel_bands:
+            if mel_bands < 1 or n_mels % mel_bands:
+                raise ValueError(f"mel_bands must divide n_mels ({n_mels}), got {mel_bands}")
+            layers.append(nn.AvgPool2d((n_mels // mel_bands, 1)))
+            bands = mel_bands
+        layers.append(conv_bn_relu(1, channels[0], (3, 3), stride=2))
+        bands = _halve(bands, 3)
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=False):
-            layers += [nn.MaxPool2d(2), conv_bn_relu(c_in, c_out, (3, 3))]
-            bands //= 2
+            layers += [nn.MaxPool2d((min(2, bands), 2)), conv_bn_relu(c_in, c_out, (3, 3))]
+            bands = max(1, bands // 2)
         self._build_head(layers, channels[-1] * bands, hidden, dropout, n_classes)
 
 
@@ -360,18 +373,21 @@ _CLASSES: dict[str, type[KdModel]] = {
 }
 
 
-def build_teacher(preset: str = "fast", *, frames: int) -> KdModel:
+def build_teacher(preset: str = "fast", *, frames: int, mel_bands: int | None = None) -> KdModel:
     """The audio teacher of ``preset`` for log-mel inputs ``[B, 1, 128, frames]`` in dB.
 
     ``paper`` is Table 1 at any ``frames`` (Table 1 itself: ``frames`` = 528); its Dense layer
     has ``frames`` baked in. ``fast`` and ``tiny`` accept any T >= 32 and ignore ``frames``.
+    ``mel_bands``: see :class:`TeacherCNN` (not for ``paper``, which is Table 1 as printed).
     """
     _check_preset(preset)
     if preset == "paper":
+        if mel_bands:
+            raise ValueError("mel_bands needs the fast or tiny teacher: the paper's is Table 1")
         return PaperCNN(height=MEL.n_mels, width=frames, normalize_db=True)
     if preset == "tiny":
-        return TeacherCNN(channels=(4, 8, 8, 8), hidden=16)
-    return TeacherCNN()
+        return TeacherCNN(channels=(4, 8, 8, 8), hidden=16, mel_bands=mel_bands)
+    return TeacherCNN(mel_bands=mel_bands)
 
 
 def build_student(preset: str = "fast") -> KdModel:

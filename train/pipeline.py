@@ -73,6 +73,11 @@ class Run:
         frames = self.cfg.model.teacher_frames
         return MelSource(self.store, self.labels, frames=frames, random_crop=train)
 
+    def new_teacher(self) -> torch.nn.Module:
+        """An untrained teacher as the config describes it."""
+        m = self.cfg.model
+        return build_teacher(m.preset, frames=m.teacher_frames, mel_bands=m.teacher_mel_bands)
+
     # --------------------------------------------------------------------------- stages
 
     def stage_file(self, name: str, fp: str) -> Path | None:
@@ -90,14 +95,14 @@ class Run:
         """AIC: the teacher on log-mel, cross-entropy (label smoothing from the config)."""
         cfg = self.cfg
         train_index = self.split["train"] if train_index is None else train_index
-        arch = describe(build_teacher(cfg.model.preset, frames=cfg.model.teacher_frames))
+        arch = describe(self.new_teacher())
         fp = fingerprint(self.data_fp, cfg.model.teacher_part(), arch, cfg.teacher, cfg.seed, name,
                          len(train_index))  # fmt: skip
         if (path := self.stage_file(f"{name}.pt", fp)) is not None:
             self.say(name, f"current: {path}")
             return load_model(path).to(self.device)
         torch.manual_seed(cfg.seed)
-        model = build_teacher(cfg.model.preset, frames=cfg.model.teacher_frames).to(self.device)
+        model = self.new_teacher().to(self.device)
         task = Task(
             name=name.upper() if name == "teacher" else name,
             step=ce_step(self.mels(train=True), cfg.teacher, self.device),
@@ -159,7 +164,7 @@ class Run:
         cfg = self.cfg
         k = cfg.distill.teacher_folds
         feat = cfg.distill.feature_weight > 0
-        arch = describe(build_teacher(cfg.model.preset, frames=cfg.model.teacher_frames))
+        arch = describe(self.new_teacher())
         fp = fingerprint(self.data_fp, cfg.model.teacher_part(), arch, cfg.teacher, cfg.seed, k,
                          feat)  # fmt: skip
         path = self.dir / "teacher_outputs.pt"
@@ -260,7 +265,8 @@ def run_all(cfg: RunConfig, *, progress: ProgressFn | None = None, say: StageFn 
     t_logits, t_emb = run.teacher_outputs(teacher)
     # The architecture's recipe is in the fingerprint: a changed model class retrains.
     arch = describe(build_student(cfg.model.student))
-    nic_fp = fingerprint(run.data_fp, cfg.model, arch, cfg.student, cfg.seed, "nic")
+    nic_fp = fingerprint(run.data_fp, cfg.model.student_part(), arch, cfg.student, cfg.seed,
+                         "nic")  # fmt: skip
     nic = run.train_student("nic", ce_step(run.rolls(), cfg.student, run.device), nic_fp)
     kd_fp = fingerprint(nic_fp, cfg.teacher, cfg.distill, "kdic")
     teacher_dim = teacher.embedding_dim if cfg.distill.feature_weight > 0 else 0
