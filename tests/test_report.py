@@ -348,3 +348,18 @@ def test_importing_report_is_light() -> None:
     code = "import sys, train.report, train.evaluate; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_report_says_which_presets_the_run_used(tmp_path: Path) -> None:
+    from train.report import presets_line
+
+    assert presets_line({"preset": "fast"}) == (
+        "Teacher: `fast` preset; students (NIC, KDIC): `fast` preset."
+    )
+    mixed = {"preset": "fast", "student_preset": "paper", "teacher_mel_bands": 16}
+    assert presets_line(mixed) == (
+        "Teacher: `fast` preset (16 mel bands); students (NIC, KDIC): `paper` preset."
+    )
+    assert presets_line({}) == ""
+    write_report(tmp_path, models=fake_models(), data={}, config={"model": mixed})
+    assert presets_line(mixed) in (tmp_path / "report.md").read_text()

@@ -169,7 +169,7 @@ def render_markdown(
     names = ordered_names(models)
     sections = [
         "# kdlive run report",
-        _results_section(models, names),
+        _results_section(models, names, presets_line((config or {}).get("model") or {})),
         _distillation_section(models, names),
         _targets_section(teacher_targets),
         _per_class_section(models, names, data),
@@ -215,7 +215,19 @@ def paper_f(name: str) -> float | None:
     return PAPER_F.get(name, PAPER_F.get(base_name(name)))
 
 
-def _results_section(models: dict[str, dict], names: Sequence[str]) -> str:
+def presets_line(model_config: dict) -> str:
+    """Which architectures the run used, e.g. "Teacher: `fast` preset (16 mel bands);
+    students (NIC, KDIC): `paper` preset." Empty when the config says nothing."""
+    preset = model_config.get("preset")
+    if not preset:
+        return ""
+    bands = model_config.get("teacher_mel_bands")
+    student = model_config.get("student_preset") or preset
+    teacher = f"`{preset}` preset" + (f" ({bands} mel bands)" if bands else "")
+    return f"Teacher: {teacher}; students (NIC, KDIC): `{student}` preset."
+
+
+def _results_section(models: dict[str, dict], names: Sequence[str], presets: str = "") -> str:
     """Table 2, ours next to the paper's."""
     with_params = any("params" in models[n] for n in names)
     header = ["Model", "Input", "Targets", "macro-F1 (ours)", "accuracy", "paper F"]
@@ -232,7 +244,7 @@ def _results_section(models: dict[str, dict], names: Sequence[str]) -> str:
     intro = (
         "## Results (test split)\n\nMacro-F1 is averaged over the classes present in the test "
         "split. The paper's figures are its Table 2 (its prose once gives AIC 0.72)."
-    )
+    ) + (f" {presets}" if presets else "")
     return intro + "\n\n" + _table(header, rows, "lllrrrr")
 
 
