@@ -40,10 +40,6 @@ class ModelConfig:
         bands = (self.teacher_mel_bands,) if self.teacher_mel_bands else ()
         return (self.preset, self.teacher_frames, *bands)
 
-    def student_part(self) -> str:
-        """What the students depend on: a different teacher does not retrain NIC."""
-        return self.student
-
 
 @dataclass
 class OptimConfig:

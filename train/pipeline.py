@@ -265,8 +265,8 @@ def run_all(cfg: RunConfig, *, progress: ProgressFn | None = None, say: StageFn 
     t_logits, t_emb = run.teacher_outputs(teacher)
     # The architecture's recipe is in the fingerprint: a changed model class retrains.
     arch = describe(build_student(cfg.model.student))
-    nic_fp = fingerprint(run.data_fp, cfg.model.student_part(), arch, cfg.student, cfg.seed,
-                         "nic")  # fmt: skip
+    # NIC depends on the student alone: another teacher does not retrain it.
+    nic_fp = fingerprint(run.data_fp, cfg.model.student, arch, cfg.student, cfg.seed, "nic")
     nic = run.train_student("nic", ce_step(run.rolls(), cfg.student, run.device), nic_fp)
     kd_fp = fingerprint(nic_fp, cfg.teacher, cfg.distill, "kdic")
     teacher_dim = teacher.embedding_dim if cfg.distill.feature_weight > 0 else 0
