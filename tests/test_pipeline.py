@@ -130,6 +130,36 @@ def test_changing_the_distillation_retrains_only_kdic(tiny_run: Path) -> None:
     assert after["kdic.pt"] != before["kdic.pt"]
 
 
+def test_a_neutral_teacher_retrains_the_teacher_and_kdic_not_nic(tiny_run: Path) -> None:
+    """--teacher-timbre neutral: the teacher hears every part re-rendered as a piano (a view
+    beside the store), NIC is kept, and the report says what the teacher heard."""
+    before = {p.name: p.stat().st_mtime_ns for p in tiny_run.glob("*.pt")}
+    midi = tiny_run.parent / "midi"
+    args = ["all", "--midi", str(midi), "--run", str(tiny_run), "--preset", "tiny",
+            "--device", "cpu", "--temperature", "2", "--soundfont", str(TIMGM)]  # fmt: skip
+    result = CliRunner().invoke(kdtrain, [*args, "--teacher-timbre", "neutral"])
+    assert result.exit_code == 0, result.output
+    after = {p.name: p.stat().st_mtime_ns for p in tiny_run.glob("*.pt")}
+    assert after["nic.pt"] == before["nic.pt"]
+    for name in ("teacher.pt", "teacher_outputs.pt", "kdic.pt"):
+        assert after[name] != before[name]
+    assert (tiny_run / "data" / "windows" / "mel-neutral.json").is_file()
+    assert "re-rendered as a piano" in (tiny_run / "report.md").read_text()
+    blob = torch.load(tiny_run / "teacher.pt", weights_only=False)
+    assert blob["config"]["model"]["teacher_timbre"] == "neutral"
+    # Back to the teacher of the paper: retrained on the parts' own sound (not reused).
+    result = CliRunner().invoke(kdtrain, args)
+    assert result.exit_code == 0, result.output
+    blob = torch.load(tiny_run / "teacher.pt", weights_only=False)
+    assert blob["config"]["model"]["teacher_timbre"] == "own"
+
+
+def test_an_unknown_teacher_timbre_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(kdtrain, ["all", "--run", str(tmp_path), "--teacher-timbre",
+                                          "violin"])  # fmt: skip
+    assert result.exit_code == 2 and "own, neutral" in result.output
+
+
 def test_another_student_preset_retrains_the_students_not_the_teacher(tiny_run: Path) -> None:
     """--student-preset fast on a tiny run: the teacher and its cached outputs are kept, NIC
     and KDIC are rebuilt as the fast student, and the bundle says so. (Last: it changes the

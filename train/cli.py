@@ -120,6 +120,13 @@ def all_(
         Optional[int],  # noqa: UP045
         typer.Option(help="Average the teacher's 128 mel bins into N bands (less timbre)."),
     ] = None,
+    teacher_timbre: Annotated[
+        str,
+        typer.Option(
+            help="What the teacher hears: own (each part's instrument, the paper) or "
+            "neutral (every part re-rendered as a piano: the performance, no timbre)."
+        ),
+    ] = "own",
     student_preset: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(help="The students' preset when it differs (e.g. paper with a fast teacher)."),
@@ -167,7 +174,7 @@ def all_(
 
     Each stage is skipped when its output exists and is current: run it again to resume.
     """
-    from train.config import DistillConfig, RunConfig, preset_config
+    from train.config import TIMBRES, DistillConfig, RunConfig, preset_config
     from train.data import DataConfig
     from train.pipeline import run_all
 
@@ -181,6 +188,9 @@ def all_(
             raise typer.BadParameter("--teacher-mel-bands needs --preset fast or tiny and a "
                                      "divisor of 128 (e.g. 16, 8, 4)")  # fmt: skip
         cfg.model.teacher_mel_bands = teacher_mel_bands
+    if teacher_timbre not in TIMBRES:
+        raise typer.BadParameter(f"--teacher-timbre is one of {', '.join(TIMBRES)}")
+    cfg.model.teacher_timbre = teacher_timbre
     cfg.data = DataConfig(
         out=data_dir or run / "data", midi=list(midi or []), slakh=slakh, workers=max(1, workers),
         limit_songs=limit_songs, soundfonts=list(soundfont or []),

@@ -12,6 +12,7 @@ from typing import Any
 from train.data import DataConfig
 
 PRESETS = ("fast", "paper", "tiny")
+TIMBRES = ("own", "neutral")
 
 
 @dataclass
@@ -29,6 +30,10 @@ class ModelConfig:
     #: Average the teacher's mel bins into this many bands (a less timbre-aware teacher, see
     #: ``TeacherCNN``); None = all 128.
     teacher_mel_bands: int | None = None
+    #: What the teacher hears: ``own`` (each part in its own instrument, the paper) or
+    #: ``neutral`` (every part re-rendered as one instrument: the performance without the
+    #: timbre, see ``train.views``).
+    teacher_timbre: str = "own"
 
     @property
     def student(self) -> str:
@@ -38,7 +43,8 @@ class ModelConfig:
     def teacher_part(self) -> tuple:
         """What the teacher depends on: a different student does not retrain the teacher."""
         bands = (self.teacher_mel_bands,) if self.teacher_mel_bands else ()
-        return (self.preset, self.teacher_frames, *bands)
+        timbre = (self.teacher_timbre,) if self.teacher_timbre != "own" else ()
+        return (self.preset, self.teacher_frames, *bands, *timbre)
 
 
 @dataclass

@@ -65,13 +65,33 @@ class Run:
                     f"the {name} split has no windows: use more songs (--limit-songs) or data"
                 )
         self.data_fp = fingerprint(self.summary, CONTRACT_VERSION)
+        self.teacher_store = self.store
+        if self.cfg.model.teacher_timbre == "neutral":
+            self.teacher_store = self._neutral_view(progress)
+
+    def _neutral_view(self, progress: data_stage.Progress | None) -> WindowStore:
+        """The store with the neutral view's log-mel (built once, on rank 0)."""
+        from train import slakh, views
+        from train.soundfonts import find_soundfonts
+
+        data = self.cfg.data
+        folder = Path(data.out) / "windows"
+        if self.rank == 0:
+            self.say("data", "rendering every stem as one neutral instrument for the teacher")
+            root = Path(data.slakh) if data.slakh is not None else Path(data.out) / "slakh"
+            stems, _ = slakh.scan(root)
+            soundfont = find_soundfonts(data.soundfonts)[0]
+            views.build_neutral_view(self.store, stems, soundfont, workers=data.workers,
+                                     progress=progress)  # fmt: skip
+        _barrier()
+        return self.store.with_mel(views.view_file(folder, "neutral"))
 
     def rolls(self) -> RollSource:
         return RollSource(self.store, self.labels)
 
     def mels(self, *, train: bool) -> MelSource:
         frames = self.cfg.model.teacher_frames
-        return MelSource(self.store, self.labels, frames=frames, random_crop=train)
+        return MelSource(self.teacher_store, self.labels, frames=frames, random_crop=train)
 
     def new_teacher(self) -> torch.nn.Module:
         """An untrained teacher as the config describes it."""
@@ -268,7 +288,8 @@ def run_all(cfg: RunConfig, *, progress: ProgressFn | None = None, say: StageFn 
     # NIC depends on the student alone: another teacher does not retrain it.
     nic_fp = fingerprint(run.data_fp, cfg.model.student, arch, cfg.student, cfg.seed, "nic")
     nic = run.train_student("nic", ce_step(run.rolls(), cfg.student, run.device), nic_fp)
-    kd_fp = fingerprint(nic_fp, cfg.teacher, cfg.distill, "kdic")
+    # KDIC depends on the student and on the teacher it imitates (what it hears included).
+    kd_fp = fingerprint(nic_fp, cfg.model.teacher_part(), cfg.teacher, cfg.distill, "kdic")
     teacher_dim = teacher.embedding_dim if cfg.distill.feature_weight > 0 else 0
     kd = kd_step(run.rolls(), t_logits, t_emb, cfg.distill, run.device)
     kdic = run.train_student("kdic", kd, kd_fp, teacher_dim)

@@ -223,7 +223,10 @@ def presets_line(model_config: dict) -> str:
         return ""
     bands = model_config.get("teacher_mel_bands")
     student = model_config.get("student_preset") or preset
-    teacher = f"`{preset}` preset" + (f" ({bands} mel bands)" if bands else "")
+    hears = [f"{bands} mel bands"] if bands else []
+    if model_config.get("teacher_timbre", "own") != "own":
+        hears.append("every part re-rendered as a piano")
+    teacher = f"`{preset}` preset" + (f" ({'; '.join(hears)})" if hears else "")
     return f"Teacher: {teacher}; students (NIC, KDIC): `{student}` preset."
 
 

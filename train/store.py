@@ -15,6 +15,7 @@ An interrupted build resumes: files are cut back to what ``done.jsonl`` vouches 
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -174,6 +175,13 @@ class WindowStore:
 
     def __len__(self) -> int:
         return self.n
+
+    def with_mel(self, path: Path) -> WindowStore:
+        """The same store reading its log-mel from ``path`` (a view laid out like ``mel.f16``,
+        see ``train.views``)."""
+        other = copy.copy(self)
+        other.mel_frames = _memmap(Path(path), np.float16, self.mel_frames.shape)
+        return other
 
     def mel(self, i: int) -> npt.NDArray[np.float16]:
         """Log-mel of window ``i``: ``[n_mels, frames]`` (unpadded)."""
