@@ -137,7 +137,8 @@ def test_a_neutral_teacher_retrains_the_teacher_and_kdic_not_nic(tiny_run: Path)
     midi = tiny_run.parent / "midi"
     args = ["all", "--midi", str(midi), "--run", str(tiny_run), "--preset", "tiny",
             "--device", "cpu", "--temperature", "2", "--soundfont", str(TIMGM)]  # fmt: skip
-    result = CliRunner().invoke(kdtrain, [*args, "--teacher-timbre", "neutral"])
+    result = CliRunner().invoke(kdtrain, [*args, "--teacher-timbre", "neutral",
+                                          "--teacher-patience", "1"])  # fmt: skip
     assert result.exit_code == 0, result.output
     after = {p.name: p.stat().st_mtime_ns for p in tiny_run.glob("*.pt")}
     assert after["nic.pt"] == before["nic.pt"]
@@ -147,6 +148,7 @@ def test_a_neutral_teacher_retrains_the_teacher_and_kdic_not_nic(tiny_run: Path)
     assert "re-rendered as a piano" in (tiny_run / "report.md").read_text()
     blob = torch.load(tiny_run / "teacher.pt", weights_only=False)
     assert blob["config"]["model"]["teacher_timbre"] == "neutral"
+    assert blob["config"]["teacher"]["patience"] == 1
     # Back to the teacher of the paper: retrained on the parts' own sound (not reused).
     result = CliRunner().invoke(kdtrain, args)
     assert result.exit_code == 0, result.output

@@ -144,6 +144,10 @@ def all_(
         Optional[int],  # noqa: UP045
         typer.Option(help="Epochs of NIC and KDIC (overrides --epochs)."),
     ] = None,
+    teacher_patience: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="The teacher stops after this many epochs without a better val F1."),
+    ] = None,
     student_patience: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option(help="Students stop after this many epochs without a better val F1."),
@@ -206,6 +210,8 @@ def all_(
         cfg.teacher.epochs = teacher_epochs
     if student_epochs is not None:
         cfg.student.epochs = student_epochs
+    if teacher_patience is not None:
+        cfg.teacher.patience = teacher_patience
     if student_patience is not None:
         cfg.student.patience = student_patience
     if samples_per_epoch is not None:
