@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mido
@@ -82,20 +83,44 @@ def test_view_is_aligned_with_the_store_and_drops_only_the_timbre(two_instrument
 def test_view_resumes_after_an_interruption(two_instruments: Path) -> None:
     _, first = _build_view(two_instruments)
     folder = two_instruments / "windows"
-    # As if killed after the first stem: no meta yet, one stem logged, the rest not written.
+    # As if killed after the first stem: still building, one stem logged, the rest not written.
+    meta = (folder / "mel-neutral.json").read_text()
     (folder / "mel-neutral.json").unlink()
+    (folder / "mel-neutral.building.json").write_text(meta)
     done = (folder / "mel-neutral.done").read_text().split()
     (folder / "mel-neutral.done").write_text(done[0] + "\n")
-    store = WindowStore(folder)
-    rest = [j for j in views.stem_jobs(store, slakh.scan(two_instruments / "slakh")[0])
-            if j.key != done[0]]  # fmt: skip
+    stems, _ = slakh.scan(two_instruments / "slakh")
+    jobs = {j.key: j for j in views.stem_jobs(WindowStore(folder), stems)}
     mm = np.memmap(views.view_file(folder, "neutral"), np.float16, "r+", shape=first.shape)
-    for job in rest:
+    kept = jobs.pop(done[0])
+    mm[kept.start : kept.start + kept.frames] = -50  # marks the logged stem: not redone
+    for job in jobs.values():
         mm[job.start : job.start + job.frames] = -100
     mm.flush()
     del mm
-    _, again = _build_view(two_instruments, workers=2)
+    _, view = _build_view(two_instruments, workers=2)
+    again = view.copy()
+    logged = slice(kept.start, kept.start + kept.frames)
+    assert (again[logged] == -50).all()
+    again[logged] = first[logged]
     np.testing.assert_array_equal(again, first)
+    assert not (folder / "mel-neutral.building.json").exists()
+
+
+def test_a_view_made_with_another_soundfont_starts_afresh(two_instruments: Path) -> None:
+    folder = two_instruments / "windows"
+    _, first = _build_view(two_instruments)
+    meta = json.loads((folder / "mel-neutral.json").read_text())
+    # Interrupted while made with another soundfont, every stem logged: resuming would keep it.
+    (folder / "mel-neutral.json").unlink()
+    (folder / "mel-neutral.building.json").write_text(json.dumps(meta | {"soundfont": "x.sf2"}))
+    mm = np.memmap(views.view_file(folder, "neutral"), np.float16, "r+", shape=first.shape)
+    mm[:] = -50
+    mm.flush()
+    del mm
+    _, view = _build_view(two_instruments)
+    np.testing.assert_array_equal(view, first)
+    assert views.view_meta(folder, "neutral") == meta
 
 
 def test_stem_jobs_tile_the_stores_frames(two_instruments: Path) -> None:

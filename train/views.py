@@ -12,6 +12,7 @@ Layout, beside the store::
     mel-neutral.f16    float16 [F, 128]  same shape and offsets as mel.f16
     mel-neutral.done   one stem key per line, appended once its frames are written (resume)
     mel-neutral.json   what rendered it (program, soundfont, version), written when complete
+    mel-neutral.building.json   the same, while it is being built (a change starts afresh)
 """
 
 from __future__ import annotations
@@ -87,10 +88,13 @@ def build_neutral_view(
     if (meta := view_meta(folder, "neutral")) == want:
         return meta
     path, done_path = view_file(folder, "neutral"), folder / "mel-neutral.done"
-    old = view_meta(folder, "neutral")
-    if old is not None or not path.exists() or path.stat().st_size != want["frames"] * FRAME_BYTES:
-        _fresh(path, done_path, want["frames"])
+    building = folder / "mel-neutral.building.json"  # what the unfinished view is made with
+    started = json.loads(building.read_text()) if building.exists() else None
+    size_ok = path.exists() and path.stat().st_size == want["frames"] * FRAME_BYTES
+    if started != want or not size_ok:
         (folder / "mel-neutral.json").unlink(missing_ok=True)
+        _fresh(path, done_path, want["frames"])
+        building.write_text(json.dumps(want))
     done = set(done_path.read_text().split()) if done_path.exists() else set()
     jobs = [j for j in stem_jobs(store, stems) if j.key not in done]
     total = len(done) + len(jobs)
@@ -105,6 +109,7 @@ def build_neutral_view(
                 progress("neutral view", n, total)
     del view
     (folder / "mel-neutral.json").write_text(json.dumps(want, indent=1))
+    building.unlink()
     return want
 
 
