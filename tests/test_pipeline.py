@@ -19,6 +19,8 @@ from train.pipeline import load_model
 
 pytestmark = pytest.mark.fluidsynth
 
+FLUIDR3 = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+
 #: One program per class, each in its own register, so even a tiny model has signal.
 PROGRAMS = {"Piano": 0, "Organ": 16, "Guitar": 25, "Bass": 33, "Strings": 48, "Brass": 56,
             "Reed": 65, "Pipe": 73}  # fmt: skip
@@ -149,6 +151,17 @@ def test_a_neutral_teacher_retrains_the_teacher_and_kdic_not_nic(tiny_run: Path)
     blob = torch.load(tiny_run / "teacher.pt", weights_only=False)
     assert blob["config"]["model"]["teacher_timbre"] == "neutral"
     assert blob["config"]["teacher"]["patience"] == 1
+    # The view re-rendered with another soundfont: a new teacher, the same NIC.
+    nic = (tiny_run / "nic.pt").stat().st_mtime_ns
+    teacher = (tiny_run / "teacher.pt").stat().st_mtime_ns
+    other = [a if a != str(TIMGM) else str(FLUIDR3) for a in args]
+    result = CliRunner().invoke(kdtrain, [*other, "--teacher-timbre", "neutral",
+                                          "--teacher-patience", "1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tiny_run / "nic.pt").stat().st_mtime_ns == nic
+    assert (tiny_run / "teacher.pt").stat().st_mtime_ns != teacher
+    meta = json.loads((tiny_run / "data" / "windows" / "mel-neutral.json").read_text())
+    assert meta["soundfont"] == FLUIDR3.name
     # Back to the teacher of the paper: retrained on the parts' own sound (not reused).
     result = CliRunner().invoke(kdtrain, args)
     assert result.exit_code == 0, result.output

@@ -65,7 +65,7 @@ class Run:
                     f"the {name} split has no windows: use more songs (--limit-songs) or data"
                 )
         self.data_fp = fingerprint(self.summary, CONTRACT_VERSION)
-        self.teacher_store = self.store
+        self.teacher_store, self.teacher_data_fp = self.store, self.data_fp
         if self.cfg.model.teacher_timbre == "neutral":
             self.teacher_store = self._neutral_view(progress)
 
@@ -84,6 +84,8 @@ class Run:
             views.build_neutral_view(self.store, stems, soundfont, workers=data.workers,
                                      progress=progress)  # fmt: skip
         _barrier()
+        # What the view was rendered with (soundfont, program) is part of the teacher's input.
+        self.teacher_data_fp = fingerprint(self.data_fp, views.view_meta(folder, "neutral"))
         return self.store.with_mel(views.view_file(folder, "neutral"))
 
     def rolls(self) -> RollSource:
@@ -116,8 +118,8 @@ class Run:
         cfg = self.cfg
         train_index = self.split["train"] if train_index is None else train_index
         arch = describe(self.new_teacher())
-        fp = fingerprint(self.data_fp, cfg.model.teacher_part(), arch, cfg.teacher, cfg.seed, name,
-                         len(train_index))  # fmt: skip
+        fp = fingerprint(self.teacher_data_fp, cfg.model.teacher_part(), arch, cfg.teacher,
+                         cfg.seed, name, len(train_index))  # fmt: skip
         if (path := self.stage_file(f"{name}.pt", fp)) is not None:
             self.say(name, f"current: {path}")
             return load_model(path).to(self.device)
@@ -185,8 +187,8 @@ class Run:
         k = cfg.distill.teacher_folds
         feat = cfg.distill.feature_weight > 0
         arch = describe(self.new_teacher())
-        fp = fingerprint(self.data_fp, cfg.model.teacher_part(), arch, cfg.teacher, cfg.seed, k,
-                         feat)  # fmt: skip
+        fp = fingerprint(self.teacher_data_fp, cfg.model.teacher_part(), arch, cfg.teacher,
+                         cfg.seed, k, feat)  # fmt: skip
         path = self.dir / "teacher_outputs.pt"
         if path.exists():
             blob = torch.load(path, map_location="cpu", weights_only=False)
@@ -289,7 +291,8 @@ def run_all(cfg: RunConfig, *, progress: ProgressFn | None = None, say: StageFn 
     nic_fp = fingerprint(run.data_fp, cfg.model.student, arch, cfg.student, cfg.seed, "nic")
     nic = run.train_student("nic", ce_step(run.rolls(), cfg.student, run.device), nic_fp)
     # KDIC depends on the student and on the teacher it imitates (what it hears included).
-    kd_fp = fingerprint(nic_fp, cfg.model.teacher_part(), cfg.teacher, cfg.distill, "kdic")
+    kd_fp = fingerprint(nic_fp, run.teacher_data_fp, cfg.model.teacher_part(), cfg.teacher,
+                        cfg.distill, "kdic")  # fmt: skip
     teacher_dim = teacher.embedding_dim if cfg.distill.feature_weight > 0 else 0
     kd = kd_step(run.rolls(), t_logits, t_emb, cfg.distill, run.device)
     kdic = run.train_student("kdic", kd, kd_fp, teacher_dim)
