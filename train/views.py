@@ -29,6 +29,7 @@ import numpy as np
 
 from live.contract import MEL
 from live.midifile import load_midi, read_song
+from train.collection import TARGET_PEAK_DB  # the re-render peaks where the stems do
 from train.features import frame_of, log_mel
 from train.render import render
 from train.slakh import StemRef
@@ -38,9 +39,6 @@ VIEW_VERSION = 1
 #: The neutral instrument: GM program 0, Acoustic Grand Piano (what notation software plays
 #: back): clear onsets, velocity heard as loudness and brightness, note-offs heard as dampers.
 NEUTRAL_PROGRAM = 0
-#: Peak level of the re-rendered stem, as the stems themselves (train.collection).
-TARGET_PEAK_DB = -1.0
-
 #: Stems one worker process renders before it is replaced by a fresh one (see ``_map``).
 RECYCLE_EVERY = 200
 
@@ -50,7 +48,7 @@ Progress = Callable[[str, int, int], None]
 @dataclass(frozen=True)
 class StemJob:
     """Where one stem's frames go in the view: ``frames`` rows from row ``start``, taken from
-    the re-rendered stem's log-mel from frame ``base``."""
+    the re-rendered stem's log-mel from the frame of ``first_tick`` (its first window)."""
 
     key: str
     midi_path: Path
