@@ -194,3 +194,56 @@ def test_another_student_preset_retrains_the_students_not_the_teacher(tiny_run: 
         assert blob["description"] == describe(build_student("fast"))
         assert blob["config"]["model"]["student_preset"] == "fast"
     assert json.loads((tiny_run / "bundle" / "kdlive-model.json").read_text())["preset"] == "fast"
+
+
+def test_a_train_fraction_trains_every_model_on_a_subset_of_the_songs(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """--train-fraction f: the teacher, both students and the baseline learn from the songs
+    whose stable share is below f; validation and test are untouched, the report says it."""
+    from train.pipeline import song_shares
+    from train.store import WindowStore
+
+    store = WindowStore(tiny_run / "data" / "windows")
+    train = store.split("train")
+    songs = store.index["song"][train]
+    shares = dict(zip(songs, song_shares(songs), strict=True))
+    assert len(shares) >= 3
+    low, high = sorted(shares.values())[:2]
+    fraction = round((low + high) / 2, 6)  # keeps exactly one training song
+    run = tmp_path / "run"
+    args = ["all", "--midi", str(tiny_run.parent / "midi"), "--data", str(tiny_run / "data"),
+            "--run", str(run), "--preset", "tiny", "--device", "cpu", "--soundfont", str(TIMGM),
+            "--train-fraction", str(fraction)]  # fmt: skip
+    result = CliRunner().invoke(kdtrain, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "report.json").read_text())
+    kept = [s for s, v in shares.items() if v < fraction]
+    assert report["data"]["train_songs_used"] == len(kept) == 1
+    n_kept = int(np.isin(songs, kept).sum())
+    assert 0 < n_kept < len(train)
+    assert report["data"]["train_windows_used"] == report["teacher_targets"]["n"] == n_kept
+    assert report["config"]["train_fraction"] == fraction
+    assert "train_fraction" in (run / "report.md").read_text()
+    reference = json.loads((tiny_run / "report.json").read_text())
+    assert sum(map(sum, report["models"]["NIC"]["confusion"])) == sum(
+        map(sum, reference["models"]["NIC"]["confusion"])
+    )  # the same test windows
+
+
+def test_song_shares_nest_and_keep_songs_whole() -> None:
+    from train.pipeline import song_shares
+
+    songs = np.array([f"Track{i:05d}" for i in range(2000) for _ in range(3)])
+    shares = song_shares(songs)
+    assert np.all((shares >= 0) & (shares < 1))
+    assert np.all(shares[0::3] == shares[2::3])  # every window of a song alike
+    quarter, half = shares < 0.25, shares < 0.5
+    assert np.all(half[quarter]) and 0.2 < quarter.mean() < 0.3 and 0.45 < half.mean() < 0.55
+
+
+def test_a_train_fraction_outside_0_1_is_a_usage_error(tmp_path: Path) -> None:
+    for bad in ("0", "1.5", "-0.1"):
+        result = CliRunner().invoke(kdtrain, ["all", "--run", str(tmp_path),
+                                              "--train-fraction", bad])  # fmt: skip
+        assert result.exit_code == 2 and "(0, 1]" in result.output, bad

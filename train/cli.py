@@ -157,6 +157,13 @@ def all_(
         Optional[int],  # noqa: UP045
         typer.Option(help="Windows drawn per epoch, every model (default: the preset's)."),
     ] = None,
+    train_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Train on this share of the training songs (a learning curve); "
+            "validation and test stay whole."
+        ),
+    ] = 1.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="Data processes.")] = os.cpu_count() or 1,
     temperature: Annotated[float, typer.Option(help="Distillation temperature T.")] = 4.0,
@@ -187,6 +194,9 @@ def all_(
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     cfg.run, cfg.seed, cfg.device = run, seed, device
+    if not 0 < train_fraction <= 1:
+        raise typer.BadParameter("--train-fraction is a share of the songs, in (0, 1]")
+    cfg.train_fraction = train_fraction
     if teacher_mel_bands:
         if preset == "paper" or 128 % teacher_mel_bands:
             raise typer.BadParameter("--teacher-mel-bands needs --preset fast or tiny and a "

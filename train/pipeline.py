@@ -59,12 +59,22 @@ class Run:
         self.store = WindowStore(Path(self.cfg.data.out) / "windows")
         self.labels = labels_of(self.store)
         self.split = {s: self.store.split(s) for s in ("train", "validation", "test")}
+        fraction = self.cfg.train_fraction
+        if fraction < 1:
+            train = self.split["train"]
+            self.split["train"] = train[song_shares(self.store.index["song"][train]) < fraction]
+        if len(self.split["train"]) == 0 and fraction < 1:
+            raise data_stage.DataError(
+                f"--train-fraction {fraction} keeps none of the training songs: use a larger one"
+            )
         for name in ("train", "validation"):
             if len(self.split[name]) == 0:
                 raise data_stage.DataError(
                     f"the {name} split has no windows: use more songs (--limit-songs) or data"
                 )
-        self.data_fp = fingerprint(self.summary, CONTRACT_VERSION)
+        # A share of the songs is other data (all songs keep the fingerprints they had).
+        self.data_fp = fingerprint(self.summary, CONTRACT_VERSION,
+                                   *([fraction] if fraction < 1 else []))  # fmt: skip
         self.teacher_store, self.teacher_data_fp = self.store, self.data_fp
         if self.cfg.model.teacher_timbre == "neutral":
             self.teacher_store = self._neutral_view(progress)
@@ -261,10 +271,21 @@ def _full_probs(model, X: np.ndarray) -> np.ndarray:  # noqa: ANN001
     return probs
 
 
-def _song_folds(songs: np.ndarray, k: int) -> np.ndarray:
+def _song_hashes(songs: np.ndarray) -> np.ndarray:
     import hashlib
 
-    return np.array([int(hashlib.sha1(str(s).encode()).hexdigest()[:8], 16) % k for s in songs])
+    return np.array([int(hashlib.sha1(str(s).encode()).hexdigest()[:8], 16) for s in songs],
+                    dtype=np.int64)  # fmt: skip
+
+
+def _song_folds(songs: np.ndarray, k: int) -> np.ndarray:
+    return _song_hashes(songs) % k
+
+
+def song_shares(songs: np.ndarray) -> np.ndarray:
+    """A number in [0, 1) per window, the same for every window of a song: the songs with a
+    share below f are a fraction f of them, and a subset of those below any larger f."""
+    return _song_hashes(songs) / 2.0**32
 
 
 def run_all(cfg: RunConfig, *, progress: ProgressFn | None = None, say: StageFn | None = None,
@@ -313,7 +334,12 @@ def run_all(cfg: RunConfig, *, progress: ProgressFn | None = None, say: StageFn 
         {name: results[name]["confusion"] for name in ("NIC", "baseline")},
     )  # fmt: skip
     targets["cross_fitted"] = cfg.distill.teacher_folds > 1
-    write_report(run.dir, models=results, data=run.summary, config=to_json(cfg),
+    data = run.summary
+    if cfg.train_fraction < 1:  # what the models were trained on, beside what was built
+        data = data | {"train_fraction": cfg.train_fraction,
+                       "train_songs_used": len(np.unique(run.store.index["song"][train])),
+                       "train_windows_used": len(train)}  # fmt: skip
+    write_report(run.dir, models=results, data=data, config=to_json(cfg),
                  histories=run.histories, teacher_targets=targets)  # fmt: skip
     from export.bundle import write_bundle
 
