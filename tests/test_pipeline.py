@@ -16,6 +16,7 @@ from train.cli import app as kdtrain
 from train.collection import split_of
 from train.models import build_student, describe
 from train.pipeline import load_model
+from train.store import WindowStore
 
 pytestmark = pytest.mark.fluidsynth
 
@@ -202,7 +203,6 @@ def test_a_train_fraction_trains_every_model_on_a_subset_of_the_songs(
     """--train-fraction f: the teacher, both students and the baseline learn from the songs
     whose stable share is below f; validation and test are untouched, the report says it."""
     from train.pipeline import song_shares
-    from train.store import WindowStore
 
     store = WindowStore(tiny_run / "data" / "windows")
     train = store.split("train")
@@ -247,3 +247,29 @@ def test_a_train_fraction_outside_0_1_is_a_usage_error(tmp_path: Path) -> None:
         result = CliRunner().invoke(kdtrain, ["all", "--run", str(tmp_path),
                                               "--train-fraction", bad])  # fmt: skip
         assert result.exit_code == 2 and "(0, 1]" in result.output, bad
+
+
+def test_two_runs_started_together_on_one_data_folder_build_it_once(tmp_path: Path) -> None:
+    """Seeds run side by side with one --data: the second waits for the first's build, then
+    finds it done; nobody reads a half-written file, and no stem is stored twice."""
+    import subprocess
+    import sys
+
+    midi = collection(tmp_path / "midi")
+    out = tmp_path / "data"
+    cmd = [sys.executable, "-m", "train.cli", "data", "--midi", str(midi), "--out", str(out),
+           "--workers", "1", "--soundfont", str(TIMGM)]  # fmt: skip
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]  # fmt: skip
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    for proc, text in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, text
+    assert sum("another kdtrain is building" in text for text in outputs) == 1, outputs
+    store = WindowStore(out / "windows")
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(store) == sum(sum(c.values()) for c in summary["windows"].values())
+    done = (out / "windows" / "done.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in done]
+    stems = [r["stem"] for r in records]
+    assert len(stems) == len(set(stems))
+    assert sum(r["windows"] > 0 for r in records) == summary["stems"]

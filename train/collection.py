@@ -33,6 +33,7 @@ from live.errors import MidiFileError
 from live.midifile import Part, Song, load_midi, read_song
 from live.taxonomy import SLAKH_CLASS_OF_PROGRAM, class_of_program
 from train.errors import DataError
+from train.files import write_text_atomic
 from train.render import render
 from train.soundfonts import choose_soundfont
 
@@ -334,6 +335,4 @@ def _log_song(out: Path, job: SongJob, skipped: list[dict]) -> list[dict]:
 
 
 def _write_json_atomic(path: Path, obj: object) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))

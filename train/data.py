@@ -22,6 +22,7 @@ from live.errors import MidiFileError
 from live.taxonomy import CLASSES
 from train import collection, slakh
 from train.errors import DataError
+from train.files import folder_lock, write_text_atomic
 from train.render import fluidsynth_path
 from train.slakh import StemRef
 from train.soundfonts import find_soundfonts
@@ -75,7 +76,13 @@ def build(config: DataConfig, progress: Progress | None = None) -> dict:
     if config.slakh is not None and config.midi:
         raise DataError("pass either --slakh or --midi, not both")
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Runs that share a data folder (one per seed, started together) build it one at a time:
+    # the first builds, the others wait and then find every song and stem done.
+    with folder_lock(out):
+        return _build(config, out, progress)
+
+
+def _build(config: DataConfig, out: Path, progress: Progress | None) -> dict:
     skipped: list[dict] = []
     silent_tracks = 0
     if config.slakh is not None:
@@ -197,11 +204,9 @@ def _finish(
         "stems_found": len(stems),
         "contract_version": CONTRACT_VERSION,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    with open(out / "skipped.jsonl", "w") as f:
-        for record in skipped:
-            f.write(json.dumps(record) + "\n")
-    (out / "config.json").write_text(json.dumps(config.to_json(), indent=1))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
+    write_text_atomic(out / "skipped.jsonl", "".join(json.dumps(r) + "\n" for r in skipped))
+    write_text_atomic(out / "config.json", json.dumps(config.to_json(), indent=1))
     return summary
 
 

@@ -26,6 +26,7 @@ from train.baseline import fit_baseline, note_features
 from train.batches import MelSource, RollSource, labels_of
 from train.config import RunConfig, fingerprint, to_json
 from train.evaluate import evaluate, soft_targets
+from train.files import folder_lock
 from train.loop import ProgressFn, Task, atomic_save, fit
 from train.models import build_student, build_teacher, describe, model_from_description
 from train.steps import DistillNet, ce_step, kd_step, predictor
@@ -91,8 +92,9 @@ class Run:
             root = Path(data.slakh) if data.slakh is not None else Path(data.out) / "slakh"
             stems, _ = slakh.scan(root)
             soundfont = find_soundfonts(data.soundfonts)[0]
-            views.build_neutral_view(self.store, stems, soundfont, workers=data.workers,
-                                     progress=progress)  # fmt: skip
+            with folder_lock(Path(data.out), "rendering the neutral view"):
+                views.build_neutral_view(self.store, stems, soundfont, workers=data.workers,
+                                         progress=progress)  # fmt: skip
         _barrier()
         # What the view was rendered with (soundfont, program) is part of the teacher's input.
         self.teacher_data_fp = fingerprint(self.data_fp, views.view_meta(folder, "neutral"))

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from live.contract import CONTRACT_VERSION, MEL, WINDOW
+from train.files import write_text_atomic
 
 COLUMNS = (
     "window", "song", "stem", "split", "class", "program", "soundfont", "bar",
@@ -76,7 +77,7 @@ class StoreWriter:
             shutil.rmtree(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            path.write_text(json.dumps(params, indent=1, sort_keys=True))
+            write_text_atomic(path, json.dumps(params, indent=1, sort_keys=True))
 
     def _truncate(self) -> None:
         """Cut every file back to the stems that ``done.jsonl`` records as complete."""
@@ -125,7 +126,7 @@ class StoreWriter:
             "mel": {"n_mels": MEL.n_mels, "sample_rate": MEL.sample_rate,
                     "n_fft": MEL.n_fft, "hop_length": MEL.hop_length, "unit": "dB"},
         }  # fmt: skip
-        (self.folder / "meta.json").write_text(json.dumps(meta, indent=1))
+        write_text_atomic(self.folder / "meta.json", json.dumps(meta, indent=1))
 
     def __enter__(self) -> StoreWriter:
         return self

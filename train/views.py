@@ -31,6 +31,7 @@ from live.contract import MEL
 from live.midifile import load_midi, read_song
 from train.collection import TARGET_PEAK_DB  # the re-render peaks where the stems do
 from train.features import frame_of, log_mel
+from train.files import write_text_atomic
 from train.render import render
 from train.slakh import StemRef
 from train.store import FRAME_BYTES, WindowStore
@@ -92,7 +93,7 @@ def build_neutral_view(
     if started != want or not size_ok:
         (folder / "mel-neutral.json").unlink(missing_ok=True)
         _fresh(path, done_path, want["frames"])
-        building.write_text(json.dumps(want))
+        write_text_atomic(building, json.dumps(want))
     done = set(done_path.read_text().split()) if done_path.exists() else set()
     jobs = [j for j in stem_jobs(store, stems) if j.key not in done]
     total = len(done) + len(jobs)
@@ -106,7 +107,7 @@ def build_neutral_view(
             if progress:
                 progress("neutral view", n, total)
     del view
-    (folder / "mel-neutral.json").write_text(json.dumps(want, indent=1))
+    write_text_atomic(folder / "mel-neutral.json", json.dumps(want, indent=1))
     building.unlink()
     return want
 
