@@ -85,10 +85,11 @@ def test_early_stopping(tmp_path: Path) -> None:
     assert len(state.history) == 3 and state.done
 
 
-def test_resume_after_a_crash_gives_the_same_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_a_crash_gives_the_same_model(tmp_path: Path, ema: float) -> None:
     """Crash mid-epoch (checkpoints every step), resume: bit-identical to no crash."""
     x, y = synthetic()
-    cfg = OptimConfig(epochs=3, batch_size=32, lr=3e-3, patience=10, mixup=0.4)
+    cfg = OptimConfig(epochs=3, batch_size=32, lr=3e-3, patience=10, mixup=0.4, ema=ema)
     torch.manual_seed(0)
     reference, _ = fit(Net(), make_task(x, y, cfg), cfg, seed=1, checkpoint=tmp_path / "a.pt")
 
@@ -105,6 +106,39 @@ def test_resume_after_a_crash_gives_the_same_model(tmp_path: Path) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
+def test_ema_is_the_moving_average_of_the_steps_and_is_what_gets_selected(tmp_path: Path) -> None:
+    x, y = synthetic()
+    cfg = OptimConfig(epochs=2, batch_size=32, lr=1e-2, patience=10, ema=0.8)
+    task = make_task(x, y, cfg)
+    seen: list[dict] = []  # the weights before each step
+    step = task.step
+
+    def recording(model, idx):
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return step(model, idx)
+
+    task.step = recording
+    torch.manual_seed(0)
+    model, state = fit(Net(), task, cfg, seed=0, checkpoint=tmp_path / "c.pt")
+    blob = torch.load(tmp_path / "c.pt", weights_only=False)
+    after = [*seen[1:], blob["model"]]  # the weights after each step
+    expect = {k: v.clone() for k, v in seen[0].items()}
+    for n, w in enumerate(after):
+        d = min(cfg.ema, (1 + n) / (10 + n))
+        for k in expect:
+            expect[k] = d * expect[k] + (1 - d) * w[k]
+    for k, v in blob["ema"].items():
+        torch.testing.assert_close(v, expect[k], rtol=0, atol=1e-6)
+    assert any(not torch.equal(v, blob["model"][k]) for k, v in expect.items())
+    # The weights kept are the average at the best epoch, and the F1 that chose them is theirs.
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, blob["best"][k], rtol=0, atol=0)
+    probs = task.predict(model, task.val_index)
+    from train.evaluate import evaluate
+
+    assert evaluate(task.val_labels, probs)["macro_f1"] == pytest.approx(state.best_f1)
+
+
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_gloo(tmp_path: Path) -> None:
     """torchrun with 2 CPU processes on gloo: training runs and both ranks end identical."""
@@ -118,3 +152,18 @@ def test_ddp_two_cpu_processes_gloo(tmp_path: Path) -> None:
     for k in w0:
         torch.testing.assert_close(w0[k], w1[k])
     assert float((tmp_path / "f1.txt").read_text()) > 0.5
+
+
+def test_an_option_added_later_keeps_old_runs_current() -> None:
+    """At its default, ``ema`` is left out of fingerprints: runs made before it stay current;
+    set, it makes another stage."""
+    import hashlib
+    import json
+
+    from train.config import fingerprint, to_json
+
+    before = {k: v for k, v in to_json(OptimConfig()).items() if k != "ema"}
+    old = hashlib.sha1(json.dumps([before, 3], sort_keys=True).encode()).hexdigest()[:12]
+    assert fingerprint(OptimConfig(), 3) == old
+    assert fingerprint(OptimConfig(ema=0.99), 3) != old
+    assert to_json(OptimConfig(ema=0.99))["ema"] == 0.99  # config.json still says it

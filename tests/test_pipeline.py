@@ -249,6 +249,31 @@ def test_a_train_fraction_outside_0_1_is_a_usage_error(tmp_path: Path) -> None:
         assert result.exit_code == 2 and "(0, 1]" in result.output, bad
 
 
+def test_student_ema_retrains_the_students_not_the_teacher(tiny_run: Path, tmp_path: Path) -> None:
+    """--student-ema: the students' checkpoints record the decay; back to 0, they are other
+    stages and retrain, while the teacher and its cached outputs are kept."""
+    run = tmp_path / "run"
+    args = ["all", "--midi", str(tiny_run.parent / "midi"), "--data", str(tiny_run / "data"),
+            "--run", str(run), "--preset", "tiny", "--device", "cpu",
+            "--soundfont", str(TIMGM)]  # fmt: skip
+    result = CliRunner().invoke(kdtrain, [*args, "--student-ema", "0.9"])
+    assert result.exit_code == 0, result.output
+    before = {p.name: torch.load(p, weights_only=False) for p in run.glob("*.pt")}
+    for name in ("nic.pt", "kdic.pt"):
+        assert before[name]["config"]["student"]["ema"] == 0.9
+    result = CliRunner().invoke(kdtrain, args)
+    assert result.exit_code == 0, result.output
+    after = {p.name: torch.load(p, weights_only=False) for p in run.glob("*.pt")}
+    for name in ("teacher.pt", "teacher_outputs.pt"):
+        assert after[name]["fingerprint"] == before[name]["fingerprint"]
+    for name in ("nic.pt", "kdic.pt"):
+        assert after[name]["fingerprint"] != before[name]["fingerprint"]
+        assert after[name]["config"]["student"]["ema"] == 0.0
+    for bad in ("1", "-0.5"):
+        result = CliRunner().invoke(kdtrain, ["all", "--run", str(tmp_path), "--student-ema", bad])
+        assert result.exit_code == 2 and "[0, 1)" in result.output, bad
+
+
 def test_two_runs_started_together_on_one_data_folder_build_it_once(tmp_path: Path) -> None:
     """Seeds run side by side with one --data: the second waits for the first's build, then
     finds it done; nobody reads a half-written file, and no stem is stored twice."""

@@ -152,6 +152,13 @@ def all_(
         Optional[int],  # noqa: UP045
         typer.Option(help="Students stop after this many epochs without a better val F1."),
     ] = None,
+    student_ema: Annotated[
+        float,
+        typer.Option(
+            help="Validate and keep a moving average of the students' weights with "
+            "this decay per step (e.g. 0.99); 0: off."
+        ),
+    ] = 0.0,
     limit_songs: Annotated[Optional[int], typer.Option(help="Use the first N songs.")] = None,  # noqa: UP045
     samples_per_epoch: Annotated[
         Optional[int],  # noqa: UP045
@@ -224,6 +231,9 @@ def all_(
         cfg.teacher.patience = teacher_patience
     if student_patience is not None:
         cfg.student.patience = student_patience
+    if not 0 <= student_ema < 1:
+        raise typer.BadParameter("--student-ema is a decay per step, in [0, 1) (0: off)")
+    cfg.student.ema = student_ema
     if samples_per_epoch is not None:
         cfg.teacher.samples_per_epoch = cfg.student.samples_per_epoch = samples_per_epoch
     report = _run_training(

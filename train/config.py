@@ -12,6 +12,9 @@ from typing import Any
 from train.data import DataConfig
 
 PRESETS = ("fast", "paper", "tiny")
+#: Field metadata of an option added after runs existed: at its default it is left out of
+#: fingerprints, so runs made before it stay current.
+LATER = {"fingerprint": "when-set"}
 TIMBRES = ("own", "neutral")
 
 
@@ -60,6 +63,9 @@ class OptimConfig:
     samples_per_epoch: int = 0
     label_smoothing: float = 0.0
     mixup: float = 0.0  # Beta(a, a) mixup of inputs and targets; 0 = off
+    #: Validate and keep an exponential moving average of the weights with this decay per
+    #: step (e.g. 0.99: about the last 100 steps); 0 = off, the raw weights.
+    ema: float = field(default=0.0, metadata=LATER)
 
 
 @dataclass
@@ -119,9 +125,20 @@ def to_json(config: Any) -> dict:
 
 def fingerprint(*parts: Any) -> str:
     """Stable short hash of config pieces: a stage is current when its inputs' hash matches."""
-    blob = json.dumps([to_json(p) if is_dataclass(p) else p for p in parts], sort_keys=True,
-                      default=str)  # fmt: skip
+    blob = json.dumps([_fingerprint_json(p) if is_dataclass(p) else p for p in parts],
+                      sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def _fingerprint_json(config: Any) -> dict:
+    """:func:`to_json`, less the :data:`LATER` fields that are at their default."""
+    out = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.metadata.get("fingerprint") == "when-set" and value == f.default:
+            continue
+        out[f.name] = _fingerprint_json(value) if is_dataclass(value) else value
+    return json.loads(json.dumps(out, default=str))
 
 
 def from_json(cls: type, data: dict) -> Any:

@@ -2,7 +2,10 @@
 
 Per epoch: draw a class-balanced sample of training windows (deterministic in seed and epoch,
 so a resumed run draws the same), step through it in batches, then score macro-F1 on the
-validation split; keep the best weights; stop early when it stops improving. A checkpoint is
+validation split; keep the best weights; stop early when it stops improving. With
+``cfg.ema`` > 0 an exponential moving average of the weights is what gets validated and kept:
+the validation F1 of the raw weights swings by about 0.02 from epoch to epoch, so picking its
+maximum picks noise as much as a better model. A checkpoint is
 written atomically every ``checkpoint_seconds`` and at every epoch end: kill -9 the process,
 run it again, and it continues from the last checkpoint, mid-epoch included.
 
@@ -84,8 +87,9 @@ def fit(
     )
     state = LoopState()
     best = copy.deepcopy(model.state_dict())
+    ema = _ema_start(model) if cfg.ema > 0 else None
     if checkpoint.exists():
-        state, best = _resume(checkpoint, model, opt, sched)
+        state, best, ema = _resume(checkpoint, model, opt, sched, ema)
     train_model = _wrap(model, world)
     last_save = time.monotonic()
     while not state.done and state.epoch < cfg.epochs:
@@ -104,6 +108,8 @@ def fit(
             named["loss"].backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                _ema_update(ema, model, cfg.ema, state.epoch * steps + step)
             for k, v in named.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             losses = {k: v / count for k, v in sums.items()}  # mean over this run of the epoch
@@ -111,15 +117,15 @@ def fit(
             if progress:
                 progress(task.name, state.epoch, state.step, steps, losses)
             if rank == 0 and time.monotonic() - last_save > checkpoint_seconds:
-                _save(checkpoint, model, opt, sched, state, best)
+                _save(checkpoint, model, opt, sched, state, best, ema)
                 last_save = time.monotonic()
-        f1 = _validate(model, task, rank)
+        f1 = _validate(model, task, rank, ema)
         record = {"epoch": state.epoch + 1, "val_macro_f1": f1, "lr": sched.get_last_lr()[0]}
         record |= {("train_loss" if k == "loss" else k): v for k, v in losses.items()}
         state.history.append(record)
         if f1 > state.best_f1:
             state.best_f1, state.best_epoch, state.bad_epochs = f1, state.epoch, 0
-            best = copy.deepcopy(model.state_dict())
+            best = copy.deepcopy(model.state_dict() if ema is None else ema)
         else:
             state.bad_epochs += 1
         state.epoch, state.step = state.epoch + 1, 0
@@ -127,7 +133,7 @@ def fit(
         if progress:
             progress(task.name, state.epoch, steps, steps, losses | {"val_f1": f1})
         if rank == 0:
-            _save(checkpoint, model, opt, sched, state, best)
+            _save(checkpoint, model, opt, sched, state, best, ema)
             last_save = time.monotonic()
     model.load_state_dict(best)
     return model, state
@@ -137,14 +143,37 @@ def _step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, step, rank]).generate_state(1)[0])
 
 
-def _validate(model: nn.Module, task: Task, rank: int) -> float:
-    """Validation macro-F1, computed on rank 0 and shared with the other ranks."""
+def _ema_start(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _ema_update(ema: dict[str, torch.Tensor], model: nn.Module, decay: float, n: int) -> None:
+    """One step of the weights' moving average (batch-norm statistics included; counters are
+    copied). The decay ramps up over the first steps, (1 + n) / (10 + n), so the average is
+    not dominated by the random initial weights."""
+    d = min(decay, (1 + n) / (10 + n))
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                ema[k].copy_(v)
+
+
+def _validate(model: nn.Module, task: Task, rank: int, weights: dict | None = None) -> float:
+    """Validation macro-F1 of the model, or of ``weights`` (loaded for the pass, then the
+    training weights are put back), computed on rank 0 and shared with the other ranks."""
     f1 = 0.0
     if rank == 0:
+        live = None if weights is None else copy.deepcopy(model.state_dict())
+        if weights is not None:
+            model.load_state_dict(weights)
         model.eval()
         with torch.no_grad():
             probs = task.predict(model, task.val_index)
         f1 = evaluate(task.val_labels, probs)["macro_f1"]
+        if live is not None:
+            model.load_state_dict(live)
     if dist.is_available() and dist.is_initialized():
         t = torch.tensor([f1], dtype=torch.float64)
         dist.broadcast(t, src=0)
@@ -171,10 +200,12 @@ def _save(
     sched: torch.optim.lr_scheduler.LRScheduler,
     state: LoopState,
     best: dict,
+    ema: dict | None,
 ) -> None:
     blob = {
         "model": model.state_dict(),
         "best": best,
+        "ema": ema,
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
         "state": asdict(state),
@@ -187,12 +218,15 @@ def _resume(
     model: nn.Module,
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
-) -> tuple[LoopState, dict]:
+    ema: dict | None,
+) -> tuple[LoopState, dict, dict | None]:
     blob = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(blob["model"])
     opt.load_state_dict(blob["optimizer"])
     sched.load_state_dict(blob["scheduler"])
-    return LoopState(**blob["state"]), blob["best"]
+    if ema is not None:
+        ema = blob.get("ema") or _ema_start(model)
+    return LoopState(**blob["state"]), blob["best"], ema
 
 
 def atomic_save(obj: object, path: Path) -> None:
