@@ -274,6 +274,33 @@ def test_student_ema_retrains_the_students_not_the_teacher(tiny_run: Path, tmp_p
         assert result.exit_code == 2 and "[0, 1)" in result.output, bad
 
 
+def test_teacher_mixup_and_smoothing_retrain_the_teacher_and_kdic_not_nic(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """--teacher-mixup and --teacher-label-smoothing reach the teacher's checkpoint; the
+    teacher, its cached outputs and KDIC are redone, NIC is kept."""
+    run = tmp_path / "run"
+    args = ["all", "--midi", str(tiny_run.parent / "midi"), "--data", str(tiny_run / "data"),
+            "--run", str(run), "--preset", "tiny", "--device", "cpu",
+            "--soundfont", str(TIMGM)]  # fmt: skip
+    result = CliRunner().invoke(kdtrain, args)
+    assert result.exit_code == 0, result.output
+    before = {p.name: torch.load(p, weights_only=False)["fingerprint"] for p in run.glob("*.pt")}
+    result = CliRunner().invoke(kdtrain, [*args, "--teacher-mixup", "0.4",
+                                          "--teacher-label-smoothing", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    after = {p.name: torch.load(p, weights_only=False) for p in run.glob("*.pt")}
+    assert after["nic.pt"]["fingerprint"] == before["nic.pt"]
+    for name in ("teacher.pt", "teacher_outputs.pt", "kdic.pt"):
+        assert after[name]["fingerprint"] != before[name], name
+    teacher = after["teacher.pt"]["config"]["teacher"]
+    assert (teacher["mixup"], teacher["label_smoothing"]) == (0.4, 0.0)
+    for flag, bad, message in (("--teacher-mixup", "-1", ">= 0"),
+                               ("--teacher-label-smoothing", "1", "[0, 1)")):  # fmt: skip
+        result = CliRunner().invoke(kdtrain, ["all", "--run", str(tmp_path), flag, bad])
+        assert result.exit_code == 2 and message in result.output, flag
+
+
 def test_two_runs_started_together_on_one_data_folder_build_it_once(tmp_path: Path) -> None:
     """Seeds run side by side with one --data: the second waits for the first's build, then
     finds it done; nobody reads a half-written file, and no stem is stored twice."""

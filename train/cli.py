@@ -152,6 +152,17 @@ def all_(
         Optional[int],  # noqa: UP045
         typer.Option(help="Students stop after this many epochs without a better val F1."),
     ] = None,
+    teacher_mixup: Annotated[
+        float,
+        typer.Option(
+            help="Mixup for the teacher: Beta(a, a) mixes of two windows' mels and labels "
+            "(e.g. 0.4), for softer, better-calibrated soft targets; 0: off."
+        ),
+    ] = 0.0,
+    teacher_label_smoothing: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(help="The teacher's label smoothing (default: the preset's, 0.1)."),
+    ] = None,
     student_ema: Annotated[
         float,
         typer.Option(
@@ -231,6 +242,13 @@ def all_(
         cfg.teacher.patience = teacher_patience
     if student_patience is not None:
         cfg.student.patience = student_patience
+    if teacher_mixup < 0:
+        raise typer.BadParameter("--teacher-mixup is Beta(a, a)'s a, >= 0 (0: off)")
+    cfg.teacher.mixup = teacher_mixup
+    if teacher_label_smoothing is not None:
+        if not 0 <= teacher_label_smoothing < 1:
+            raise typer.BadParameter("--teacher-label-smoothing is in [0, 1)")
+        cfg.teacher.label_smoothing = teacher_label_smoothing
     if not 0 <= student_ema < 1:
         raise typer.BadParameter("--student-ema is a decay per step, in [0, 1) (0: off)")
     cfg.student.ema = student_ema
