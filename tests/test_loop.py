@@ -167,3 +167,15 @@ def test_an_option_added_later_keeps_old_runs_current() -> None:
     assert fingerprint(OptimConfig(), 3) == old
     assert fingerprint(OptimConfig(ema=0.99), 3) != old
     assert to_json(OptimConfig(ema=0.99))["ema"] == 0.99  # config.json still says it
+
+
+def test_the_fast_students_average_their_weights_by_default() -> None:
+    """The fast preset's students keep a moving average (and say so in their fingerprint, so
+    a student trained before this default retrains); Table 1's are trained as the paper's."""
+    from dataclasses import replace
+
+    from train.config import fingerprint, preset_config
+
+    fast = preset_config("fast").student
+    assert fast.ema == 0.995 and preset_config("paper").student.ema == 0.0
+    assert fingerprint(fast) != fingerprint(replace(fast, ema=0.0))

@@ -164,12 +164,12 @@ def all_(
         typer.Option(help="The teacher's label smoothing (default: the preset's, 0.1)."),
     ] = None,
     student_ema: Annotated[
-        float,
+        Optional[float],  # noqa: UP045
         typer.Option(
             help="Validate and keep a moving average of the students' weights with "
-            "this decay per step (e.g. 0.99); 0: off."
+            "this decay per step (default: the preset's, 0.995 for fast); 0: off."
         ),
-    ] = 0.0,
+    ] = None,
     limit_songs: Annotated[Optional[int], typer.Option(help="Use the first N songs.")] = None,  # noqa: UP045
     samples_per_epoch: Annotated[
         Optional[int],  # noqa: UP045
@@ -249,9 +249,10 @@ def all_(
         if not 0 <= teacher_label_smoothing < 1:
             raise typer.BadParameter("--teacher-label-smoothing is in [0, 1)")
         cfg.teacher.label_smoothing = teacher_label_smoothing
-    if not 0 <= student_ema < 1:
-        raise typer.BadParameter("--student-ema is a decay per step, in [0, 1) (0: off)")
-    cfg.student.ema = student_ema
+    if student_ema is not None:
+        if not 0 <= student_ema < 1:
+            raise typer.BadParameter("--student-ema is a decay per step, in [0, 1) (0: off)")
+        cfg.student.ema = student_ema
     if samples_per_epoch is not None:
         cfg.teacher.samples_per_epoch = cfg.student.samples_per_epoch = samples_per_epoch
     report = _run_training(

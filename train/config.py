@@ -105,8 +105,12 @@ class RunConfig:
             epochs=5, lr=2e-3, samples_per_epoch=12_800, patience=3, label_smoothing=0.1
         )
     )
+    #: The students keep a moving average of their weights (about the last 200 steps): on
+    #: the 592-song corpus the raw weights' validation F1 moves by a std of 0.014 from epoch
+    #: to epoch, the average's by 0.003-0.005, so early stopping picks a model, not a lucky
+    #: epoch.
     student: OptimConfig = field(
-        default_factory=lambda: OptimConfig(epochs=10, lr=3e-3, samples_per_epoch=16_384)
+        default_factory=lambda: OptimConfig(epochs=10, lr=3e-3, samples_per_epoch=16_384, ema=0.995)
     )
     distill: DistillConfig = field(default_factory=DistillConfig)
     seed: int = 0
