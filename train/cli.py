@@ -156,7 +156,7 @@ def all_(
         float,
         typer.Option(
             help="Mixup for the teacher: Beta(a, a) mixes of two windows' mels and labels "
-            "(e.g. 0.4), for softer, better-calibrated soft targets; 0: off."
+            "(e.g. 0.4); 0: off."
         ),
     ] = 0.0,
     teacher_label_smoothing: Annotated[
