@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from live.contract import CONTRACT_VERSION, WINDOW
-from live.errors import LiveError
+from live.errors import BundleError
 from live.taxonomy import CLASSES
 
 #: Bumped when the manifest's meaning changes; readers refuse other versions.
@@ -35,10 +35,6 @@ INPUT_NAME = "roll"
 OUTPUT_NAME = "logits"
 
 _REEXPORT = "re-export it with `kdexport bundle RUN --out DIR`"
-
-
-class BundleError(LiveError):
-    """A model bundle that is missing, corrupt, or made for another version of kdlive."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
+from live.console import clean_errors, fail
+from live.errors import LiveError
+
 app = typer.Typer(
     help="Realtime instrument classification of MIDI parts.",
     no_args_is_help=True,
@@ -57,14 +60,11 @@ def ports(
     try:
         backend = mido.Backend(select_backend(api), load=True)
         inputs, outputs = backend.get_input_names(), backend.get_output_names()
-    except Exception as exc:  # noqa: BLE001 (rtmidi raises bare errors when an API is absent)
-        typer.secho(
-            f"error: cannot list MIDI ports ({exc}). On Linux without ALSA, start a JACK "
-            "server and pass --api jack.",
-            fg=typer.colors.RED,
-            err=True,
+    except Exception as exc:  # rtmidi raises bare errors when an API is absent
+        fail(
+            f"cannot list MIDI ports ({exc}). On Linux without ALSA, start a JACK "
+            "server and pass --api jack."
         )
-        raise typer.Exit(1) from None
     typer.echo("inputs:")
     for name in inputs:
         typer.echo(f"  {name}")
@@ -123,11 +123,6 @@ def parse_meter(text: str) -> tuple[int, int]:
     return num, den
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(1)
-
-
 def _load_model(model: Optional[Path], backend: str, threads: int = 1):  # noqa: ANN202, UP045
     from live.model import Model
 
@@ -161,13 +156,12 @@ def replay(
 
     Prints per channel and window: bar, class, probabilities (contract order).
     """
-    from live.errors import LiveError
     from live.replay import replay_windows
 
     chans = parse_channels(channels)
     if hop_bars not in (1, 2):
         raise typer.BadParameter("--hop-bars must be 1 or 2")
-    try:
+    with clean_errors():
         m = _load_model(model, backend)
         classes = list(m.classes)
         batches = replay_windows(file, hop_bars=hop_bars, channels=chans)
@@ -196,8 +190,6 @@ def replay(
                         f"{w.channel:>2} {w.bar + 1:>4}  {best:<8} "
                         + " ".join(f"{x:6.3f}" for x in p)
                     )
-    except LiveError as exc:
-        raise _fail(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------------- listen
@@ -250,7 +242,6 @@ def listen(
     """Listen to a MIDI port; per channel and 2-bar window, send the instrument as CC and OSC."""
     from live.daemon import Daemon, OutputMap
     from live.engine import FixedMeter, WindowEngine
-    from live.errors import LiveError
     from live.ports import open_io
     from live.transport import Transport
 
@@ -274,12 +265,10 @@ def listen(
         )
         transport = Transport(engine, bpm=bpm, say=log.info)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
-    try:
+        fail(str(exc))
+    with clean_errors():
         m = _load_model(model, backend, threads)
         osc_clients = [_osc_client(target) for target in osc or []]
-    except LiveError as exc:
-        raise _fail(str(exc)) from None
 
     def on_emit(closed, probs) -> None:  # noqa: ANN001
         if verbose:
@@ -302,12 +291,10 @@ def listen(
         stats_every=stats,
         on_emit=on_emit,
     )
-    try:
+    with clean_errors():
         midi_in, midi_out = open_io(daemon.callback, daemon.enqueue, api=api, port=port,
                                     virtual=virtual, out_port=out_port,
                                     out_virtual=out_virtual)  # fmt: skip
-    except LiveError as exc:
-        raise _fail(str(exc)) from None
     daemon.midi_out = midi_out
     daemon.port_check = midi_in.check
     daemon.port_counters = midi_in.counters
@@ -363,8 +350,6 @@ def _close_ports(midi_in, midi_out) -> None:  # noqa: ANN001
 
 def _osc_client(target: str):  # noqa: ANN202
     from pythonosc.udp_client import SimpleUDPClient
-
-    from live.errors import LiveError
 
     host, _, port_text = target.rpartition(":")
     try:

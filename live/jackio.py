@@ -23,7 +23,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from live.ports import CLIENT_NAME, PortError, WatchedInput, find_port
+from live.errors import PortError
+from live.portbase import CLIENT_NAME, WatchedInput, find_port
 
 log = logging.getLogger("kdlive")
 

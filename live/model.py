@@ -21,17 +21,14 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from live.bundle import Bundle, BundleError, read_bundle
+from live.bundle import Bundle, read_bundle
 from live.contract import WINDOW
-from live.errors import LiveError
+from live.errors import BackendError, BundleError, LiveError
+from live.trt import TrtRunner, matching_engine
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "tensorrt", "cuda", "cpu")
-
-
-class BackendError(LiveError):
-    """A forced inference backend that cannot run on this machine."""
 
 
 class Runner(Protocol):
@@ -120,8 +117,6 @@ class Model:
         return self._ort_cpu()
 
     def _tensorrt(self) -> Runner:
-        from live.trt import TrtRunner, matching_engine
-
         engine = matching_engine(self.bundle)  # raises BackendError saying why not
         return TrtRunner(engine, self.bundle)
 

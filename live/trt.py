@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from live.bundle import Bundle
 from live.contract import WINDOW
-from live.model import BackendError
+from live.errors import BackendError
 
 
 @dataclass(frozen=True)

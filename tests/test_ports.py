@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from live.ports import PortError, WatchedInput, find_port
+from live.errors import PortError
+from live.portbase import WatchedInput, find_port
 
 
 class FakeInput(WatchedInput):
