@@ -1,21 +1,33 @@
-"""`kdlive`: the live side's command line. Imports nothing heavy at start-up (no torch)."""
+"""`kdlive`: the live side's command line, thin over live's Python API.
+
+``kdlive --help`` must be instant, so this module imports typer and nothing heavy: numpy, mido,
+the model, the engine and the ports are imported inside the commands that use them.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 
 from live.console import clean_errors, fail
 from live.errors import LiveError
+from live.ports import API_NAMES
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+    import numpy.typing as npt
+    from pythonosc.udp_client import SimpleUDPClient
+
+    from live.engine import ClosedWindow
+    from live.model import Model
 
 app = typer.Typer(
     help="Realtime instrument classification of MIDI parts.",
@@ -23,14 +35,14 @@ app = typer.Typer(
     add_completion=False,
 )
 
-#: The MIDI API when the user names none: JACK on Linux (ALSA is often absent in containers and
-#: python-rtmidi does not fall back), the platform's own elsewhere. MIDO_BACKEND wins if set.
-API_BACKENDS = {
-    "jack": "mido.backends.rtmidi/UNIX_JACK",
-    "alsa": "mido.backends.rtmidi/LINUX_ALSA",
-    "coremidi": "mido.backends.rtmidi/MACOSX_CORE",
-    "winmm": "mido.backends.rtmidi/WINDOWS_MM",
-}
+#: mido's backend for each ``--api`` name (``kdlive ports``). Without ``--api``: MIDO_BACKEND if
+#: set, else mido's default, python-rtmidi on the platform's own API.
+API_BACKENDS = {name: f"mido.backends.rtmidi/{rtapi}" for name, rtapi in API_NAMES.items()}
+
+
+ApiOpt = Annotated[
+    str | None, typer.Option("--api", help="MIDI API: jack, alsa, coremidi or winmm.")
+]
 
 
 @app.callback()
@@ -51,9 +63,7 @@ def select_backend(api: str | None) -> str:
 
 
 @app.command()
-def ports(
-    api: str = typer.Option(None, help="MIDI API: jack, alsa, coremidi or winmm."),
-) -> None:
+def ports(api: ApiOpt = None) -> None:
     """List the MIDI input and output ports."""
     import mido
 
@@ -76,7 +86,6 @@ def ports(
 @app.command()
 def contract() -> None:
     """Print the input contract: window, grid, classes and audio features."""
-    import json
     from dataclasses import asdict
 
     from live.contract import CONTRACT_VERSION, MEL, WINDOW
@@ -123,14 +132,14 @@ def parse_meter(text: str) -> tuple[int, int]:
     return num, den
 
 
-def _load_model(model: Optional[Path], backend: str, threads: int = 1):  # noqa: ANN202, UP045
+def _load_model(model: Path | None, backend: str, threads: int = 1) -> Model:
     from live.model import Model
 
     return Model(model, backend=backend, threads=threads)
 
 
 ModelOpt = Annotated[
-    Optional[Path],  # noqa: UP045 (typer needs Optional)
+    Path | None,
     typer.Option("--model", help="Model bundle folder (default: the one shipped with kdlive)."),
 ]
 BackendOpt = Annotated[
@@ -156,6 +165,8 @@ def replay(
 
     Prints per channel and window: bar, class, probabilities (contract order).
     """
+    import numpy as np
+
     from live.replay import replay_windows
 
     chans = parse_channels(channels)
@@ -171,25 +182,22 @@ def replay(
             )
         for batch in batches:
             rolls = np.stack([w.roll for w in batch])[:, None].astype(np.float32)
-            probs = m.predict(rolls)
-            for w, p in zip(batch, probs, strict=True):
+            for w, p in zip(batch, m.predict(rolls), strict=True):
                 best = classes[int(p.argmax())]
-                if as_json:
-                    typer.echo(
-                        json.dumps(
-                            {
-                                "channel": w.channel,
-                                "bar": w.bar + 1,
-                                "class": best,
-                                "probs": [round(float(x), 6) for x in p],
-                            }
-                        )
+                probs = [float(x) for x in p]
+                typer.echo(
+                    json.dumps(
+                        {
+                            "channel": w.channel,
+                            "bar": w.bar + 1,
+                            "class": best,
+                            "probs": [round(x, 6) for x in probs],
+                        }
                     )
-                else:
-                    typer.echo(
-                        f"{w.channel:>2} {w.bar + 1:>4}  {best:<8} "
-                        + " ".join(f"{x:6.3f}" for x in p)
-                    )
+                    if as_json
+                    else f"{w.channel:>2} {w.bar + 1:>4}  {best:<8} "
+                    + " ".join(f"{x:6.3f}" for x in probs)
+                )
 
 
 # ----------------------------------------------------------------------------------- listen
@@ -198,23 +206,23 @@ def replay(
 @app.command()
 def listen(
     port: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--port", help="Input port to read (case-insensitive substring, e.g. IAC)."),
     ] = None,
     virtual: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--virtual", help="Create a virtual input port with this name instead."),
     ] = None,
     model: ModelOpt = None,
     out_port: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--out-port", help="Send CC to this existing output port."),
     ] = None,
     out_virtual: Annotated[
         str, typer.Option("--out-virtual", help="Else create a virtual output port.")
     ] = "kdlive out",
     osc: Annotated[
-        Optional[list[str]],  # noqa: UP045
+        list[str] | None,
         typer.Option("--osc", help="Send OSC to HOST:PORT (repeatable)."),
     ] = None,
     cc_base: Annotated[
@@ -225,10 +233,7 @@ def listen(
     hop_bars: HopOpt = 1,
     bpm: Annotated[float, typer.Option("--bpm", help="Tempo when no MIDI clock arrives.")] = 120.0,
     meter: Annotated[str, typer.Option("--meter", help="Meter (MIDI clock has none).")] = "4/4",
-    api: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--api", help="MIDI API: jack, alsa, coremidi or winmm."),
-    ] = None,
+    api: ApiOpt = None,
     backend: BackendOpt = "auto",
     threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime CPU threads.")] = 1,
     stats: Annotated[
@@ -242,6 +247,8 @@ def listen(
     """Listen to a MIDI port; per channel and 2-bar window, send the instrument as CC and OSC."""
     from live.daemon import Daemon, OutputMap
     from live.engine import FixedMeter, WindowEngine
+    from live.inbox import Inbox
+    from live.listen import run_until_signal
     from live.ports import open_io
     from live.transport import Transport
 
@@ -269,86 +276,46 @@ def listen(
     with clean_errors():
         m = _load_model(model, backend, threads)
         osc_clients = [_osc_client(target) for target in osc or []]
-
-    def on_emit(closed, probs) -> None:  # noqa: ANN001
-        if verbose:
-            for w, p in zip(closed, probs, strict=True):
-                log.info(
-                    "ch %d bar %d: %s %.2f",
-                    w.channel,
-                    w.bar + 1,
-                    m.classes[int(p.argmax())],
-                    float(p.max()),
-                )
-
+        inbox = Inbox()
+        midi_in, midi_out = open_io(
+            inbox, api=api, port=port, virtual=virtual, out_port=out_port, out_virtual=out_virtual
+        )
     daemon = Daemon(
         m,
         engine,
         transport,
-        midi_out=None,
+        inbox=inbox,
+        midi_in=midi_in,
+        midi_out=midi_out,
         osc=osc_clients,
         outputs=mapping,
         stats_every=stats,
-        on_emit=on_emit,
+        on_emit=_window_logger(m, log) if verbose else None,
     )
-    with clean_errors():
-        midi_in, midi_out = open_io(daemon.callback, daemon.enqueue, api=api, port=port,
-                                    virtual=virtual, out_port=out_port,
-                                    out_virtual=out_virtual)  # fmt: skip
-    daemon.midi_out = midi_out
-    daemon.port_check = midi_in.check
-    daemon.port_counters = midi_in.counters
-    if hasattr(midi_in, "now_ns"):
-        daemon.clock = midi_in.now_ns
-    stop = {"signal": None}
-
-    def on_signal(signum, frame) -> None:  # noqa: ANN001
-        stop["signal"] = signum
-        daemon.stop_event.set()
-        daemon.queue.put((0, []))
-
-    # The input callback (under JACK: the audio thread) waits for the GIL while the worker
-    # holds it: hand it over every 0.2 ms instead of every 5 ms.
-    sys.setswitchinterval(0.0002)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    log.info(
-        "listening on %r -> CC %d-%d (+%d class) on %r%s; model %s on %s; channels %s",
-        midi_in.connected_name,
-        cc_base,
-        cc_base + 7,
-        cc_class,
-        out_port or out_virtual,
-        "".join(f", OSC {t}" for t in osc or []),
-        m.bundle.dir.name,
-        m.backend,
-        channels,
+    osc_text = "".join(f", OSC {t}" for t in osc or [])
+    ready = (
+        f"listening on {midi_in.connected_name!r} -> CC {cc_base}-{cc_base + 7} (+{cc_class} "
+        f"class) on {out_port or out_virtual!r}{osc_text}; model {m.bundle.dir.name} on "
+        f"{m.backend}; channels {channels}"
     )
-    daemon.start()
-    try:
-        while daemon.thread is not None and daemon.thread.is_alive():
-            daemon.thread.join(0.2)
-    finally:
-        daemon.stop()
-        # Close the ports (callback first, then the ports), but never hang on the way out: a
-        # JACK server in synchronous mode waits for every client's cycle before letting one go.
-        closer = threading.Thread(target=_close_ports, args=(midi_in, midi_out), daemon=True)
-        closer.start()
-        closer.join(3.0)
-        if closer.is_alive():
-            log.warning("the MIDI ports did not close within 3 s; exiting anyway")
-        if stats:
-            daemon.print_stats()
-        log.info("stopped (%s)", signal.Signals(stop["signal"]).name if stop["signal"] else "")
+    run_until_signal(daemon, midi_in, midi_out, ready)
 
 
-def _close_ports(midi_in, midi_out) -> None:  # noqa: ANN001
-    midi_in.close()
-    if hasattr(midi_out, "close_port"):
-        midi_out.close_port()
+def _window_logger(
+    m: Model, log: logging.Logger
+) -> Callable[[list[ClosedWindow], npt.NDArray[np.float32]], None]:
+    """``--verbose``: log each window's class and confidence."""
+
+    def on_emit(closed: list[ClosedWindow], probs: npt.NDArray[np.float32]) -> None:
+        for w, p in zip(closed, probs, strict=True):
+            best = m.classes[int(p.argmax())]
+            log.info("ch %d bar %d: %s %.2f", w.channel, w.bar + 1, best, float(p.max()))
+
+    return on_emit
 
 
-def _osc_client(target: str):  # noqa: ANN202
+def _osc_client(target: str) -> SimpleUDPClient:
+    """``--osc HOST:PORT`` -> an OSC client."""
     from pythonosc.udp_client import SimpleUDPClient
 
     host, _, port_text = target.rpartition(":")

@@ -3,7 +3,7 @@
 Threads, as DESIGN.md asks:
 
 - the port's callback (under JACK: the audio thread) only timestamps each message and puts it
-  on a queue: no parsing, no allocation beyond the tuple, no locks held;
+  in the :class:`live.inbox.Inbox`: no parsing, no allocation beyond the tuple, no locks held;
 - one worker owns everything else: the transport, the window engine, the model, the outputs.
   It wakes for each message, and at deadlines (the internal clock's next bar line, a MIDI
   clock that stopped, the stats timer, the input port check).
@@ -11,9 +11,8 @@ Threads, as DESIGN.md asks:
 Windows that close together (every followed channel at a bar line) go to the model as one
 batch. For each window the part's own channel gets CC ``cc_class`` = the index of the most
 likely class (all windows' first), then CC ``cc_base + i`` = probability of class i scaled to
-0-127; OSC gets
-``/kdlive/<channel>/probs`` (8 floats, contract order) and ``/kdlive/<channel>/class``
-(name, confidence). An empty window emits nothing.
+0-127; OSC gets ``/kdlive/<channel>/probs`` (8 floats, contract order) and
+``/kdlive/<channel>/class`` (name, confidence). An empty window emits nothing.
 """
 
 from __future__ import annotations
@@ -28,9 +27,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from live.contract import WINDOW
 from live.engine import ClosedWindow, WindowEngine
+from live.inbox import Inbox
 from live.transport import NS, Transport
 
 log = logging.getLogger("kdlive")
@@ -40,6 +41,28 @@ LATENCY_RING = 8192
 SPECULATE_AFTER_S = 0.002
 #: ...and only if the bar line is at least this far away (else the closing event could wait).
 SPECULATE_MARGIN_NS = 3_000_000
+
+
+class Predictor(Protocol):
+    """The model: class probabilities for a batch of rolls (:class:`live.model.Model`)."""
+
+    @property
+    def classes(self) -> Sequence[str]: ...
+
+    def predict(self, rolls: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+
+class MidiInput(Protocol):
+    """The input port, as the worker sees it (:class:`live.portbase.WatchedInput`)."""
+
+    def check(self) -> None:
+        """Notice a vanished source and reconnect (called about once a second)."""
+
+    def counters(self) -> dict[str, int]:
+        """The port's own counters (reconnects; JACK xruns), for ``--stats``."""
+
+    def now_ns(self) -> int:
+        """Now, on the clock that stamps the input's event times."""
 
 
 class MidiSender(Protocol):
@@ -93,55 +116,43 @@ class Stats:
 
 
 class Daemon:
-    """The worker and its state. Ports are injected: anything with ``send_message``."""
+    """The worker and its state. Ports are injected: messages come through ``inbox`` (the
+    input's callback fills it), CC go to anything with ``send_message``, and ``midi_in`` (if
+    any) is checked about once a second and gives the clock of event times."""
 
     def __init__(
         self,
-        model,
+        model: Predictor,
         engine: WindowEngine,
         transport: Transport,
-        *,  # noqa: ANN001
-        midi_out: MidiSender | None,
+        *,
+        inbox: Inbox | None = None,
+        midi_in: MidiInput | None = None,
+        midi_out: MidiSender | None = None,
         osc: Sequence[OscSender] = (),
         outputs: OutputMap = OutputMap(),
         stats_every: float = 0.0,
-        port_check: Callable[[], None] | None = None,
-        on_emit: Callable[[list[ClosedWindow], np.ndarray], None] | None = None,
+        on_emit: Callable[[list[ClosedWindow], npt.NDArray[np.float32]], None] | None = None,
     ) -> None:
         self.model, self.engine, self.transport = model, engine, transport
-        self.midi_out, self.osc, self.map = midi_out, list(osc), outputs
+        self.inbox = Inbox() if inbox is None else inbox
+        self.midi_in, self.midi_out, self.osc, self.map = midi_in, midi_out, list(osc), outputs
         self.classes = list(model.classes)
-        self.queue: queue.SimpleQueue[tuple[int, list[int]]] = queue.SimpleQueue()
         self.stop_event = threading.Event()
         self.stats = Stats()
         self.stats_every = stats_every
-        self.port_check = port_check
-        #: The input port's own counters (reconnects; JACK xruns), for ``--stats``.
-        self.port_counters: Callable[[], dict[str, int]] | None = None
         self.on_emit = on_emit
         self.batch = np.zeros((len(engine.channels), *WINDOW.input_shape), np.float32)
         self.thread: threading.Thread | None = None
         #: Probabilities computed ahead for the pending windows (see :meth:`speculate`).
-        self.ahead: np.ndarray | None = None
+        self.ahead: npt.NDArray[np.float32] | None = None
         self.speculations = 0
         self.reused = 0
         #: The clock of event times: perf_counter, or the JACK sample clock (native input).
-        self.clock: Callable[[], int] = time.perf_counter_ns
+        self.clock: Callable[[], int] = (
+            time.perf_counter_ns if midi_in is None else midi_in.now_ns
+        )
         self.worker_errors = 0
-
-    # ------------------------------------------------------------ the port's callback
-
-    def callback(self, event: tuple[list[int], float], data: object = None) -> None:
-        """python-rtmidi's input callback: timestamp and enqueue, nothing else."""
-        self.queue.put((time.perf_counter_ns(), event[0]))
-
-    def enqueue(self, t_ns: int, message: bytes) -> None:
-        """The native JACK input's callback: already timestamped to the sample."""
-        self.queue.put((t_ns, message))
-
-    def feed(self, message: Sequence[int], t_ns: int | None = None) -> None:
-        """Enqueue a message as the callback would (tests, in-process sources)."""
-        self.queue.put((time.perf_counter_ns() if t_ns is None else t_ns, list(message)))
 
     # ----------------------------------------------------------------------- worker
 
@@ -149,9 +160,13 @@ class Daemon:
         self.thread = threading.Thread(target=self.run, name="kdlive-worker", daemon=True)
         self.thread.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the worker to stop (safe from a signal handler); :meth:`stop` also waits."""
         self.stop_event.set()
-        self.queue.put((0, []))  # wake the worker
+        self.inbox.wake()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self.request_stop()
         if self.thread is not None:
             self.thread.join(timeout)
 
@@ -169,14 +184,15 @@ class Daemon:
             ahead = not self.engine.peek_current()
             if ahead:
                 wait = min(wait, SPECULATE_AFTER_S)
+            msg: Sequence[int] | None
             try:
-                t_ns, msg = self.queue.get(timeout=wait)
+                t_ns, msg = self.inbox.get(timeout=wait)
             except queue.Empty:
                 t_ns, msg = self.clock(), None
                 if ahead and self._worth_speculating(t_ns):
                     try:
                         self.speculate()
-                    except Exception:  # noqa: BLE001 (the close will compute it again)
+                    except Exception:  # the close will compute it again
                         self.worker_errors += 1
                         self.engine.peek_key = None
                         log.exception("error while computing ahead (kept running)")
@@ -190,18 +206,18 @@ class Daemon:
                     closed = self.transport.handle(t_ns, msg)
                 if closed:
                     self.emit(closed, t_ns)
-            except Exception:  # noqa: BLE001 (never die of one bad event; count and log it)
+            except Exception:  # never die of one bad event: count and log it
                 self.worker_errors += 1
                 log.exception("error while handling MIDI input (kept running)")
             mono = time.monotonic()
             if next_stats is not None and mono >= next_stats:
                 self.print_stats()
                 next_stats = mono + self.stats_every
-            if self.port_check is not None and mono >= next_check:
+            if self.midi_in is not None and mono >= next_check:
                 next_check = mono + 1.0
                 try:
-                    self.port_check()
-                except Exception:  # noqa: BLE001
+                    self.midi_in.check()
+                except Exception:
                     log.exception("input port check failed (will retry)")
 
     def _worth_speculating(self, t_ns: int) -> bool:
@@ -248,7 +264,7 @@ class Daemon:
                 for st, vals in zip(status, values, strict=True):
                     for i, v in enumerate(vals):
                         send([st, m.cc_base + i, v])
-            except Exception:  # noqa: BLE001 (a vanished output port must not kill us)
+            except Exception:  # a vanished output port must not kill us
                 self.stats.send_errors += 1
         for client in self.osc:
             for w, p, k in zip(closed, probs, best, strict=True):
@@ -277,7 +293,7 @@ class Daemon:
             "send_errors": self.stats.send_errors,
             "computed_ahead": self.reused,
             "worker_errors": self.worker_errors,
-            **(self.port_counters() if self.port_counters is not None else {}),
+            **(self.midi_in.counters() if self.midi_in is not None else {}),
             "mode": self.transport.mode,
             "bpm": round(self.transport.bpm, 2),
         }

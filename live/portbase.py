@@ -4,6 +4,7 @@ the client name, matching a port by name, and watching an input to reconnect it.
 from __future__ import annotations
 
 import logging
+import time
 
 from live.errors import PortError
 
@@ -56,9 +57,18 @@ class WatchedInput:
     def _reconnect(self, names: list[str], i: int) -> None:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Stop the callback first (no call into a half-closed object), then close."""
+        raise NotImplementedError
+
     def counters(self) -> dict[str, int]:
         """For ``--stats``."""
         return {"reconnects": self.reconnects}
+
+    def now_ns(self) -> int:
+        """Now on the clock that stamps event times: ``time.perf_counter_ns``, as
+        :meth:`live.inbox.Inbox.rtmidi_callback` does (JACK's input overrides it)."""
+        return time.perf_counter_ns()
 
     def check(self) -> None:
         if self.wanted is None:

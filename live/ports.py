@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from live.errors import PortError
+from live.inbox import Inbox
 from live.jackio import JackInput
 from live.portbase import CLIENT_NAME, WatchedInput, find_port
 
@@ -144,24 +145,31 @@ def open_output(
     return midi
 
 
-def open_io(daemon_callback: Callable, enqueue: Callable[[int, bytes], None], *,
-            api: str | None = None, port: str | None = None, virtual: str | None = None,
-            out_port: str | None = None,
-            out_virtual: str = "kdlive out") -> tuple[Any, Any]:  # fmt: skip
+def open_io(
+    inbox: Inbox,
+    *,
+    api: str | None = None,
+    port: str | None = None,
+    virtual: str | None = None,
+    out_port: str | None = None,
+    out_virtual: str = "kdlive out",
+) -> tuple[WatchedInput, Any]:
     """The daemon's input and output: one native JACK client under JACK (see
     :mod:`live.jackio`), rtmidi for ALSA, CoreMIDI and Windows MM. Linux without ``--api``
-    tries ALSA, then JACK. Returns ``(input, output)``; the input has ``check`` and ``close``,
-    the output ``send_message``."""
+    tries ALSA, then JACK. The input's callback puts each message in ``inbox``. Returns
+    ``(input, output)``: the output has ``send_message``; :func:`close_io` closes both."""
     rtmidi = _rtmidi()
     errors = []
     candidates = api_candidates(api)
     for candidate in candidates:
         try:
             if candidate == rtmidi.API_UNIX_JACK:
-                jack_io = JackInput(enqueue, port=port, virtual=virtual, out_port=out_port,
-                                    out_virtual=out_virtual)  # fmt: skip
+                jack_io = JackInput(
+                    inbox.enqueue, port=port, virtual=virtual, out_port=out_port,
+                    out_virtual=out_virtual,
+                )  # fmt: skip
                 return jack_io, jack_io.output
-            midi_in = InputPort(daemon_callback, rtapi=candidate, port=port, virtual=virtual)
+            midi_in = InputPort(inbox.rtmidi_callback, rtapi=candidate, port=port, virtual=virtual)
             try:
                 out = open_output(rtapi=candidate, port=out_port, virtual=out_virtual)
             except PortError:
@@ -173,3 +181,11 @@ def open_io(daemon_callback: Callable, enqueue: Callable[[int, bytes], None], *,
                 raise
             errors.append(str(exc))
     raise PortError("; ".join(errors))
+
+
+def close_io(midi_in: WatchedInput, midi_out: Any) -> None:
+    """Close what :func:`open_io` opened: the input (its callback first, then the port), then
+    the output (rtmidi's; JACK's output closed with the input's client)."""
+    midi_in.close()
+    if hasattr(midi_out, "close_port"):
+        midi_out.close_port()

@@ -86,7 +86,7 @@ def run(d: Daemon, messages, expect_batches: int, timeout: float = 10.0) -> None
     t0 = time.perf_counter_ns()
     d.start()
     for t, m in messages:
-        d.feed(m, t0 + t)
+        d.inbox.feed(m, t0 + t)
     end = time.monotonic() + timeout
     while d.stats.batches < expect_batches and time.monotonic() < end:
         time.sleep(0.01)
@@ -169,6 +169,37 @@ def test_a_vanished_output_port_is_counted(model: Model) -> None:
     assert d.stats.send_errors == 1 and d.stats.batches == 1
 
 
+
+def test_the_input_port_is_checked_and_its_counters_reported(model: Model) -> None:
+    """The daemon is built with its input: the worker checks it about once a second (to
+    reconnect a vanished source), takes event times from its clock, and ``--stats`` shows
+    its counters."""
+
+    class WatchedPort:
+        def __init__(self) -> None:
+            self.checks, self.clock_reads = 0, 0
+
+        def check(self) -> None:
+            self.checks += 1
+
+        def counters(self) -> dict[str, int]:
+            return {"reconnects": 3}
+
+        def now_ns(self) -> int:
+            self.clock_reads += 1
+            return time.perf_counter_ns()
+
+    port = WatchedPort()
+    engine = WindowEngine(FixedMeter())
+    d = Daemon(model, engine, Transport(engine, say=lambda m: None), midi_in=port)
+    d.start()
+    end = time.monotonic() + 5
+    while port.checks == 0 and time.monotonic() < end:
+        time.sleep(0.05)
+    d.stop()
+    assert port.checks >= 1 and port.clock_reads >= 1
+    assert d.counters()["reconnects"] == 3
+
 MALFORMED = st.one_of(
     st.lists(st.integers(0, 0x7F), min_size=1, max_size=4),  # data bytes without status
     st.tuples(st.sampled_from([0x80, 0x90, 0xB0, 0xE0]), st.integers(0, 127)).map(list),
@@ -206,7 +237,7 @@ def _paced(d: Daemon, messages, pause_before: int) -> None:  # noqa: ANN001
     for i, (t, m) in enumerate(messages):
         if i == pause_before:
             time.sleep(0.1)
-        d.feed(m, t0 + t)
+        d.inbox.feed(m, t0 + t)
     end = time.monotonic() + 5
     while d.stats.batches < 1 and time.monotonic() < end:
         time.sleep(0.01)
@@ -250,7 +281,7 @@ def test_a_note_after_the_computation_ahead_is_not_lost(model: Model) -> None:
     for i, (t, m) in enumerate(messages):
         if i in (closing, closing + 2):
             time.sleep(0.1)  # quiet: the worker computes ahead, then the late note comes
-        d.feed(m, t0 + t)
+        d.inbox.feed(m, t0 + t)
     end = time.monotonic() + 5
     while d.stats.batches < 1 and time.monotonic() < end:
         time.sleep(0.01)
