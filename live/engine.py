@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -101,6 +102,15 @@ class ClosedWindow:
     end: int
     valid_steps: int
     roll: npt.NDArray[np.uint8]  # [128, 16] 0/1 (a row of the engine's batch buffer)
+
+
+class PeekKey(NamedTuple):
+    """What a :meth:`WindowEngine.peek` saw: the bar line, each channel's version, and how
+    many channels had only empty windows."""
+
+    end_bar: int
+    versions: npt.NDArray[np.int64]
+    empty: int
 
 
 @dataclass
@@ -218,9 +228,9 @@ class WindowEngine:
         self.row = {c: i for i, c in enumerate(self.channels)}
         #: Bumped by every event that can change a channel's pending window.
         self.version = np.zeros(17, np.int64)
-        #: (end bar, versions, empty count) of the last :meth:`peek`; a close with the same key
-        #: reuses the peeked rolls, and says so in ``last_close_reused``.
-        self.peek_key: tuple[int, np.ndarray, int] | None = None
+        #: The last :meth:`peek`; a close with the same key reuses the peeked rolls, and says so
+        #: in ``last_close_reused``.
+        self.peek_key: PeekKey | None = None
         self.last_close_reused = False
         self.counters = Counters()
         self._last_empty = 0
@@ -304,17 +314,13 @@ class WindowEngine:
         t0, t1 = self.bars.start(start_bar), self.bars.start(end_bar)
         self._end_stuck(t1)
         key = self.peek_key
-        self.last_close_reused = bool(
-            key is not None and key[0] == end_bar and np.array_equal(key[1], self.version)
-        )
-        if self.last_close_reused:
+        self.last_close_reused = self._is_current(key, end_bar)
+        if key is not None and self.last_close_reused:
             np.copyto(self.rolls, self.peek_rolls)  # nothing changed since the peek
-            busy = self.rolls.reshape(len(self.channels), -1).any(axis=1)
             valid = self.spec.valid_steps((t1 - t0) / self.step_ticks)
-            out = [ClosedWindow(c, start_bar, t0, t1, valid, self.rolls[row])
-                   for row, c in enumerate(self.channels) if busy[row]]  # fmt: skip
+            out = self._nonempty(self.rolls, start_bar, t0, t1, valid)
             self.counters.windows += len(out)
-            self.counters.empty_windows += key[2]
+            self.counters.empty_windows += key.empty
         else:
             out = self._windows(start_bar, t0, t1, self.rolls, count=True)
         self.peek_key = None
@@ -337,17 +343,27 @@ class WindowEngine:
         t0, t1 = self.bars.start(start_bar), self.bars.start(self.next_end_bar)
         self.peek_rolls.fill(0)
         out = self._windows(start_bar, t0, t1, self.peek_rolls, count=False)
-        self.peek_key = (self.next_end_bar, self.version.copy(), self._last_empty)
+        self.peek_key = PeekKey(self.next_end_bar, self.version.copy(), self._last_empty)
         return out
 
     def peek_current(self) -> bool:
         """Whether the last :meth:`peek` still describes the pending windows."""
-        key = self.peek_key
-        return bool(key is not None and key[0] == self.next_end_bar
-                    and np.array_equal(key[1], self.version))  # fmt: skip
+        return self._is_current(self.peek_key, self.next_end_bar)
 
-    def _windows(self, start_bar: int, t0: int, t1: int, rolls: np.ndarray, *,
-                 count: bool) -> list[ClosedWindow]:  # fmt: skip
+    def _is_current(self, key: PeekKey | None, end_bar: int) -> bool:
+        """Whether ``key`` is a peek at the windows closing at ``end_bar``, with nothing
+        changed since."""
+        return (
+            key is not None
+            and key.end_bar == end_bar
+            and bool(np.array_equal(key.versions, self.version))
+        )
+
+    def _windows(
+        self, start_bar: int, t0: int, t1: int, rolls: npt.NDArray[np.uint8], *, count: bool
+    ) -> list[ClosedWindow]:
+        """Fill ``rolls`` (a row per channel) with the window ``[t0, t1)`` of every channel
+        in one call, and return the channels' windows that hold notes."""
         pitches, starts, ends = [], [], []
         for row, c in enumerate(self.channels):
             p, s, e = self.state[c].notes_until(t1)
@@ -359,16 +375,32 @@ class WindowEngine:
         if not pitches:
             return []
         flat = rolls.reshape(-1, self.spec.n_steps)
-        valid = window_roll(np.concatenate(pitches), np.concatenate(starts), np.concatenate(ends),
-                            t0, t1, self.step_ticks, flat, self._all)  # fmt: skip
-        busy = rolls.reshape(len(self.channels), -1).any(axis=1)
-        out = [ClosedWindow(c, start_bar, t0, t1, valid, rolls[row])
-               for row, c in enumerate(self.channels) if busy[row]]  # fmt: skip
+        valid = window_roll(
+            np.concatenate(pitches),
+            np.concatenate(starts),
+            np.concatenate(ends),
+            t0,
+            t1,
+            self.step_ticks,
+            flat,
+            self._all,
+        )
+        out = self._nonempty(rolls, start_bar, t0, t1, valid)
         self._last_empty = len(pitches) - len(out)
         if count:
             self.counters.windows += len(out)
             self.counters.empty_windows += self._last_empty
         return out
+
+    def _nonempty(
+        self, rolls: npt.NDArray[np.uint8], start_bar: int, t0: int, t1: int, valid: int
+    ) -> list[ClosedWindow]:
+        """The windows of the channels whose row of ``rolls`` holds a note."""
+        busy = np.flatnonzero(rolls.reshape(len(self.channels), -1).any(axis=1))
+        return [
+            ClosedWindow(self.channels[row], start_bar, t0, t1, valid, rolls[row])
+            for row in busy.tolist()
+        ]
 
     def _end_stuck(self, t1: int) -> None:
         if self.max_note_bars <= 0:

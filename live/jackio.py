@@ -22,11 +22,44 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from live.errors import PortError
 from live.portbase import CLIENT_NAME, WatchedInput, find_port
 
 log = logging.getLogger("kdlive")
+
+
+def _open_client(name: str) -> Any:
+    """A ``jack.Client`` of a running server, or :class:`PortError` saying what is missing."""
+    try:
+        import jack
+    except (ImportError, OSError) as exc:
+        raise PortError(
+            f"JACK is not available ({exc}): install JACK and `pip install JACK-Client`"
+        ) from None
+    try:
+        return jack.Client(name, no_start_server=True)
+    except jack.JackError as exc:
+        raise PortError(
+            f"no JACK server is running ({exc}): start one (jackd -d dummy works without a "
+            "sound card)"
+        ) from None
+
+
+class FrameClock:
+    """JACK's frame counter (``jack_nframes_t``, 32 bits: it wraps after about 25 h at
+    48 kHz) made monotonic."""
+
+    def __init__(self) -> None:
+        self.last, self.wraps = 0, 0
+
+    def extend(self, frame: int) -> int:
+        """``frame`` (the counter now) as a frame count that never wraps."""
+        if frame < self.last:
+            self.wraps += 1
+        self.last = frame
+        return frame + (self.wraps << 32)
 
 
 class JackOutput:
@@ -46,73 +79,69 @@ class JackOutput:
 class JackInput(WatchedInput):
     """A JACK client with a MIDI input port, connected to ``port`` (a source, re-connected
     when it comes back) or left for others to connect to (``virtual``), and a MIDI output port
-    (:attr:`output`), connected to ``out_port`` or named ``out_virtual``."""
+    (:attr:`output`), connected to ``out_port`` or named ``out_virtual``. Each input event goes
+    to ``enqueue(t_ns, message)``, ``t_ns`` on JACK's sample clock (:meth:`now_ns`)."""
 
-    def __init__(self, enqueue: Callable[[int, bytes], None], *, port: str | None = None,
-                 virtual: str | None = None, out_port: str | None = None,
-                 out_virtual: str = "kdlive out", client: str = CLIENT_NAME) -> None:  # fmt: skip
+    def __init__(
+        self,
+        enqueue: Callable[[int, bytes], None],
+        *,
+        port: str | None = None,
+        virtual: str | None = None,
+        out_port: str | None = None,
+        out_virtual: str = "kdlive out",
+        client: str = CLIENT_NAME,
+    ) -> None:
         if (port is None) == (virtual is None):
             raise PortError("give either --port NAME or --virtual NAME")
-        try:
-            import jack
-        except (ImportError, OSError) as exc:
-            raise PortError(f"JACK is not available ({exc}): install JACK and "
-                            "`pip install JACK-Client`") from None  # fmt: skip
-        try:
-            self.client = jack.Client(client, no_start_server=True)
-        except jack.JackError as exc:
-            raise PortError(f"no JACK server is running ({exc}): start one (jackd -d dummy "
-                            "works without a sound card)") from None  # fmt: skip
+        self.client = _open_client(client)
         self.port = self.client.midi_inports.register(virtual or "in")
         self.out_port = self.client.midi_outports.register(
             out_virtual if out_port is None else "out"
         )
         self.output = JackOutput()
-        pending, out_buffer = self.output.pending, self.out_port
         self.enqueue = enqueue
         self.wanted, self.connected_name = port, virtual
         self.ns_per_frame = 1e9 / self.client.samplerate
-        events = self.port.incoming_midi_events
-        client, ns_per_frame = self.client, self.ns_per_frame
-        state = {"last": 0, "wraps": 0}
-        self._state = state
+        self._frames = FrameClock()
         self._cycle = (0, time.perf_counter_ns())  # (sample-clock ns, wall ns) of the last cycle
-        wall = time.perf_counter_ns
-
-        def process(frames: int) -> None:
-            # Each event's time is its sample: the cycle's first frame plus its offset, on
-            # JACK's sample clock (the DAW's timeline), unmoved by when this thread ran.
-            base = client.last_frame_time
-            if base < state["last"]:
-                state["wraps"] += 1  # jack_nframes_t wraps after 2^32 frames (~25 h)
-            state["last"] = base
-            base += state["wraps"] << 32
-            self._cycle = (int(base * ns_per_frame), wall())
-            for offset, data in events():
-                enqueue(int((base + offset) * ns_per_frame), bytes(data))
-            out_buffer.clear_buffer()
-            while pending:
-                message = pending[0]
-                slot = out_buffer.reserve_midi_event(0, len(message))
-                if not slot:
-                    break  # this period's buffer is full: the rest go out next period
-                slot[:] = message
-                pending.popleft()
-
-        self.client.set_process_callback(process)
+        self.client.set_process_callback(self._process)
         self.xruns, self._xruns_logged, self._xrun_quiet_until = 0, 0, 0.0
-
-        def xrun(delay_usecs: float) -> None:  # JACK's notification thread, not the audio one
-            self.xruns += 1
-
-        self.client.set_xrun_callback(xrun)
+        self.client.set_xrun_callback(self._xrun)
         self.client.activate()
         if port is not None:
             self._connect()
         if out_port is not None:
-            names = [p.name for p in self.client.get_ports(is_midi=True, is_input=True)
-                     if p.name != self.port.name]  # fmt: skip
+            names = [
+                p.name
+                for p in self.client.get_ports(is_midi=True, is_input=True)
+                if p.name != self.port.name
+            ]
             self.client.connect(self.out_port, names[find_port(names, out_port, "output")])
+
+    def _process(self, frames: int) -> None:
+        """The JACK process callback (the audio thread): timestamp and enqueue the input,
+        move queued output into the port buffer. Each event's time is its sample: the cycle's
+        first frame plus its offset, on JACK's sample clock (the DAW's timeline), unmoved by
+        when this thread ran."""
+        base = self._frames.extend(self.client.last_frame_time)
+        ns_per_frame, enqueue = self.ns_per_frame, self.enqueue
+        self._cycle = (int(base * ns_per_frame), time.perf_counter_ns())
+        for offset, data in self.port.incoming_midi_events():
+            enqueue(int((base + offset) * ns_per_frame), bytes(data))
+        out_buffer, pending = self.out_port, self.output.pending
+        out_buffer.clear_buffer()
+        while pending:
+            message = pending[0]
+            slot = out_buffer.reserve_midi_event(0, len(message))
+            if not slot:
+                break  # this period's buffer is full: the rest go out next period
+            slot[:] = message
+            pending.popleft()
+
+    def _xrun(self, delay_usecs: float) -> None:
+        """JACK's xrun callback (its notification thread, not the audio one)."""
+        self.xruns += 1
 
     def now_ns(self) -> int:
         """Now on the sample clock that event times use (the worker's deadlines need it): the
@@ -127,8 +156,11 @@ class JackInput(WatchedInput):
         return self.port.name
 
     def _sources(self) -> list[str]:
-        return [p.name for p in self.client.get_ports(is_midi=True, is_output=True)
-                if p.name != self.port.name]  # fmt: skip
+        return [
+            p.name
+            for p in self.client.get_ports(is_midi=True, is_output=True)
+            if p.name != self.port.name
+        ]
 
     def _connect(self) -> None:
         names = self._sources()
@@ -147,10 +179,13 @@ class JackInput(WatchedInput):
         every 10 s, so an overloaded machine does not also flood the log)."""
         now = time.monotonic()
         if self.xruns != self._xruns_logged and now >= self._xrun_quiet_until:
-            log.warning("JACK reported %d xrun(s) (%d in all): the machine is overloaded, MIDI "
-                        "may arrive late or be lost (close busy programs, raise the period, or "
-                        "run JACK with realtime priority)", self.xruns - self._xruns_logged,
-                        self.xruns)  # fmt: skip
+            log.warning(
+                "JACK reported %d xrun(s) (%d in all): the machine is overloaded, MIDI may "
+                "arrive late or be lost (close busy programs, raise the period, or run JACK "
+                "with realtime priority)",
+                self.xruns - self._xruns_logged,
+                self.xruns,
+            )
             self._xruns_logged, self._xrun_quiet_until = self.xruns, now + 10.0
         super().check()
 

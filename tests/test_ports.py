@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from live.errors import PortError
+from live.jackio import FrameClock
 from live.portbase import WatchedInput, find_port
 
 
@@ -87,3 +88,11 @@ def test_virtual_ports_are_not_watched() -> None:
     port.sources.clear()
     port.check()
     assert not port.lost
+
+
+def test_the_jack_frame_counter_keeps_counting_past_its_wrap() -> None:
+    """JACK's frame counter is 32 bits (about 25 h at 48 kHz): event times must not jump back."""
+    clock = FrameClock()
+    assert clock.extend(2**32 - 10) == 2**32 - 10
+    assert clock.extend(5) == 2**32 + 5
+    assert clock.extend(6) == 2**32 + 6
