@@ -33,6 +33,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class Recorder:
         self.client.close()
 
 
-def sender(name: str):  # noqa: ANN201
+def sender(name: str) -> Any:
     import rtmidi
 
     out = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name=name)
@@ -91,7 +92,7 @@ def sender(name: str):  # noqa: ANN201
     return out
 
 
-def bare_transport(server: JackServer, n: int, out) -> dict:  # noqa: ANN001
+def bare_transport(server: JackServer, n: int, out: Any) -> dict:
     rec = Recorder("bare-recv")
     server.run(["jack_connect", "bare-send:out", "bare-recv:in"], check=True)
     time.sleep(0.3)
@@ -109,8 +110,9 @@ def bare_transport(server: JackServer, n: int, out) -> dict:  # noqa: ANN001
     return stats([(g - s) / 1e6 for s, g in zip(sent, got, strict=True)])
 
 
-def daemon_latency(server: JackServer, channels: int, windows: int, bpm: float,
-                   player, metro) -> dict:  # noqa: ANN001  # fmt: skip
+def daemon_latency(
+    server: JackServer, channels: int, windows: int, bpm: float, player: Any, metro: Any
+) -> dict:
     env = server.env
     proc = subprocess.Popen(
         [
@@ -253,7 +255,7 @@ def main() -> None:
             "daemon": {
                 str(c): daemon_latency(
                     server, c, args.windows, args.bpm, senders[f"player{c}"], senders[f"metro{c}"]
-                )  # fmt: skip
+                )
                 for c in (1, 16)
             },
         }

@@ -149,9 +149,7 @@ class Daemon:
         self.speculations = 0
         self.reused = 0
         #: The clock of event times: perf_counter, or the JACK sample clock (native input).
-        self.clock: Callable[[], int] = (
-            time.perf_counter_ns if midi_in is None else midi_in.now_ns
-        )
+        self.clock: Callable[[], int] = time.perf_counter_ns if midi_in is None else midi_in.now_ns
         self.worker_errors = 0
 
     # ----------------------------------------------------------------------- worker

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +36,7 @@ def _lenient_key_signatures() -> Iterator[None]:
     spec = _meta._META_SPECS[0x59]
     strict = spec.decode
 
-    def lenient(message, data):  # type: ignore[no-untyped-def]
+    def lenient(message: mido.MetaMessage, data: Sequence[int]) -> None:
         try:
             strict(message, data)
         except _meta.KeySignatureError:
@@ -73,8 +73,10 @@ def load_midi(source: str | Path | bytes) -> mido.MidiFile:
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise MidiFileError(f"{name}: not a readable MIDI file ({exc})") from exc
     if midi.type not in (0, 1, 2) or not midi.tracks:
-        raise MidiFileError(f"{name}: not a readable MIDI file (corrupt header: format "
-                            f"{midi.type}, {len(midi.tracks)} tracks)")  # fmt: skip
+        raise MidiFileError(
+            f"{name}: not a readable MIDI file (corrupt header: format "
+            f"{midi.type}, {len(midi.tracks)} tracks)"
+        )
     return midi
 
 

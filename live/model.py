@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
@@ -70,10 +71,6 @@ class Model:
         self.runner: Runner = self._select(backend)
         if warmup:
             self.warmup()
-
-    @classmethod
-    def load(cls, bundle_dir: Path | str | None = None, **kwargs) -> Model:  # noqa: ANN003
-        return cls(bundle_dir, **kwargs)
 
     @property
     def backend(self) -> str:
@@ -133,7 +130,7 @@ class Model:
         return OrtRunner(self.bundle, "cpu", threads=self.threads)
 
 
-def _onnxruntime():  # noqa: ANN202
+def _onnxruntime() -> ModuleType:
     try:
         import onnxruntime
     except ImportError as exc:
@@ -161,7 +158,7 @@ class OrtRunner:
         )
         try:
             self.session = ort.InferenceSession(str(bundle.onnx_path), opts, providers=providers)
-        except Exception as exc:  # noqa: BLE001 (onnxruntime raises its own untyped errors)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             detail = first.rsplit("failed:", 1)[-1].strip()[:160]
             raise BundleError(

@@ -79,8 +79,9 @@ class WatchedInput:
             return
         if not present and not self.lost:
             self.lost = True
-            log.warning("input port %r disappeared; waiting for it to come back",
-                        self.connected_name)  # fmt: skip
+            log.warning(
+                "input port %r disappeared; waiting for it to come back", self.connected_name
+            )
         try:
             i = find_port(names, self.wanted, "input")
         except PortError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from live.errors import PortError
@@ -27,7 +28,7 @@ API_NAMES = {
 }
 
 
-def _rtmidi():  # noqa: ANN202
+def _rtmidi() -> ModuleType:
     import rtmidi
 
     return rtmidi
@@ -62,7 +63,7 @@ def _make(kind: str, apis: list[int], client: str) -> Any:
     for api in apis:
         try:
             port = (rtmidi.MidiIn if kind == "in" else rtmidi.MidiOut)(rtapi=api, name=client)
-        except Exception as exc:  # noqa: BLE001 (rtmidi raises SystemError or RtMidiError)
+        except Exception as exc:  # rtmidi raises SystemError or RtMidiError
             errors.append(f"{rtmidi.get_api_display_name(api)}: {exc}")
             continue
         return port
@@ -78,8 +79,15 @@ class InputPort(WatchedInput):
     """The daemon's MIDI input: an existing port (``--port``, re-connected if it disappears
     and comes back) or a virtual one (``--virtual``)."""
 
-    def __init__(self, callback: Callable, *, rtapi: int, port: str | None = None,
-                 virtual: str | None = None, client: str = CLIENT_NAME) -> None:  # fmt: skip
+    def __init__(
+        self,
+        callback: Callable,
+        *,
+        rtapi: int,
+        port: str | None = None,
+        virtual: str | None = None,
+        client: str = CLIENT_NAME,
+    ) -> None:
         if (port is None) == (virtual is None):
             raise PortError("give either --port NAME or --virtual NAME")
         if virtual is not None and sys.platform == "win32":
@@ -165,9 +173,12 @@ def open_io(
         try:
             if candidate == rtmidi.API_UNIX_JACK:
                 jack_io = JackInput(
-                    inbox.enqueue, port=port, virtual=virtual, out_port=out_port,
+                    inbox.enqueue,
+                    port=port,
+                    virtual=virtual,
+                    out_port=out_port,
                     out_virtual=out_virtual,
-                )  # fmt: skip
+                )
                 return jack_io, jack_io.output
             midi_in = InputPort(inbox.rtmidi_callback, rtapi=candidate, port=port, virtual=virtual)
             try:

@@ -12,17 +12,22 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import mido
 import numpy as np
 import numpy.typing as npt
 
-from live.engine import CHANNELS, GridBars, WindowEngine
+from live.engine import CHANNELS, ClosedWindow, GridBars, WindowEngine
 from live.midifile import load_midi, read_song
 
 NOTE_ON, NOTE_OFF, TRACK_END = 1, 0, 2  # same-tick order: offs before ons, as in a file's own
+#: ``(tick, track, index in the track, kind, channel 1-16, pitch or -1)``
+Event = tuple[int, int, int, int, int, int]
 
 
 @dataclass
 class ReplayWindow:
+    """A window of one channel, bars ``[bar, bar + 2)``, with its own copy of the roll."""
+
     channel: int
     bar: int
     start_tick: int
@@ -30,10 +35,10 @@ class ReplayWindow:
     roll: npt.NDArray[np.uint8]
 
 
-def file_events(midi) -> list[tuple[int, int, int, int, int, int]]:  # noqa: ANN001
+def file_events(midi: mido.MidiFile) -> list[Event]:
     """``(tick, track, index, kind, channel 1-16, pitch)`` of every note event, in file order
     within a track and tick order across tracks; each track's end releases its notes."""
-    events = []
+    events: list[Event] = []
     for t, track in enumerate(midi.tracks):
         tick = 0
         channels: set[int] = set()
@@ -57,13 +62,18 @@ def replay_windows(
     read now (a bad file raises :class:`live.errors.MidiFileError` here), windows lazily."""
     midi = load_midi(path)
     song = read_song(midi)
-    engine = WindowEngine(GridBars(song.bars), ticks_per_quarter=song.ticks_per_beat,
-                          hop_bars=hop_bars, channels=channels, max_note_bars=0)  # fmt: skip
+    engine = WindowEngine(
+        GridBars(song.bars),
+        ticks_per_quarter=song.ticks_per_beat,
+        hop_bars=hop_bars,
+        channels=channels,
+        max_note_bars=0,
+    )
     return _run(engine, file_events(midi), int(song.bars.starts[-1]))
 
 
-def _run(engine: WindowEngine, events: list, last: int) -> Iterator[list[ReplayWindow]]:
-    def batch(closed) -> list[ReplayWindow]:  # noqa: ANN001
+def _run(engine: WindowEngine, events: list[Event], last: int) -> Iterator[list[ReplayWindow]]:
+    def batch(closed: list[ClosedWindow]) -> list[ReplayWindow]:
         return [ReplayWindow(w.channel, w.bar, w.start, w.end, w.roll.copy()) for w in closed]
 
     # Events past the grid's last bar line (late end-of-track markers) close nothing more.

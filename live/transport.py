@@ -4,9 +4,10 @@
 :class:`live.engine.WindowEngine`:
 
 - MIDI clock (24 per quarter) counts the song position: Start puts it at bar 1, Continue
-  resumes, Stop halts, Song Position Pointer relocates; the tempo is the median of the last
-  clock intervals, so jitter does not move notes. A note between two clocks is placed by
-  interpolating from the last clock, never past the next one.
+  resumes, Stop halts, Song Position Pointer relocates (the first window is then the first
+  whole one from the new position on); the tempo is the mean clock interval over the last beat,
+  so jitter barely moves it. A note between two clocks is placed by interpolating from the
+  last clock, never past the next one.
 - Without clock, an internal clock at ``--bpm`` starts at the first note. When the clock stops
   arriving while notes still come, the transport falls back to the internal clock at the last
   tempo, on the same bar grid, and says so; a clock arriving again takes over.
@@ -67,7 +68,8 @@ def classify(msg: Sequence[int]) -> str | None:
 
 
 class Transport:
-    """Feeds an engine from raw messages with arrival times in ns (``time.perf_counter_ns``).
+    """Feeds an engine from raw messages with arrival times in ns (``time.perf_counter_ns``, or
+    JACK's sample clock: any clock, as long as the caller's deadlines use the same one).
 
     Args:
         engine: the window engine (its ``ticks_per_quarter`` must be the live resolution).

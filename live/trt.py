@@ -15,6 +15,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ class GpuInfo:
         )
 
 
-def _cudart():  # noqa: ANN202
+def _cudart() -> ModuleType:
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
@@ -51,7 +52,7 @@ def _cudart():  # noqa: ANN202
     return cudart
 
 
-def _tensorrt():  # noqa: ANN202
+def _tensorrt() -> ModuleType:
     try:
         import tensorrt
     except ImportError:
@@ -172,5 +173,5 @@ class TrtRunner:
             self.cudart.cudaFree(self.d_in)
             self.cudart.cudaFree(self.d_out)
             self.cudart.cudaStreamDestroy(self.stream)
-        except Exception:  # noqa: BLE001, S110 (interpreter shutdown)
+        except Exception:  # at interpreter shutdown cudart may be gone already
             pass

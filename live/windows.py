@@ -1,7 +1,8 @@
 """Cut a part into 2-bar windows on its song's bar grid: the offline half of the contract.
 
-Training calls :func:`cut_windows` on every stem; ``kdlive replay`` calls it on a file; the
-live daemon feeds :func:`live.contract.quantize` with the same step arithmetic from MIDI clock.
+Training calls :func:`cut_windows` on every stem; the live engine (:mod:`live.engine`, which
+``kdlive listen`` and ``kdlive replay`` run) calls :func:`window_roll`, the function that
+:func:`cut_windows` itself uses, so their rolls are equal bit for bit.
 """
 
 from __future__ import annotations

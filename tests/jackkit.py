@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,8 +32,12 @@ class JackServer:
     def __init__(self, name: str, *, rate: int = 48000, period: int = 128) -> None:
         self.name, self.rate, self.period = name, rate, period
         self.proc: subprocess.Popen | None = None
-        self.env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1",
-                    "MIDO_BACKEND": "mido.backends.rtmidi/UNIX_JACK"}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "JACK_DEFAULT_SERVER": name,
+            "JACK_NO_AUDIO_RESERVATION": "1",
+            "MIDO_BACKEND": "mido.backends.rtmidi/UNIX_JACK",
+        }
 
     @staticmethod
     def available() -> str | None:
@@ -48,12 +53,16 @@ class JackServer:
         return None
 
     def start(self) -> JackServer:
+        server = ["jackd", "-n", self.name, "--no-realtime", "-S"]
+        driver = ["-d", "dummy", "-r", str(self.rate), "-p", str(self.period)]
         self.proc = subprocess.Popen(
-            ["jackd", "-n", self.name, "--no-realtime", "-S", "-d", "dummy", "-r", str(self.rate),
-             "-p", str(self.period)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [*server, *driver],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
             preexec_fn=die_with_parent,
-        )  # fmt: skip
+        )
         end = time.monotonic() + 10
         while time.monotonic() < end:
             if self.proc.poll() is not None:
@@ -63,7 +72,7 @@ class JackServer:
             time.sleep(0.1)
         raise RuntimeError("jackd did not come up in 10 s")
 
-    def run(self, args: list[str], **kw) -> subprocess.CompletedProcess:  # noqa: ANN003
+    def run(self, args: list[str], **kw: Any) -> subprocess.CompletedProcess:
         return subprocess.run(args, env=self.env, capture_output=True, text=True, **kw)
 
     def ports(self) -> list[str]:
@@ -126,7 +135,7 @@ class Listener:
         ports = self.midi.get_ports()
         self.midi.open_port(ports.index(source), name="in")
 
-    def _on(self, event, data) -> None:  # noqa: ANN001
+    def _on(self, event: tuple[list[int], float], data: object) -> None:
         self.received.append((time.perf_counter_ns(), list(event[0])))
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from live.taxonomy import CLASSES
 from live.transport import Transport
 
 PERIOD = 20_833_320  # ns per MIDI clock, ~120 BPM
+#: What ``on_emit`` recorded of a window: channel, bar, roll, probabilities.
+Emitted = tuple[int, int, np.ndarray, np.ndarray]
 
 
 class Recorder:
@@ -24,7 +27,7 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list = []
 
-    def send_message(self, *args) -> None:  # noqa: ANN002
+    def send_message(self, *args: Any) -> None:
         self.sent.append(args[0] if len(args) == 1 else args)
 
 
@@ -45,7 +48,9 @@ def model() -> Model:
     return Model()  # the shipped bundle
 
 
-def make(model, **kw):  # noqa: ANN001, ANN003, ANN201
+def make(
+    model: Model | CountingModel, **kw: Any
+) -> tuple[Daemon, Recorder, Recorder, list[list[Emitted]]]:
     engine = WindowEngine(FixedMeter(4, 4), channels=kw.pop("channels", range(1, 17)))
     transport = Transport(engine, say=lambda m: None)
     midi, osc = Recorder(), Recorder()
@@ -67,7 +72,9 @@ def make(model, **kw):  # noqa: ANN001, ANN003, ANN201
     return d, midi, osc, emitted
 
 
-def song_messages(channels=(1,), bars: int = 4, seed: int = 0) -> list[tuple[int, list[int]]]:  # noqa: ANN001
+def song_messages(
+    channels: tuple[int, ...] = (1,), bars: int = 4, seed: int = 0
+) -> list[tuple[int, list[int]]]:
     """Start, clocks for ``bars`` bars, and a note every eighth on each channel."""
     rng = np.random.default_rng(seed)
     out = [(0, [0xFA])]
@@ -82,7 +89,9 @@ def song_messages(channels=(1,), bars: int = 4, seed: int = 0) -> list[tuple[int
     return sorted(out, key=lambda e: e[0])
 
 
-def run(d: Daemon, messages, expect_batches: int, timeout: float = 10.0) -> None:  # noqa: ANN001
+def run(
+    d: Daemon, messages: list[tuple[int, list[int]]], expect_batches: int, timeout: float = 10.0
+) -> None:
     t0 = time.perf_counter_ns()
     d.start()
     for t, m in messages:
@@ -160,14 +169,13 @@ def test_a_failing_model_call_is_counted_and_the_worker_goes_on(model: Model) ->
 
 def test_a_vanished_output_port_is_counted(model: Model) -> None:
     class Broken:
-        def send_message(self, message) -> None:  # noqa: ANN001
+        def send_message(self, message: list[int]) -> None:
             raise OSError("port closed")
 
     engine = WindowEngine(FixedMeter())
     d = Daemon(model, engine, Transport(engine, say=lambda m: None), midi_out=Broken())
     run(d, song_messages(bars=2), expect_batches=1)
     assert d.stats.send_errors == 1 and d.stats.batches == 1
-
 
 
 def test_the_input_port_is_checked_and_its_counters_reported(model: Model) -> None:
@@ -200,6 +208,7 @@ def test_the_input_port_is_checked_and_its_counters_reported(model: Model) -> No
     assert port.checks >= 1 and port.clock_reads >= 1
     assert d.counters()["reconnects"] == 3
 
+
 MALFORMED = st.one_of(
     st.lists(st.integers(0, 0x7F), min_size=1, max_size=4),  # data bytes without status
     st.tuples(st.sampled_from([0x80, 0x90, 0xB0, 0xE0]), st.integers(0, 127)).map(list),
@@ -229,7 +238,7 @@ def test_fuzz_garbage_changes_no_output(model: Model, garbage: list, seed: int) 
     assert outs[1] == outs[0] and len(outs[0]) == 2 * 2 * 9
 
 
-def _paced(d: Daemon, messages, pause_before: int) -> None:  # noqa: ANN001
+def _paced(d: Daemon, messages: list[tuple[int, list[int]]], pause_before: int) -> None:
     """Feed ``messages`` with their timestamps, pausing (quiet input, real time) before the
     message at index ``pause_before``: what a player does before a bar line."""
     t0 = time.perf_counter_ns()

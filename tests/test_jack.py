@@ -13,7 +13,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -24,17 +26,22 @@ from live.midifile import load_midi, read_song
 from live.model import Model
 from live.replay import NOTE_ON, file_events, replay_windows
 
+if TYPE_CHECKING:
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
 _why = JackServer.available()
 if _why and os.environ.get("CI"):
     pytest.fail(f"CI must run the JACK tests: {_why}", pytrace=False)
 pytestmark = pytest.mark.skipif(_why is not None, reason=f"no JACK server here: {_why}")
 
 BPM = 300
+#: ``kdlive`` run by this interpreter (the console script may belong to another).
+KDLIVE = [sys.executable, "-c", "from live.cli import app; app()"]
 PERIOD_S = 60 / BPM / 24
 
 
 @pytest.fixture(scope="module")
-def jack():  # noqa: ANN201
+def jack() -> Iterator[JackServer]:
     server = JackServer(f"kdtest{os.getpid()}").start()
     saved = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = server.name  # for the rtmidi clients of this process
@@ -50,12 +57,12 @@ class Daemon:
     """``kdlive listen`` in a subprocess, with its log captured."""
 
     def __init__(self, server: JackServer, *args: str, port_name: str = "kdin") -> None:
-        cmd = [sys.executable, "-c", "from live.cli import app; app()", "listen", "--api",
-               "jack", *args]  # fmt: skip
+        cmd = [*KDLIVE, "listen", "--api", "jack", *args]
         if "--port" not in args:
             cmd += ["--virtual", port_name]
-        self.proc = subprocess.Popen(cmd, env=server.env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd, env=server.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         self.wait_for("listening on")
@@ -150,7 +157,7 @@ def cc_groups(received: list[tuple[int, list[int]]]) -> dict[int, list[list[int]
     return out
 
 
-def osc_server(port: int):  # noqa: ANN201
+def osc_server(port: int) -> tuple[ThreadingOSCUDPServer, list[tuple[str, tuple]]]:
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import ThreadingOSCUDPServer
 
@@ -162,7 +169,7 @@ def osc_server(port: int):  # noqa: ANN201
     return server, got
 
 
-def wait_until(cond, timeout: float = 5.0) -> None:  # noqa: ANN001
+def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
     end = time.monotonic() + timeout
     while not cond() and time.monotonic() < end:
         time.sleep(0.05)
@@ -186,8 +193,9 @@ def test_listen_sends_the_replay_classes_as_cc_and_osc(jack: JackServer, tmp_pat
         got = cc_groups(listener.received)
         assert sorted(got) == sorted(want) == [1, 2, 5]
         for ch, probs in want.items():
-            assert got[ch] == [[int(round(x * 127)) for x in p] + [int(p.argmax())]
-                               for p in probs], f"channel {ch}"  # fmt: skip
+            assert got[ch] == [
+                [int(round(x * 127)) for x in p] + [int(p.argmax())] for p in probs
+            ], f"channel {ch}"
         wait_until(lambda: len(osc) >= 2 * n_windows)
         probs_by_ch: dict[int, list] = {}
         for address, args in osc:
@@ -216,8 +224,17 @@ def test_garbage_on_the_wire_changes_nothing(jack: JackServer, tmp_path: Path) -
     and sends the same CC as for the clean performance."""
     path = song(tmp_path)
     want = expected(path)
-    garbage = [[0x45, 0x10], [0x90, 60], [0xF0, 0x01, 0x02], [0xF4], [0xF5, 1, 2], [0xFD],
-               [0xF0, 0x01, 0x90, 0x40], [0xF7], [0x99, 0x99, 0x99]]  # fmt: skip
+    garbage = [
+        [0x45, 0x10],
+        [0x90, 60],
+        [0xF0, 0x01, 0x02],
+        [0xF4],
+        [0xF5, 1, 2],
+        [0xFD],
+        [0xF0, 0x01, 0x90, 0x40],
+        [0xF7],
+        [0x99, 0x99, 0x99],
+    ]
     daemon = Daemon(jack, "--stats", "1")
     listener = Listener(":kdlive out", jack)
     player = Player(":kdin", jack)
@@ -227,8 +244,7 @@ def test_garbage_on_the_wire_changes_nothing(jack: JackServer, tmp_path: Path) -
         wait_until(lambda: len(listener.received) >= 9 * n_windows)
         got = cc_groups(listener.received)
         for ch, probs in want.items():
-            assert got[ch] == [[int(round(x * 127)) for x in p] + [int(p.argmax())]
-                               for p in probs]  # fmt: skip
+            assert got[ch] == [[int(round(x * 127)) for x in p] + [int(p.argmax())] for p in probs]
         time.sleep(1.2)  # one more stats line
     finally:
         player.close()
@@ -249,14 +265,17 @@ def test_follows_jack_midi_clock_and_jack_transport(jack: JackServer, tmp_path: 
         pytest.skip("jack_midi_clock is not installed (apt-get install jack-midi-clock)")
     daemon = Daemon(jack, "--stats", "0.5", "--channels", "3")
     target = jack.wait_port(":kdin")
-    clock = subprocess.Popen(["jack_midi_clock", "-b", "180", "-B", "-J", "5", target],
-                             env=jack.env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)  # fmt: skip
+    clock = subprocess.Popen(
+        ["jack_midi_clock", "-b", "180", "-B", "-J", "5", target],
+        env=jack.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     listener = Listener(":kdlive out", jack)
     player = Player(":kdin", jack, name="notes")
     try:
-        jack.wait_port("jack_midi_clock:mclk_out", timeout=10) if any(
-            "jack_midi_clock" in p for p in jack.ports()) else None  # fmt: skip
+        if any("jack_midi_clock" in p for p in jack.ports()):
+            jack.wait_port("jack_midi_clock:mclk_out", timeout=10)
         time.sleep(0.5)
         jack.run(["jack_transport"], input="locate 0\nplay\nquit\n", timeout=10)
         t_end = time.monotonic() + 4.0  # 2 bars at 180 BPM = 2.67 s
@@ -315,13 +334,19 @@ def test_reconnects_when_the_input_port_comes_back(jack: JackServer, tmp_path: P
 
 
 def test_missing_port_and_bad_bundle_are_one_line(jack: JackServer, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-c", "from live.cli import app; app()", "listen", "--api", "jack"]
-    r = subprocess.run([*cmd, "--port", "no-such-port"], env=jack.env, capture_output=True,
-                       text=True, timeout=60)  # fmt: skip
+    cmd = [*KDLIVE, "listen", "--api", "jack"]
+    r = subprocess.run(
+        [*cmd, "--port", "no-such-port"], env=jack.env, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 1 and "no MIDI input port matches 'no-such-port'" in r.stderr
     assert "Traceback" not in r.stderr
-    r = subprocess.run([*cmd, "--virtual", "x", "--model", str(tmp_path)], env=jack.env,
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    r = subprocess.run(
+        [*cmd, "--virtual", "x", "--model", str(tmp_path)],
+        env=jack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1 and "not a kdlive bundle" in r.stderr
     assert len([x for x in r.stderr.splitlines() if x.strip()]) == 1
 
@@ -329,16 +354,21 @@ def test_missing_port_and_bad_bundle_are_one_line(jack: JackServer, tmp_path: Pa
 def test_ports_lists_jack_ports(jack: JackServer) -> None:
     daemon = Daemon(jack)
     try:
-        r = subprocess.run([sys.executable, "-c", "from live.cli import app; app()", "ports",
-                            "--api", "jack"], env=jack.env, capture_output=True, text=True,
-                           timeout=60)  # fmt: skip
+        r = subprocess.run(
+            [*KDLIVE, "ports", "--api", "jack"],
+            env=jack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0 and "kdlive:kdlive out" in r.stdout and "kdlive:kdin" in r.stdout
     finally:
         daemon.stop()
 
 
-def test_jack_xruns_are_counted_and_reported(jack: JackServer, caplog: pytest.LogCaptureFixture,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_jack_xruns_are_counted_and_reported(
+    jack: JackServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A client that overruns its cycle makes JACK report an xrun: the daemon's input counts
     it, and its next check logs one warning that says what to do."""
     import jack as jackclient
