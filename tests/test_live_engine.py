@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from conftest import Track, melody, write_song
 from live.engine import LIVE_TICKS_PER_QUARTER, FixedMeter, GridBars, WindowEngine
-from live.midifile import load_midi, read_song
+from live.midifile import Song, load_midi, read_song
 from live.replay import replay_windows
 from live.transport import NS, Transport, classify
 from live.windows import cut_windows
@@ -129,7 +129,7 @@ def test_replay_of_the_demo_corpus_equals_training(demo_files: list[Path]) -> No
     assert checked > 1000
 
 
-def offline_parts(song, hop: int) -> dict:  # noqa: ANN001
+def offline_parts(song: Song, hop: int) -> dict[tuple[int, int], bytes]:
     out = {}
     for p in song.parts:
         for w in cut_windows(p, song.bars, song.ticks_per_beat, hop_bars=hop):
@@ -141,8 +141,9 @@ def offline_parts(song, hop: int) -> dict:  # noqa: ANN001
 def demo_files() -> list[Path]:
     import os
 
-    from train.collection import find_midi_files
-    from train.data import DataError, demo_dirs
+    from train.data.build import demo_dirs
+    from train.data.collection import find_midi_files
+    from train.errors import DataError
 
     try:
         files = find_midi_files(demo_dirs())
@@ -201,7 +202,7 @@ def play(
     return out, transport
 
 
-def _song(tmp_path: Path, meter=(4, 4), seed: int = 0) -> Path:  # noqa: ANN001
+def _song(tmp_path: Path, meter: tuple[int, int] = (4, 4), seed: int = 0) -> Path:
     tracks = [
         Track("a", 0, 0, melody(8, seed=seed, step=0.5)),
         Track("b", 33, 1, melody(8, low=36, seed=seed + 1, step=1.0)),
@@ -211,7 +212,7 @@ def _song(tmp_path: Path, meter=(4, 4), seed: int = 0) -> Path:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("meter", [(4, 4), (3, 4), (6, 8)])
-def test_clocked_transport_equals_offline(tmp_path: Path, meter) -> None:  # noqa: ANN001
+def test_clocked_transport_equals_offline(tmp_path: Path, meter: tuple[int, int]) -> None:
     path = _song(tmp_path, meter)
     live, transport = play(path)
     assert live == offline(path)
@@ -330,6 +331,38 @@ def test_song_position_pointer_relocates() -> None:
     closed, t = _clocks(tr, 192, t)
     assert [w.bar for w in closed] == [4]
     assert engine.counters.relocations == 1
+
+
+@pytest.mark.parametrize(("hop", "first_bar"), [(1, 3), (2, 4)])
+def test_song_position_pointer_mid_bar_starts_at_the_first_whole_window(
+    hop: int, first_bar: int
+) -> None:
+    """SPP into the middle of a bar (bar 2, beat 3 of 4/4; bars 0-based): the part of that bar
+    is never a window. The first window starts on the next bar line (on the hop grid), and its
+    roll holds the notes from that bar line on, at their steps: not the bar the SPP landed
+    in, and not a window that starts where the SPP put the song."""
+    engine = WindowEngine(FixedMeter(4, 4), hop_bars=hop, max_note_bars=0)
+    tr = Transport(engine, say=lambda m: None)
+    spp_clock = 2 * 96 + 2 * 24  # bar 2, beat 3: sixteenth 40
+    tr.handle(0, [0xF2, 40, 0])
+    tr.handle(1, [0xFB])
+    closed: list[tuple[int, int, np.ndarray]] = []  # bar, start tick, roll
+    t = 1
+    # From the SPP on, one note per beat (pitch 60 + beats since the SPP), an eighth long.
+    for clock in range(spp_clock, 6 * 96 + 12):
+        t += PERIOD
+        # The first clock after Continue is the SPP's position itself.
+        closed += [(w.bar, w.start, w.roll.copy()) for w in tr.handle(t, [0xF8])]
+        if clock % 24 == 0:
+            tr.handle(t, [0x90, 60 + (clock - spp_clock) // 24, 100])
+        elif clock % 24 == 12:
+            tr.handle(t, [0x80, 60 + (clock - 12 - spp_clock) // 24, 0])
+    bar, start, roll = closed[0]
+    assert (bar, start) == (first_bar, first_bar * FixedMeter().bar_ticks)
+    want = np.zeros((128, 16), np.uint8)
+    for beat in range(4 * first_bar, 4 * first_bar + 8):
+        want[60 + beat - spp_clock // 24, 2 * (beat - 4 * first_bar)] = 1
+    np.testing.assert_array_equal(roll, want)
 
 
 def test_tempo_follows_the_clock_and_its_changes() -> None:
