@@ -1,7 +1,8 @@
 """`kdlive`: the live side's command line, thin over live's Python API.
 
 ``kdlive --help`` must be instant, so this module imports typer and nothing heavy: numpy, mido,
-the model, the engine and the ports are imported inside the commands that use them.
+the model and the engine are imported inside the commands that use them (and the port modules
+import rtmidi and JACK only when they open a port).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,11 +20,11 @@ import typer
 
 from live.console import clean_errors, fail
 from live.errors import LiveError
-from live.ports import API_NAMES
+from live.inbox import Inbox
+from live.ports import API_NAMES, open_io
+from live.taxonomy import CLASSES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import numpy as np
     import numpy.typing as npt
     from pythonosc.udp_client import SimpleUDPClient
@@ -86,10 +89,7 @@ def ports(api: ApiOpt = None) -> None:
 @app.command()
 def contract() -> None:
     """Print the input contract: window, grid, classes and audio features."""
-    from dataclasses import asdict
-
     from live.contract import CONTRACT_VERSION, MEL, WINDOW
-    from live.taxonomy import CLASSES
 
     info = {
         "contract_version": CONTRACT_VERSION,
@@ -247,9 +247,7 @@ def listen(
     """Listen to a MIDI port; per channel and 2-bar window, send the instrument as CC and OSC."""
     from live.daemon import Daemon, OutputMap
     from live.engine import FixedMeter, WindowEngine
-    from live.inbox import Inbox
     from live.listen import run_until_signal
-    from live.ports import open_io
     from live.transport import Transport
 
     logging.basicConfig(
