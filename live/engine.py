@@ -375,16 +375,8 @@ class WindowEngine:
         if not pitches:
             return []
         flat = rolls.reshape(-1, self.spec.n_steps)
-        valid = window_roll(
-            np.concatenate(pitches),
-            np.concatenate(starts),
-            np.concatenate(ends),
-            t0,
-            t1,
-            self.step_ticks,
-            flat,
-            self._all,
-        )
+        notes = (np.concatenate(pitches), np.concatenate(starts), np.concatenate(ends))
+        valid = window_roll(*notes, t0, t1, self.step_ticks, flat, self._all)
         out = self._nonempty(rolls, start_bar, t0, t1, valid)
         self._last_empty = len(pitches) - len(out)
         if count:
