@@ -12,7 +12,7 @@ Usage::
    ``done=0`` call) and ends at its last (``done == total``). What lies outside the two stages
    (planning, the Slakh scan, the summary) counts in the total only.
 3. The reference: every stem the pipeline kept (its ``MIDI/Snn.mid``, with the soundfont named
-   in ``metadata.yaml``) rendered again with exactly :func:`train.render.fluidsynth_command`
+   in ``metadata.yaml``) rendered again with exactly :func:`train.data.render.fluidsynth_command`
    into a throw-away raw file, ``--workers`` FluidSynth processes at a time, longest stem first
    (the best schedule FluidSynth alone can get, so the ratio is not flattered). The pipeline
    itself may render in-process through libfluidsynth; ``pipeline.renderer`` says which.
@@ -30,7 +30,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import shlex
 import shutil
@@ -44,10 +43,12 @@ from pathlib import Path
 import soundfile
 import yaml
 
-from train import collection
-from train.data import DataConfig, build
-from train.render import fluidsynth_command, fluidsynth_path
-from train.soundfonts import find_soundfonts
+from export.bench import machine
+from train.config import DataConfig
+from train.data import collection
+from train.data.build import build
+from train.data.render import fluidsynth_command, fluidsynth_path
+from train.data.soundfonts import find_soundfonts
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpora" / "lakhlike-pop-9490.tar.xz"
@@ -274,7 +275,7 @@ def _report(
             "failures": reference["failures"],
             "processes": args.workers,
             "order": "longest stem first",
-            "command": "train.render.fluidsynth_command (the fluidsynth program)",
+            "command": "train.data.render.fluidsynth_command (the fluidsynth program)",
             "cpu": reference["cpu"],
         },
         "ratio_pipeline_over_fluidsynth": round(pipe_rate / fs_rate, 3),
@@ -311,7 +312,7 @@ def _report(
             "sample": [p.name for p in sample],
         },
         "workers": args.workers,
-        "machine": _machine(),
+        "machine": machine(),
         "fluidsynth_version": _fluidsynth_version(),
         "git_commit": _git_commit(),
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -322,9 +323,9 @@ def _report(
 
 
 def _renderer() -> str:
-    """What :func:`train.render.render` uses here (libfluidsynth in-process, or the program)."""
+    """What :func:`train.data.render.render` uses here (libfluidsynth or the program)."""
     try:
-        from train import fluid
+        from train.data import fluid
     except ImportError:
         return "fluidsynth program"
     if os.environ.get("KDLIVE_FLUIDSYNTH") == "program" or fluid.library() is None:
@@ -365,25 +366,6 @@ def _jsonl(path: Path) -> list[dict]:
 
 def _maxrss_mib(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
-
-
-def _machine() -> dict:
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "platform": platform.platform(),
-        "processor": model,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "python": platform.python_version(),
-    }
 
 
 def _fluidsynth_version() -> str:

@@ -19,21 +19,31 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import onnxruntime
+import torch
 
-from export.onnx import random_rolls
-from live.bundle import read_bundle
-from live.model import BackendError, Model
+from export.onnx import export_onnx, random_rolls
+from live.bundle import MANIFEST_NAME, ONNX_NAME, make_manifest, read_bundle
+from live.contract import WINDOW
+from live.errors import BackendError
+from live.model import Model
+from train.files import atomic_write
+from train.models import build_student, count_macs, count_params, model_from_description
 
 GOAL_P99_MS = 0.2
 GOAL_RATIO = 5.0
 BATCHES = (1, 16)
 
 
-def time_calls(fn, x: np.ndarray, *, iters: int, warmup: int) -> dict:  # noqa: ANN001
+def time_calls(
+    fn: Callable[[np.ndarray], object], x: np.ndarray, *, iters: int, warmup: int
+) -> dict:
     """Latency statistics (ms) of ``fn(x)`` over ``iters`` timed calls after ``warmup``."""
     for _ in range(warmup):
         fn(x)
@@ -79,13 +89,6 @@ def bench_bundle(
 
 def paper_student_bundle(folder: Path) -> Path:
     """A bundle holding an untrained ``paper``-preset student (for timing only)."""
-    import torch
-
-    from export.onnx import export_onnx
-    from live.bundle import MANIFEST_NAME, ONNX_NAME, make_manifest
-    from live.contract import WINDOW
-    from train.models import build_student, count_macs, count_params
-
     torch.manual_seed(0)
     model = build_student("paper").eval()
     folder.mkdir(parents=True, exist_ok=True)
@@ -102,26 +105,20 @@ def paper_student_bundle(folder: Path) -> Path:
         metrics={},
         source="train.models.build_student('paper')",
     )
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
+    atomic_write(folder / MANIFEST_NAME, json.dumps(manifest))
     return folder
 
 
 def torch_cuda_reference(bundle_dir: Path, iters: int = 2000) -> dict | None:
     """The student's latency in PyTorch on the GPU, timed with CUDA events (None without one)."""
-    try:
-        import torch
-    except ImportError:
-        return None
     if not torch.cuda.is_available():
         return None
-    from train.models import model_from_description
-
     bundle = read_bundle(bundle_dir)
     desc = bundle.manifest.get("model", {}).get("description")
     if desc is None:
         return None
     model = model_from_description(desc).eval().cuda()  # weights do not change the speed
-    out = {"device": torch.cuda.get_device_name(0)}
+    out: dict[str, Any] = {"device": torch.cuda.get_device_name(0)}
     for b in BATCHES:
         x = torch.from_numpy(random_rolls(b, seed=3)).cuda()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -145,8 +142,7 @@ def torch_cuda_reference(bundle_dir: Path, iters: int = 2000) -> dict | None:
 
 
 def machine() -> dict:
-    import onnxruntime
-
+    """What the figures were measured on: CPU model and cores, platform, versions, load."""
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -158,6 +154,7 @@ def machine() -> dict:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(),
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
@@ -171,8 +168,8 @@ def run_bench(
     threads: int = 1,
     iters: int = 3000,
     paper: bool = True,
-    say=lambda msg: None,
-) -> dict:  # noqa: ANN001
+    say: Callable[[str], None] = print,
+) -> dict:
     """The whole benchmark as one JSON-able dict (see the module docstring)."""
     bundle = read_bundle(bundle_dir)
     result: dict = {

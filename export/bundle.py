@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -11,9 +13,14 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from export.onnx import OPSET, ExportError, export_onnx, gauntlet, replace_dir
+from export.errors import ExportError
+from export.onnx import OPSET, export_onnx, gauntlet
 from live.bundle import MANIFEST_NAME, ONNX_NAME, Bundle, make_manifest, read_bundle
 from live.contract import WINDOW
+from train import checkpoints
+from train.data.store import WindowStore
+from train.files import replace_dir
+from train.models import count_macs, count_params
 
 #: Real test windows the gauntlet compares on (evenly spaced over the test split).
 REAL_WINDOWS = 2000
@@ -39,11 +46,10 @@ def resolve_checkpoint(source: Path, which: str = "kdic") -> tuple[Path, Path | 
 
 
 def load_student(ckpt: Path) -> tuple[torch.nn.Module, dict]:
-    from train.pipeline import load_model
-
+    """The student of checkpoint ``ckpt`` (eval mode) and the checkpoint's content."""
     try:
-        blob = torch.load(ckpt, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 (torch raises many kinds for a bad file)
+        blob = checkpoints.load(ckpt)
+    except Exception as exc:
         raise ExportError(f"{ckpt} is not a readable checkpoint ({exc})") from None
     if not isinstance(blob, dict) or "description" not in blob:
         raise ExportError(f"{ckpt} is not a kdlive checkpoint (no model description)")
@@ -51,13 +57,11 @@ def load_student(ckpt: Path) -> tuple[torch.nn.Module, dict]:
         raise ExportError(
             f"{ckpt} holds a {blob.get('role')}, not a student: export nic.pt or kdic.pt"
         )
-    return load_model(ckpt).eval(), blob
+    return checkpoints.model_from_checkpoint(blob), blob
 
 
 def test_rolls(blob: dict, limit: int = REAL_WINDOWS) -> npt.NDArray[np.float32] | None:
     """Real test-split windows of the checkpoint's data set, if that data is still on disk."""
-    from train.store import WindowStore
-
     out = ((blob.get("config") or {}).get("data") or {}).get("out")
     folder = Path(out) / "windows" if out else None
     if folder is None or not (folder / "index.csv").exists():
@@ -71,16 +75,14 @@ def test_rolls(blob: dict, limit: int = REAL_WINDOWS) -> npt.NDArray[np.float32]
 
 
 def write_bundle(
-    source: Path, out: Path, *, which: str = "kdic", say=lambda msg: None
-) -> tuple[Bundle, dict]:  # noqa: ANN001
+    source: Path, out: Path, *, which: str = "kdic", say: Callable[[str], None] | None = None
+) -> tuple[Bundle, dict]:
     """Export ``source``'s student to the bundle folder ``out``, replacing it only if the
     gauntlet passes. Returns the bundle and the gauntlet report."""
-    from train.models import count_macs, count_params
-
     ckpt, run = resolve_checkpoint(source, which)
     model, blob = load_student(ckpt)
     real = test_rolls(blob)
-    say(
+    (say or _quiet)(
         f"{ckpt}: {count_params(model):,} parameters; gauntlet on "
         f"{0 if real is None else len(real)} real test windows + random rolls"
     )
@@ -120,11 +122,13 @@ def write_bundle(
         read_bundle(tmp)  # the reader accepts what the writer wrote
         replace_dir(tmp, out)
     except BaseException:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return read_bundle(out), report.to_json()
+
+
+def _quiet(message: str) -> None:
+    pass
 
 
 def _run_results(run: Path | None, which: str) -> tuple[dict, dict]:
@@ -141,5 +145,5 @@ def _run_results(run: Path | None, which: str) -> tuple[dict, dict]:
 
 
 def _student_preset(model: dict) -> str:
-    """The preset the exported student was built from (``student_preset`` when it was set)."""
+    """The preset the exported student was built from (older runs could name another)."""
     return str(model.get("student_preset") or model.get("preset", "unknown"))

@@ -7,12 +7,13 @@ status 1, no traceback).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
+
+from live.console import clean_errors
 
 app = typer.Typer(
     help="Export a trained kdlive student.", no_args_is_help=True, add_completion=False
@@ -28,19 +29,6 @@ def _say(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
-@contextmanager
-def _clean_errors() -> Iterator[None]:
-    """Known errors -> one red line and exit 1."""
-    from export.errors import ExportError
-    from live.errors import LiveError
-
-    try:
-        yield
-    except (ExportError, LiveError, FileNotFoundError) as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
-
-
 @app.command()
 def bundle(
     source: Annotated[Path, typer.Argument(help="Run folder (its kdic.pt) or student checkpoint.")],
@@ -52,7 +40,7 @@ def bundle(
     """Export a student to ONNX, run the parity gauntlet, and write the bundle."""
     if student not in ("kdic", "nic"):
         raise typer.BadParameter("--student must be kdic or nic")
-    with _clean_errors():
+    with clean_errors():
         from export.bundle import write_bundle
 
         b, report = write_bundle(source, out, which=student, say=_say)
@@ -65,9 +53,10 @@ def bundle(
 @app.command()
 def check(bundle_dir: Annotated[Path, typer.Argument(metavar="BUNDLE")]) -> None:
     """Check a bundle (manifest, hash, classes) and load it on every backend available."""
-    with _clean_errors():
+    with clean_errors():
         from live.bundle import read_bundle
-        from live.model import BackendError, Model
+        from live.errors import BackendError
+        from live.model import Model
 
         b = read_bundle(bundle_dir)
         typer.echo(
@@ -91,7 +80,7 @@ def tensorrt(
     ] = 16,
 ) -> None:
     """Build a TensorRT engine for this GPU into BUNDLE/engines/ (verified before it is kept)."""
-    with _clean_errors():
+    with clean_errors():
         from export.tensorrt import build_engine
 
         path = build_engine(bundle_dir, fp16=fp16, max_batch=max_batch, say=_say)
@@ -102,7 +91,7 @@ def tensorrt(
 def bench(
     bundle_dir: Annotated[Path, typer.Argument(metavar="BUNDLE")],
     json_path: Annotated[
-        Optional[Path],  # noqa: UP045 (typer needs Optional)
+        Path | None,
         typer.Option("--json", help="Write the results here as JSON."),
     ] = None,
     threads: Annotated[int, typer.Option(help="ONNX Runtime CPU threads.")] = 1,
@@ -114,7 +103,7 @@ def bench(
     ] = True,
 ) -> None:
     """Latency per backend at batch 1 and 16 (p50, p99, max), beside the paper's student."""
-    with _clean_errors():
+    with clean_errors():
         from export.bench import run_bench
 
         result = run_bench(bundle_dir, threads=threads, iters=iters, paper=paper, say=_say)

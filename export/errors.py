@@ -1,5 +1,7 @@
 """Errors of ``export``, importable without torch."""
 
+from live.errors import KdliveError
 
-class ExportError(Exception):
+
+class ExportError(KdliveError):
     """The exported model is not faithful to the original, or cannot run where it must."""

@@ -9,20 +9,19 @@ The gauntlet (:func:`gauntlet`) checks, in order:
    ``tol`` (1e-4) and its argmax is identical everywhere;
 4. every operator in the graph is one TensorRT's ONNX parser supports.
 
-:func:`export_checked` writes nothing at the destination unless all of it passes.
+:func:`export.bundle.write_bundle` writes nothing at the destination unless all of it passes.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import onnx
+import onnxruntime as ort
 import torch
 
 from export.errors import ExportError
@@ -93,9 +92,6 @@ def gauntlet(
     seed: int = 0,
 ) -> GauntletReport:
     """Check ``onnx_path`` against ``model``; raises :class:`ExportError` on any failure."""
-    import onnx
-    import onnxruntime as ort
-
     report = GauntletReport(tolerance=tol)
     if model.training:
         raise ExportError("the model is in training mode: call model.eval() before exporting")
@@ -145,7 +141,7 @@ def gauntlet(
     return report
 
 
-def _check_io(proto) -> None:  # noqa: ANN001
+def _check_io(proto: onnx.ModelProto) -> None:
     inputs = [
         i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}
     ]
@@ -164,17 +160,3 @@ def _check_io(proto) -> None:  # noqa: ANN001
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim[1:]]
     if tuple(dims) != WINDOW.input_shape:
         raise ExportError(f"input shape {dims}, the contract's is {list(WINDOW.input_shape)}")
-
-
-def replace_dir(src: Path, dest: Path) -> None:
-    """Put the finished folder ``src`` at ``dest``, replacing what was there, so that a reader
-    never sees a half-written bundle (the old one is moved aside, then deleted)."""
-    dest = Path(dest)
-    os.chmod(src, 0o755)  # mkdtemp made it private; a bundle is meant to be shared
-    old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        os.replace(dest, old / dest.name)
-    os.replace(src, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -10,15 +10,17 @@ gauntlet's windows (tolerance 1e-3 in fp32, 5e-2 in fp16, argmax agreement >= 99
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from export.onnx import ExportError, random_rolls
+from export.errors import ExportError
+from export.onnx import random_rolls
 from live.bundle import read_bundle
 from live.contract import WINDOW
-from live.trt import TrtRunner, _tensorrt, current_gpu, engine_stem
+from live.trt import TrtRunner, current_gpu, engine_stem, tensorrt_module
+from train.files import atomic_write
 
 TIMING_CACHE = "timing.cache"
 
@@ -29,13 +31,13 @@ def build_engine(
     fp16: bool = False,
     max_batch: int = 16,
     workspace_mib: int = 256,
-    say=lambda msg: None,
-) -> Path:  # noqa: ANN001
+    say: Callable[[str], None] = print,
+) -> Path:
     """Build, verify and save the engine; returns its path inside ``BUNDLE/engines/``."""
     if max_batch < 1:
         raise ExportError("--max-batch must be at least 1")
     bundle = read_bundle(bundle_dir)
-    trt = _tensorrt()
+    trt = tensorrt_module()
     gpu = current_gpu()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -67,8 +69,6 @@ def build_engine(
         raise ExportError("TensorRT failed to build the engine (see its log above)")
     stem = engine_stem(gpu, trt.__version__, fp16)
     path = bundle.engine_dir / f"{stem}.engine"
-    tmp = path.with_suffix(".engine.tmp")
-    tmp.write_bytes(bytes(serialized))
     meta = {
         "gpu": gpu.name,
         "compute_capability": f"{gpu.major}.{gpu.minor}",
@@ -78,19 +78,17 @@ def build_engine(
         "onnx_sha256": bundle.manifest["onnx"]["sha256"],
     }
     meta_path = path.with_suffix(".json")
-    tmp_meta = meta_path.with_suffix(".json.tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=1))
-    # Verify from the files, as the daemon will load them, before they take the real names.
-    os.replace(tmp, path)
-    os.replace(tmp_meta, meta_path)
+    # Verify from the files, as the daemon will load them; a failed engine is removed.
+    atomic_write(path, bytes(serialized))
+    atomic_write(meta_path, json.dumps(meta, indent=1))
     try:
         meta["verification"] = verify_engine(bundle_dir, path, fp16=fp16)
     except BaseException:
         path.unlink(missing_ok=True)
         meta_path.unlink(missing_ok=True)
         raise
-    meta_path.write_text(json.dumps(meta, indent=1))
-    cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    atomic_write(meta_path, json.dumps(meta, indent=1))
+    atomic_write(cache_path, bytes(config.get_timing_cache().serialize()))
     return path
 
 

@@ -18,4 +18,4 @@ ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh Size Slice Softmax So
 SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Unsqueeze
 Upsample Where Xor
 """
-TENSORRT_ONNX_OPS = frozenset(_OPS.split())  # noqa: SIM905 (a table, kept readable)
+TENSORRT_ONNX_OPS = frozenset(_OPS.split())

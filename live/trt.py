@@ -52,7 +52,8 @@ def _cudart() -> ModuleType:
     return cudart
 
 
-def _tensorrt() -> ModuleType:
+def tensorrt_module() -> ModuleType:
+    """The `tensorrt` module, or :class:`BackendError` saying how to install it."""
     try:
         import tensorrt
     except ImportError:
@@ -100,7 +101,7 @@ def matching_engine(bundle: Bundle) -> Path:
             f"{bundle.dir} has no TensorRT engine: build one on this machine "
             f"with `kdexport tensorrt {bundle.dir}`"
         )
-    trt = _tensorrt()
+    trt = tensorrt_module()
     gpu = current_gpu()
     for fp16 in (True, False):
         path = bundle.engine_dir / (engine_stem(gpu, trt.__version__, fp16) + ".engine")
@@ -122,7 +123,7 @@ class TrtRunner:
     name = "tensorrt"
 
     def __init__(self, engine_path: Path, bundle: Bundle) -> None:
-        trt, self.cudart = _tensorrt(), _cudart()
+        trt, self.cudart = tensorrt_module(), _cudart()
         meta = json.loads(engine_path.with_suffix(".json").read_text())
         self.max_batch = int(meta["max_batch"])
         logger = trt.Logger(trt.Logger.WARNING)

@@ -70,7 +70,7 @@ def test_kdexport_exists() -> None:
 
 
 def test_missing_soundfont_says_what_to_do(tmp_path: Path, monkeypatch) -> None:
-    from train import soundfonts
+    from train.data import soundfonts
 
     monkeypatch.setattr(soundfonts, "SEARCH_DIRS", (str(tmp_path),))
     monkeypatch.setattr(soundfonts, "_pretty_midi_soundfont", lambda: [])
@@ -81,7 +81,7 @@ def test_missing_soundfont_says_what_to_do(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_soundfonts_found_once_each() -> None:
-    from train.soundfonts import find_soundfonts
+    from train.data.soundfonts import find_soundfonts
 
     found = find_soundfonts()
     assert len({p.resolve() for p in found}) == len(found)

@@ -13,10 +13,11 @@ import yaml
 from conftest import TIMGM, Track, melody, write_song
 from live.midifile import load_midi, read_song
 from live.windows import cut_windows
-from train import collection
-from train.data import DataConfig, build
-from train.stems import stem_part
-from train.store import StoreWriter, WindowStore
+from train.config import DataConfig
+from train.data import collection
+from train.data.build import build
+from train.data.stems import stem_part
+from train.data.store import StoreWriter, WindowStore
 
 pytestmark = pytest.mark.fluidsynth
 
@@ -159,3 +160,28 @@ def test_limit_songs_and_a_new_file_keep_track_numbers(fluidsynth: str, tmp_path
     manifest = json.loads((out / "slakh" / "manifest.json").read_text())
     _build(folder, out)
     assert json.loads((out / "slakh" / "manifest.json").read_text()).items() >= manifest.items()
+
+
+def test_songs_split_80_10_10_by_their_content_hash() -> None:
+    """A song's split is a function of its file's sha1 (the same on every machine), and the
+    splits take 80, 10 and 10 percent of the songs."""
+    import hashlib
+    from collections import Counter
+
+    n = 20_000
+    counts = Counter(
+        collection.split_of(hashlib.sha1(str(i).encode()).hexdigest()) for i in range(n)
+    )
+    assert counts["train"] / n == pytest.approx(0.8, abs=0.01)
+    assert counts["validation"] / n == pytest.approx(0.1, abs=0.01)
+    assert counts["test"] / n == pytest.approx(0.1, abs=0.01)
+    # the first 8 hex digits, modulo 10: 0-7 train, 8 validation, 9 test
+    tail = "f" * 32
+    assert [collection.split_of(f"{k:08x}{tail}") for k in (7, 8, 9, 10, 18, 19)] == [
+        "train",
+        "validation",
+        "test",
+        "train",
+        "validation",
+        "test",
+    ]

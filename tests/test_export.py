@@ -19,10 +19,11 @@ from export.cli import app as kdexport
 from export.errors import ExportError
 from export.onnx import export_onnx, gauntlet, random_rolls
 from live.bundle import MANIFEST_NAME, ONNX_NAME, BundleError, read_bundle, sha256_file
-from live.model import BackendError, Model, softmax
+from live.errors import BackendError
+from live.model import Model, softmax
 from live.taxonomy import CLASSES
+from train import checkpoints
 from train.models import build_student, build_teacher
-from train.pipeline import save_model
 
 
 def _checkpoint(path: Path, preset: str = "fast", seed: int = 0, role: str = "student") -> Path:
@@ -33,14 +34,14 @@ def _checkpoint(path: Path, preset: str = "fast", seed: int = 0, role: str = "st
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    save_model(
-        path,
+    blob = checkpoints.checkpoint(
         model.eval(),
         role=role,
         fingerprint="test",
         config={"model": {"preset": preset}},
         history=[],
     )
+    checkpoints.save(blob, path)
     return path
 
 
@@ -80,7 +81,7 @@ def test_bundle_holds_a_checked_manifest(bundle: Path) -> None:
 
 
 def test_live_model_gives_the_same_classes_as_pytorch(ckpt: Path, bundle: Path) -> None:
-    from train.pipeline import load_model
+    from train.checkpoints import load_model
 
     torch_model = load_model(ckpt)
     x = random_rolls(500, seed=11)
@@ -112,7 +113,7 @@ def test_softmax_is_stable() -> None:
 
 
 def test_gauntlet_refuses_a_model_in_training_mode(ckpt: Path, tmp_path: Path) -> None:
-    from train.pipeline import load_model
+    from train.checkpoints import load_model
 
     model = load_model(ckpt)
     export_onnx(model, tmp_path / "m.onnx")
@@ -121,7 +122,7 @@ def test_gauntlet_refuses_a_model_in_training_mode(ckpt: Path, tmp_path: Path) -
 
 
 def test_gauntlet_catches_a_graph_that_differs(ckpt: Path, tmp_path: Path) -> None:
-    from train.pipeline import load_model
+    from train.checkpoints import load_model
 
     model = load_model(ckpt)
     path = tmp_path / "m.onnx"
@@ -153,7 +154,7 @@ def test_nothing_is_written_unless_the_gauntlet_passes(
     out = _fresh_copy(bundle, tmp_path)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    def failing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def failing(*args, **kwargs):
         raise ExportError("ONNX gauntlet failed: simulated")
 
     monkeypatch.setattr("export.bundle.gauntlet", failing)
@@ -283,7 +284,7 @@ def _has_tensorrt() -> bool:
         from live.trt import current_gpu
 
         current_gpu()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     return True
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import SHARED, slakh_stem, write_slakh_track
-from train import slakh
-from train.data import DataConfig, build
+from train.config import DataConfig
+from train.data import slakh
+from train.data.build import build
+from train.data.store import WindowStore
 from train.errors import DataError
-from train.store import WindowStore
 
 FIXTURE = SHARED / "corpora" / "slakh-fixture"
 

@@ -13,7 +13,7 @@ import torch
 
 from live.contract import MEL
 from live.taxonomy import CLASSES
-from train.store import WindowStore
+from train.data.store import WindowStore
 
 LABEL_INDEX = {name: i for i, name in enumerate(CLASSES)}
 

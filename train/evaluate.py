@@ -1,4 +1,4 @@
-"""Test-set metrics of one model run, and their mean and spread over several seeds.
+"""Test-set metrics of a model, and what the teacher's soft targets carry.
 
 The headline figure is macro-F1 (the paper's "macro F-measure", Table 2). It is averaged over
 the classes that occur in the labels being scored: a class with no test window would otherwise
@@ -9,8 +9,6 @@ sklearn is imported inside the functions, so importing this module stays light.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -76,72 +74,6 @@ def _labels_and_predictions(
     return labels.astype(np.int64), scores.argmax(axis=1).astype(np.int64)
 
 
-def summarize_seeds(results: Sequence[dict]) -> dict:
-    """Mean and spread of several runs (seeds) of one model, each an :func:`evaluate` dict.
-
-    The spread is the *sample* standard deviation (``ddof=1``) over runs; with a single run it
-    is 0. Per-class F1 is the mean over the runs where the class was in the test split (None if
-    it never was). The result can be passed to ``train.report.write_report`` as a model entry:
-
-    ``{"macro_f1": mean, "macro_f1_std": std, "accuracy": mean, "accuracy_std": std,
-    "per_class": {class: mean F1 or None}, "n_runs": k, "std_ddof": 1 or 0,
-    "runs_macro_f1": [...], "runs_accuracy": [...], "classes_in_test": [...],
-    "confusion": counts summed over the runs (when every run has one), "n": windows summed,
-    "support": per-class windows summed}``.
-
-    Raises:
-        ValueError: no runs given.
-    """
-    if not results:
-        raise ValueError("summarize_seeds needs at least one run")
-    macro = [float(r["macro_f1"]) for r in results]
-    accuracy = [float(r["accuracy"]) for r in results]
-    summary: dict = {
-        "macro_f1": float(np.mean(macro)),
-        "macro_f1_std": _std(macro),
-        "accuracy": float(np.mean(accuracy)),
-        "accuracy_std": _std(accuracy),
-        "per_class": _mean_per_class(results),
-        "n_runs": len(results),
-        "std_ddof": 1 if len(results) > 1 else 0,
-        "runs_macro_f1": macro,
-        "runs_accuracy": accuracy,
-        "classes_in_test": [
-            c for c in CLASSES if any(c in r.get("classes_in_test", ()) for r in results)
-        ],
-    }
-    summary.update(_pooled_counts(results))
-    return summary
-
-
-def _std(values: Sequence[float]) -> float:
-    """Sample standard deviation (ddof=1); 0 for a single value."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
-def _mean_per_class(results: Sequence[dict]) -> dict[str, float | None]:
-    """Per-class mean F1 over the runs where the class has a score."""
-    means: dict[str, float | None] = {}
-    for name in CLASSES:
-        scores = [
-            r["per_class"][name] for r in results if r.get("per_class", {}).get(name) is not None
-        ]
-        means[name] = float(np.mean(scores)) if scores else None
-    return means
-
-
-def _pooled_counts(results: Sequence[dict]) -> dict:
-    """Confusion, support and n summed over runs, for whichever every run has."""
-    pooled: dict = {}
-    if all("confusion" in r for r in results):
-        pooled["confusion"] = np.sum([np.asarray(r["confusion"]) for r in results], axis=0).tolist()
-    if all("support" in r for r in results):
-        pooled["support"] = {c: int(sum(r["support"].get(c, 0) for r in results)) for c in CLASSES}
-    if all("n" in r for r in results):
-        pooled["n"] = int(sum(r["n"] for r in results))
-    return pooled
-
-
 def soft_targets(
     logits: npt.ArrayLike,
     y_true: npt.ArrayLike,
@@ -172,8 +104,10 @@ def soft_targets(
     labels = np.asarray(y_true)
     scores = np.asarray(logits, dtype=np.float64)
     if scores.shape != (labels.size, N_CLASSES) or labels.size == 0:
-        raise ValueError(f"logits must have shape ({labels.size}, {N_CLASSES}) for {labels.size} "
-                         f"labels, got {scores.shape}")  # fmt: skip
+        raise ValueError(
+            f"logits must have shape ({labels.size}, {N_CLASSES}) for {labels.size} "
+            f"labels, got {scores.shape}"
+        )
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     z = scores / temperature

@@ -1,26 +1,58 @@
 """Files that several processes may share: atomic writes, and one builder per data folder.
 
-Several runs may share one ``--data`` folder (e.g. one per seed, started together). Readers
-must never see half a file, and two builders must never append to the same store.
+Several runs may share one ``--data`` folder (e.g. one per seed, started together), and any run
+may be killed at any moment. Readers must never see half a file, and two builders must never
+append to the same store. Every file the project writes whole goes through :func:`atomic_path`.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary name beside ``path``, then rename: a reader sees the old file or
-    the new one, never a partial one."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary name beside ``path`` to write to; when the block ends without an
+    error, rename it to ``path``, so a reader sees the old file or the new one, never a
+    partial one. On an error the temporary file is removed and ``path`` is untouched."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, content: str | bytes) -> None:
+    """Write ``content`` (text as UTF-8) to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        if isinstance(content, str):
+            tmp.write_text(content, encoding="utf-8")
+        else:
+            tmp.write_bytes(content)
+
+
+def replace_dir(src: Path, dest: Path) -> None:
+    """Put the finished folder ``src`` at ``dest``, replacing what was there, so that a reader
+    never sees a half-written folder (the old one is moved aside, then deleted)."""
+    dest = Path(dest)
+    os.chmod(src, 0o755)  # mkdtemp makes folders private; what we publish is meant to be shared
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.replace(dest, old / dest.name)
+    os.replace(src, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager
@@ -34,8 +66,11 @@ def folder_lock(folder: Path, what: str = "building") -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"{folder}: another kdtrain is {what} here; waiting for it to finish",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"{folder}: another kdtrain is {what} here; waiting for it to finish",
+                file=sys.stderr,
+                flush=True,
+            )
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

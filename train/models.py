@@ -12,7 +12,7 @@ Three presets, built by :func:`build_teacher` and :func:`build_student`:
 
 Every model maps its input ``Tensor[B x 1 x H x W]`` to logits ``Tensor[B x 8]`` (classes in
 :data:`live.taxonomy.CLASSES` order), exposes ``embed(x) -> Tensor[B x D]`` (the penultimate
-representation, for feature-level distillation) and ``embedding_dim`` (D), and remembers its
+representation) and ``embedding_dim`` (D), and remembers its
 constructor arguments: :func:`describe` and :func:`model_from_description` rebuild the same
 architecture from plain JSON, so a checkpoint can carry its own recipe.
 
@@ -31,8 +31,7 @@ from torch import nn
 
 from live.contract import MEL, WINDOW
 from live.taxonomy import N_CLASSES
-
-PRESETS: tuple[str, ...] = ("fast", "paper", "tiny")
+from train.config import PRESETS
 
 #: dB value that the teacher's fixed input scaling maps to 0 (the log-mel floor: silence).
 DB_FLOOR = MEL.top_db_floor
@@ -70,22 +69,6 @@ class PitchCoordinate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x, x * self.coord], dim=1)
-
-
-class BandEmbedding(nn.Module):
-    """Adds a learned offset per channel and pitch band: ``Tensor[B x C x F x T]`` + ``[C x F]``.
-
-    Tells the convolutions after it where on the keyboard they are (bass register or not) at
-    the cost of one broadcast add, where a pitch-coordinate input channel would double the
-    first convolution's work. Starts at zero.
-    """
-
-    def __init__(self, channels: int, bands: int) -> None:
-        super().__init__()
-        self.offset = nn.Parameter(torch.zeros(1, channels, bands, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.offset
 
 
 def conv_bn_relu(
@@ -187,10 +170,17 @@ class PaperCNN(KdModel):
         n_classes: int = N_CLASSES,
     ) -> None:
         super().__init__()
-        self._remember(height=height, width=width, conv1_channels=conv1_channels,
-                       conv2_channels=conv2_channels, kernel_size=kernel_size,
-                       pool_size=pool_size, negative_slope=negative_slope,
-                       normalize_db=normalize_db, n_classes=n_classes)  # fmt: skip
+        self._remember(
+            height=height,
+            width=width,
+            conv1_channels=conv1_channels,
+            conv2_channels=conv2_channels,
+            kernel_size=kernel_size,
+            pool_size=pool_size,
+            negative_slope=negative_slope,
+            normalize_db=normalize_db,
+            n_classes=n_classes,
+        )
         pad = kernel_size // 2
         self.norm = DbToUnit() if normalize_db else nn.Identity()
         self.conv1 = nn.Conv2d(1, conv1_channels, kernel_size, stride=2, padding=pad)
@@ -267,10 +257,6 @@ class TeacherCNN(_PooledCNN):
 
     About 30 M multiply-adds at T = 256 and 61 M at the paper's 528 frames (the paper teacher:
     5.0 G), 230 k parameters.
-
-    ``mel_bands`` (a divisor of ``n_mels``) first averages the mel bins into that many bands: a
-    teacher that hears register, loudness and envelope but little timbre, so that what it knows
-    is closer to what the notes carry (a distillation experiment; None = every bin).
     """
 
     def __init__(
@@ -281,23 +267,15 @@ class TeacherCNN(_PooledCNN):
         hidden: int = 128,
         dropout: float = 0.3,
         n_classes: int = N_CLASSES,
-        mel_bands: int | None = None,
     ) -> None:
         super().__init__()
-        extra = {"mel_bands": mel_bands} if mel_bands else {}  # default: the same description
-        self._remember(n_mels=n_mels, channels=channels, hidden=hidden, dropout=dropout,
-                       n_classes=n_classes, **extra)  # fmt: skip
+        self._remember(
+            n_mels=n_mels, channels=channels, hidden=hidden, dropout=dropout, n_classes=n_classes
+        )
         if len(channels) < 2:
             raise ValueError("TeacherCNN needs at least 2 conv blocks (channels of length >= 2)")
-        layers: list[nn.Module] = [DbToUnit()]
-        bands = n_mels
-        if mel_bands:
-            if mel_bands < 1 or n_mels % mel_bands:
-                raise ValueError(f"mel_bands must divide n_mels ({n_mels}), got {mel_bands}")
-            layers.append(nn.AvgPool2d((n_mels // mel_bands, 1)))
-            bands = mel_bands
-        layers.append(conv_bn_relu(1, channels[0], (3, 3), stride=2))
-        bands = _halve(bands, 3)
+        layers: list[nn.Module] = [DbToUnit(), conv_bn_relu(1, channels[0], (3, 3), stride=2)]
+        bands = _halve(n_mels, 3)
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=False):
             layers += [nn.MaxPool2d((min(2, bands), 2)), conv_bn_relu(c_in, c_out, (3, 3))]
             bands = max(1, bands // 2)
@@ -323,9 +301,9 @@ class StudentCNN(_PooledCNN):
     for latency: about 0.1 ms per window on one CPU thread in ONNX Runtime. The first convolution
     is most of the work: striding it over pitch (the 13-pitch kernel still covers every pitch)
     and pooling 4 pitches by then, plus channel counts that are multiples of 16, are what make
-    it fast. The pitch channel matters: replacing it with a learned per-band offset
-    (``band_embedding``, cheaper) cost 0.01-0.03 macro-F1 on 2 seeds. The stride cost nothing
-    measurable (test macro-F1 over 3 seeds 0.416 +- 0.006 against 0.418 +- 0.015 unstrided).
+    it fast. The pitch channel matters: replacing it with a learned per-band offset (cheaper)
+    cost 0.01-0.03 macro-F1 on 2 seeds. The stride cost nothing measurable (test macro-F1 over
+    3 seeds 0.416 +- 0.006 against 0.418 +- 0.015 unstrided).
     """
 
     def __init__(
@@ -340,18 +318,25 @@ class StudentCNN(_PooledCNN):
         hidden: int = 64,
         dropout: float = 0.3,
         pitch_channel: bool = True,
-        band_embedding: bool = False,
         n_classes: int = N_CLASSES,
     ) -> None:
         super().__init__()
-        self._remember(n_pitches=n_pitches, n_steps=n_steps, channels=channels,
-                       first_kernel=first_kernel, first_stride=first_stride, pools=pools,
-                       hidden=hidden, dropout=dropout,
-                       pitch_channel=pitch_channel, band_embedding=band_embedding,
-                       n_classes=n_classes)  # fmt: skip
+        self._remember(
+            n_pitches=n_pitches,
+            n_steps=n_steps,
+            channels=channels,
+            first_kernel=first_kernel,
+            first_stride=first_stride,
+            pools=pools,
+            hidden=hidden,
+            dropout=dropout,
+            pitch_channel=pitch_channel,
+            n_classes=n_classes,
+        )
         if len(pools) != len(channels):
-            raise ValueError(f"need one pool per conv block: {len(channels)} channels given, "
-                             f"{len(pools)} pools")  # fmt: skip
+            raise ValueError(
+                f"need one pool per conv block: {len(channels)} channels given, {len(pools)} pools"
+            )
         layers: list[nn.Module] = [PitchCoordinate(n_pitches)] if pitch_channel else []
         c_in, bands = (2 if pitch_channel else 1), n_pitches
         for i, (c_out, pool) in enumerate(zip(channels, pools, strict=True)):
@@ -361,8 +346,6 @@ class StudentCNN(_PooledCNN):
             if tuple(pool) != (1, 1):
                 layers.append(nn.MaxPool2d(_pair(pool)))
             c_in, bands = c_out, bands // stride[0] // _pair(pool)[0]
-            if i == 0 and band_embedding:
-                layers.append(BandEmbedding(c_out, bands))
         self._build_head(layers, c_in * bands, hidden, dropout, n_classes)
 
 
@@ -373,30 +356,27 @@ _CLASSES: dict[str, type[KdModel]] = {
 }
 
 
-def build_teacher(preset: str = "fast", *, frames: int, mel_bands: int | None = None) -> KdModel:
+def build_teacher(preset: str = "fast", *, frames: int) -> KdModel:
     """The audio teacher of ``preset`` for log-mel inputs ``[B, 1, 128, frames]`` in dB.
 
     ``paper`` is Table 1 at any ``frames`` (Table 1 itself: ``frames`` = 528); its Dense layer
     has ``frames`` baked in. ``fast`` and ``tiny`` accept any T >= 32 and ignore ``frames``.
-    ``mel_bands``: see :class:`TeacherCNN` (not for ``paper``, which is Table 1 as printed).
     """
-    _check_preset(preset)
     if preset == "paper":
-        if mel_bands:
-            raise ValueError("mel_bands needs the fast or tiny teacher: the paper's is Table 1")
         return PaperCNN(height=MEL.n_mels, width=frames, normalize_db=True)
     if preset == "tiny":
-        return TeacherCNN(channels=(4, 8, 8, 8), hidden=16, mel_bands=mel_bands)
-    return TeacherCNN(mel_bands=mel_bands)
+        return TeacherCNN(channels=(4, 8, 8, 8), hidden=16)
+    _check_preset(preset)
+    return TeacherCNN()
 
 
 def build_student(preset: str = "fast") -> KdModel:
     """The notes-only student of ``preset`` for rolls ``[B, 1, 128, 16]`` (0/1 float32)."""
-    _check_preset(preset)
     if preset == "paper":
         return PaperCNN(height=WINDOW.n_pitches, width=WINDOW.n_steps)
     if preset == "tiny":
         return StudentCNN(channels=(4, 8, 8), hidden=16)
+    _check_preset(preset)
     return StudentCNN()
 
 
@@ -445,8 +425,11 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
         elif isinstance(module, nn.Linear):
             total += output.numel() * module.in_features
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))]  # fmt: skip
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     was_training = model.training
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")

@@ -1,17 +1,17 @@
 """The run report: ``report.json``, ``report.md`` and its figures, written into the run folder.
 
-Files (each written atomically: a temporary name, then ``os.replace``)::
+Files (each written atomically)::
 
     confusion_<model>.png   row-normalised confusion matrix of each model (test split)
     training_curves.png     train loss and validation macro-F1 per epoch (models with a history)
-    report.json             {"models": {name: metrics}, "data": ..., "config": ..., "paper": ...}
-    report.md               Table 2 next to the paper's, distillation effect, what the
-                            teacher's soft targets carry, per-class F1, data summary, figures,
-                            notes and the config
+    report.json             {"models": {name: metrics}, "data", "config", "teacher_targets",
+                            "paper"}
+    report.md               Table 2 next to the paper's, the distillation effect, what the
+                            teacher's soft targets carry, per-class F1, data, figures, config
 
-The figures are written first and the two reports last, so a report never links a missing
-figure. matplotlib is imported inside the plotting functions (Agg backend), so importing this
-module stays light.
+The figures are written first and the reports last, so a report never links a missing figure.
+matplotlib is imported inside the plotting functions (Agg backend), so importing this module
+stays light.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -28,17 +27,17 @@ from typing import Any
 import numpy as np
 
 from live.taxonomy import CLASSES
+from train.files import atomic_write
 
 #: Table 2 of the paper: macro F-measure on the test set. (Its prose once gives AIC 0.72.)
 PAPER_F: dict[str, float] = {"AIC": 0.76, "NIC": 0.61, "KDIC": 0.72}
-#: What each kind of model sees and learns from: (input, targets).
+#: What each model sees and learns from: (input, targets). A model entry may say its own.
 MODEL_KINDS: dict[str, tuple[str, str]] = {
     "AIC": ("audio", "hard"),
     "NIC": ("notes", "hard"),
     "KDIC": ("notes", "soft (from AIC)"),
     "baseline": ("note statistics", "hard"),
 }
-MAIN_MODELS: tuple[str, ...] = ("AIC", "NIC", "KDIC", "baseline")
 SPLIT_ORDER: tuple[str, ...] = ("train", "validation", "test")
 DASH = "—"
 
@@ -50,100 +49,50 @@ def write_report(
     data: dict,
     config: dict,
     histories: dict[str, list[dict]] | None = None,
-    notes: list[str] | None = None,
     teacher_targets: dict | None = None,
 ) -> None:
     """Write the report files of a run into ``run_dir`` (created if missing).
 
     Args:
         run_dir: the run folder.
-        models: model name -> :func:`train.evaluate.evaluate` dict (or a
-            :func:`train.evaluate.summarize_seeds` dict), optionally with ``"params"``,
-            ``"input"`` and ``"targets"``. "AIC", "NIC", "KDIC" and "baseline" come first in
-            the tables; any other names follow in the order given.
-        data: the data set summary (``train.data`` writes it); missing keys are left out.
+        models: model name -> :func:`train.evaluate.evaluate` dict, in table order, optionally
+            with ``"input"`` and ``"targets"`` (else :data:`MODEL_KINDS` says them).
+        data: the data set summary (``train.data.build`` writes it).
         config: the resolved run config, JSON-able.
         histories: model name -> per-epoch records ``{"epoch", "train_loss", "val_macro_f1",
-            "lr"}`` (any key but epoch may be missing). None or empty: no training curves.
-        notes: free-text remarks, listed in ``report.md``.
+            "lr"}``; None or empty: no training curves.
         teacher_targets: :func:`train.evaluate.soft_targets` of the teacher on the training
-            windows (plus ``"cross_fitted"``), or None.
+            windows, or None.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    names = ordered_names(models)
-    files = figure_names(names)
-    for name in names:
-        if models[name].get("confusion") is not None:
-            _write_bytes(run_dir / files[name], plot_confusion(name, models[name]))
-        else:
-            files.pop(name)
+    figures = {name: f"confusion_{_file_part(name)}.png" for name in models}
+    for name, file in figures.items():
+        atomic_write(run_dir / file, plot_confusion(name, models[name]))
     curves = None
-    if any(histories.get(name) for name in histories or {}):
+    if any((histories or {}).values()):
         curves = "training_curves.png"
-        _write_bytes(run_dir / curves, plot_training_curves(histories or {}))
-    report = {"models": {n: models[n] for n in names}, "data": data, "config": config}
+        atomic_write(run_dir / curves, plot_training_curves(histories or {}))
+    report = {"models": models, "data": data, "config": config}
     if teacher_targets is not None:
         report["teacher_targets"] = teacher_targets
     report["paper"] = dict(PAPER_F)
-    _write_bytes(
-        run_dir / "report.json", (json.dumps(to_jsonable(report), indent=1) + "\n").encode()
-    )
-    markdown = render_markdown(models, data, config, files, curves, notes or [], teacher_targets)
-    _write_bytes(run_dir / "report.md", markdown.encode())
+    atomic_write(run_dir / "report.json", json.dumps(to_jsonable(report), indent=1) + "\n")
+    markdown = render_markdown(models, data, config, figures, curves, teacher_targets)
+    atomic_write(run_dir / "report.md", markdown)
 
 
-# ---------------------------------------------------------------------------- names and files
-
-
-def ordered_names(models: dict[str, dict]) -> list[str]:
-    """The four main models first (those present), then the others in the given order."""
-    return [n for n in MAIN_MODELS if n in models] + [n for n in models if n not in MAIN_MODELS]
-
-
-def base_name(name: str) -> str:
-    """The kind of a model: "KDIC (paper preset)" -> "KDIC"."""
-    return re.split(r"[\s(_\-]", name.strip(), maxsplit=1)[0]
-
-
-def safe_name(name: str) -> str:
-    """A model name as a file-name part: "KDIC (paper preset)" -> "KDIC_paper_preset"."""
+def _file_part(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or "model"
-
-
-def figure_names(names: Sequence[str]) -> dict[str, str]:
-    """Each model's confusion figure file name, unique even when sanitised names collide."""
-    files: dict[str, str] = {}
-    for name in names:
-        stem, k = f"confusion_{safe_name(name)}", 2
-        candidate = stem
-        while candidate + ".png" in files.values():
-            candidate, k = f"{stem}_{k}", k + 1
-        files[name] = candidate + ".png"
-    return files
-
-
-def _write_bytes(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` atomically: a temporary file beside it, then os.replace."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def to_jsonable(value: Any) -> Any:
     """Plain JSON types: numpy scalars and arrays, tuples, Paths; NaN and infinity -> None."""
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, np.ndarray)):
-        return [
-            to_jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)
-        ]
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -162,20 +111,18 @@ def render_markdown(
     config: dict,
     figures: dict[str, str],
     curves: str | None,
-    notes: Sequence[str],
     teacher_targets: dict | None = None,
 ) -> str:
     """The whole ``report.md`` text."""
-    names = ordered_names(models)
+    preset = ((config or {}).get("model") or {}).get("preset")
     sections = [
         "# kdlive run report",
-        _results_section(models, names, presets_line((config or {}).get("model") or {})),
-        _distillation_section(models, names),
+        _results_section(models, preset),
+        _distillation_section(models),
         _targets_section(teacher_targets),
-        _per_class_section(models, names, data),
+        _per_class_section(models, data),
         _data_section(data),
         _figures_section(figures, curves),
-        _notes_section(notes),
         _config_section(config),
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
@@ -195,60 +142,27 @@ def _number(value: Any, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
-def _metric(entry: dict, key: str) -> str:
-    """A metric, with "± std (k seeds)" when the entry summarises several runs."""
-    text = _number(entry.get(key))
-    std, runs = entry.get(f"{key}_std"), entry.get("n_runs")
-    if text != DASH and std is not None and runs:
-        text += f" ± {_number(std)} ({runs} seeds)"
-    return text
-
-
 def _kind(name: str, entry: dict) -> tuple[str, str]:
-    """(input, targets) of a model: its own keys, else what its kind implies."""
-    default = MODEL_KINDS.get(name) or MODEL_KINDS.get(base_name(name)) or (DASH, DASH)
+    """(input, targets) of a model: its own keys, else what its name implies."""
+    default = MODEL_KINDS.get(name, (DASH, DASH))
     return str(entry.get("input", default[0])), str(entry.get("targets", default[1]))
 
 
-def paper_f(name: str) -> float | None:
-    """The paper's Table 2 figure for a model of this kind (e.g. "KDIC (paper preset)")."""
-    return PAPER_F.get(name, PAPER_F.get(base_name(name)))
-
-
-def presets_line(model_config: dict) -> str:
-    """Which architectures the run used, e.g. "Teacher: `fast` preset (16 mel bands);
-    students (NIC, KDIC): `paper` preset." Empty when the config says nothing."""
-    preset = model_config.get("preset")
-    if not preset:
-        return ""
-    bands = model_config.get("teacher_mel_bands")
-    student = model_config.get("student_preset") or preset
-    hears = [f"{bands} mel bands"] if bands else []
-    if model_config.get("teacher_timbre", "own") != "own":
-        hears.append("every part re-rendered as a piano")
-    teacher = f"`{preset}` preset" + (f" ({'; '.join(hears)})" if hears else "")
-    return f"Teacher: {teacher}; students (NIC, KDIC): `{student}` preset."
-
-
-def _results_section(models: dict[str, dict], names: Sequence[str], presets: str = "") -> str:
+def _results_section(models: dict[str, dict], preset: str | None) -> str:
     """Table 2, ours next to the paper's."""
-    with_params = any("params" in models[n] for n in names)
     header = ["Model", "Input", "Targets", "macro-F1 (ours)", "accuracy", "paper F"]
-    header += ["parameters"] if with_params else []
-    rows = []
-    for name in names:
-        entry = models[name]
-        row = [name, *_kind(name, entry), _metric(entry, "macro_f1"), _metric(entry, "accuracy")]
-        row.append(_number(paper_f(name), 2))
-        if with_params:
-            params = entry.get("params")
-            row.append(f"{int(params):,}" if isinstance(params, (int, np.integer)) else DASH)
-        rows.append(row)
+    rows = [
+        [name, *_kind(name, m), _number(m.get("macro_f1")), _number(m.get("accuracy"))]
+        + [_number(PAPER_F.get(name), 2)]
+        for name, m in models.items()
+    ]
     intro = (
         "## Results (test split)\n\nMacro-F1 is averaged over the classes present in the test "
         "split. The paper's figures are its Table 2 (its prose once gives AIC 0.72)."
-    ) + (f" {presets}" if presets else "")
-    return intro + "\n\n" + _table(header, rows, "lllrrrr")
+    )
+    if preset:
+        intro += f" Models: the `{preset}` preset."
+    return intro + "\n\n" + _table(header, rows, "lllrrr")
 
 
 def distillation_effect(aic: float, nic: float, kdic: float) -> tuple[float, float | None]:
@@ -267,13 +181,12 @@ def _effect_row(label: str, aic: Any, nic: Any, kdic: Any) -> list[str]:
     return [label, f"{float(aic) - float(nic):+.3f}", f"{gain:+.3f}", closed]
 
 
-def _distillation_section(models: dict[str, dict], names: Sequence[str]) -> str:
+def _distillation_section(models: dict[str, dict]) -> str:
     """KDIC − NIC and the share of the AIC–NIC gap that distillation closed."""
-    aic, nic = (models.get(k, {}).get("macro_f1") for k in ("AIC", "NIC"))
-    rows = [_effect_row("paper", PAPER_F["AIC"], PAPER_F["NIC"], PAPER_F["KDIC"])]
-    students = [n for n in names if base_name(n) == "KDIC"] or ["KDIC"]
-    rows += [
-        _effect_row(f"ours ({n})", aic, nic, models.get(n, {}).get("macro_f1")) for n in students
+    ours = [models.get(k, {}).get("macro_f1") for k in ("AIC", "NIC", "KDIC")]
+    rows = [
+        _effect_row("paper", PAPER_F["AIC"], PAPER_F["NIC"], PAPER_F["KDIC"]),
+        _effect_row("ours", *ours),
     ]
     header = ["", "AIC − NIC", "KDIC − NIC", "gap closed (KDIC−NIC)/(AIC−NIC)"]
     intro = "## Distillation effect\n\nMacro-F1 differences; the paper reports about 73% closed."
@@ -284,69 +197,67 @@ def _targets_section(targets: dict | None) -> str:
     """How much the soft targets say beyond the label, and whether it is what notes confuse."""
     if not targets:
         return ""
-    where = "cross-fitted over song folds" if targets.get("cross_fitted") else "in-sample"
-    align = targets.get("alignment") or {}
     rows = [
         ["teacher accuracy on them", _number(targets.get("accuracy"))],
         ["mean target probability of the label", _number(targets.get("p_label"))],
         ["mean target entropy (nats; uniform 2.079)", _number(targets.get("entropy"))],
     ] + [
         [f"where the off-label mass goes vs {name}'s test confusions (Pearson r)", _number(r, 2)]
-        for name, r in align.items()
+        for name, r in (targets.get("alignment") or {}).items()
     ]
     intro = (
         f"## What the teacher's soft targets carry\n\nThe teacher's targets at T = "
         f"{_number(targets.get('temperature'), 1)} on the {targets.get('n', 0):,} training "
-        f"windows ({where}). Distillation can pass on only the probability off the label, and "
-        "it helps a notes-only student where that mass falls on classes that are hard to tell "
-        "apart from notes (r near 1); a teacher that hears timbre may put it elsewhere."
+        "windows. Distillation can pass on only the probability off the label, and it helps a "
+        "notes-only student where that mass falls on classes that are hard to tell apart from "
+        "notes (r near 1); a teacher that hears timbre may put it elsewhere."
     )
     return intro + "\n\n" + _table(["", "value"], rows, "lr")
 
 
-def _per_class_section(models: dict[str, dict], names: Sequence[str], data: dict) -> str:
+def _per_class_section(models: dict[str, dict], data: dict) -> str:
     """Per-class F1, one column per model (— where a class is not in the test split)."""
-    test = (data.get("windows") or {}).get("test") if isinstance(data, dict) else None
-    header = ["Class", *names] + (["test windows"] if isinstance(test, dict) else [])
-    rows = []
-    for name in CLASSES:
-        row = [name] + [_number((models[m].get("per_class") or {}).get(name)) for m in names]
-        rows.append(row + ([str(test.get(name, 0))] if isinstance(test, dict) else []))
-    rows.append(["**macro**"] + [_number(models[m].get("macro_f1")) for m in names])
-    if isinstance(test, dict):
-        rows[-1].append(str(sum(v for v in test.values() if isinstance(v, int))))
-    return "## Per-class F1 (test split)\n\n" + _table(header, rows, "l" + "r" * len(names) + "r")
+    test = (data.get("windows") or {}).get("test") or {}
+    names = list(models)
+    header = ["Class", *names, "test windows"]
+    rows = [
+        [c, *(_number((models[m].get("per_class") or {}).get(c)) for m in names)]
+        + [f"{test.get(c, 0):,}"]
+        for c in CLASSES
+    ]
+    rows.append(
+        ["**macro**", *(_number(models[m].get("macro_f1")) for m in names)]
+        + [f"{sum(test.values()):,}"]
+    )
+    return "## Per-class F1 (test split)\n\n" + _table(header, rows, "l" + "r" * (len(names) + 1))
 
 
 def _data_section(data: dict) -> str:
     """Scalar facts of the data set, then windows per split and class."""
-    if not isinstance(data, dict) or not data:
-        return "## Data\n\nNo data summary."
     facts = [f"- {k}: {_fact(v)}" for k, v in data.items() if k != "windows"]
-    parts = ["## Data", "\n".join(facts)] if facts else ["## Data"]
-    windows = data.get("windows")
-    if isinstance(windows, dict) and windows:
-        parts.append("Windows per split and class:\n\n" + _windows_table(windows))
-    return "\n\n".join(parts)
+    parts = ["## Data", "\n".join(facts)]
+    if data.get("windows"):
+        parts.append("Windows per split and class:\n\n" + _windows_table(data["windows"]))
+    return "\n\n".join(p for p in parts if p)
 
 
 def _fact(value: Any) -> str:
     """A data-summary value as text (thousands separators for integers)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        return json.dumps(to_jsonable(value)) if isinstance(value, (dict, list)) else str(value)
-    return f"{int(value):,}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(to_jsonable(value))
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return f"{int(value):,}"
+    return str(value)
 
 
-def _windows_table(windows: dict) -> str:
-    """Rows classes (contract order, then any others), columns splits, with totals."""
-    splits = [s for s in SPLIT_ORDER if s in windows] + [s for s in windows if s not in SPLIT_ORDER]
-    counts = {s: windows[s] if isinstance(windows[s], dict) else {} for s in splits}
-    extra = sorted({c for s in splits for c in counts[s] if c not in CLASSES})
+def _windows_table(windows: dict[str, dict[str, int]]) -> str:
+    """Rows classes (contract order), columns splits, with totals."""
+    splits = [s for s in SPLIT_ORDER if s in windows]
     rows = []
-    for name in [*CLASSES, *extra]:
-        cells = [int(counts[s].get(name, 0) or 0) for s in splits]
+    for name in CLASSES:
+        cells = [int(windows[s].get(name, 0)) for s in splits]
         rows.append([name, *(f"{c:,}" for c in cells), f"{sum(cells):,}"])
-    totals = [sum(int(v or 0) for v in counts[s].values()) for s in splits]
+    totals = [sum(windows[s].values()) for s in splits]
     rows.append(["**total**", *(f"{t:,}" for t in totals), f"{sum(totals):,}"])
     return _table(["Class", *splits, "all"], rows, "l" + "r" * (len(splits) + 1))
 
@@ -357,11 +268,6 @@ def _figures_section(figures: dict[str, str], curves: str | None) -> str:
     lines.append(f"![training curves]({curves})" if curves else "No training histories.")
     intro = "## Figures\n\nConfusion matrices are row-normalised (each true class sums to 100%)."
     return intro + "\n\n" + "\n\n".join(lines)
-
-
-def _notes_section(notes: Sequence[str]) -> str:
-    """The run's notes as a bullet list (nothing when there are none)."""
-    return "## Notes\n\n" + "\n".join(f"- {n}" for n in notes) if notes else ""
 
 
 def _config_section(config: dict) -> str:
@@ -376,7 +282,7 @@ def _config_section(config: dict) -> str:
 # ---------------------------------------------------------------------------- figures
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:
     """matplotlib's pyplot on the Agg backend (imported only when a figure is drawn)."""
     import matplotlib
 
@@ -388,12 +294,11 @@ def _pyplot():  # type: ignore[no-untyped-def]
 
 def _png(fig: Any) -> bytes:
     """A figure as PNG bytes; the figure is closed."""
-    plt = _pyplot()
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     finally:
-        plt.close(fig)
+        _pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -423,9 +328,7 @@ def plot_confusion(name: str, entry: dict) -> bytes:
     ax.set_yticks(range(len(CLASSES)), [f"{c} ({counts[k].sum()})" for k, c in enumerate(CLASSES)])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (test windows)")
-    runs = entry.get("n_runs")
-    pooled = f"\ncounts pooled over {runs} runs" if runs and runs > 1 else ""
-    ax.set_title(f"{name}: macro-F1 {_metric(entry, 'macro_f1')}{pooled}")
+    ax.set_title(f"{name}: macro-F1 {_number(entry.get('macro_f1'))}")
     return _png(fig)
 
 
@@ -447,18 +350,14 @@ def plot_training_curves(histories: dict[str, list[dict]]) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     panels = (("train_loss", "train loss"), ("val_macro_f1", "validation macro-F1"))
     for ax, (key, label) in zip(axes, panels, strict=True):
-        drawn = False
         for name, history in histories.items():
             epochs, values = _series(history or [], key)
             if epochs:
                 ax.plot(epochs, values, marker="o", markersize=3, label=name)
-                drawn = True
         ax.set_title(label)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        if drawn:
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     return _png(fig)

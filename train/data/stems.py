@@ -7,12 +7,9 @@ import numpy as np
 from live.contract import MEL
 from live.midifile import Part, Song, load_midi, read_song
 from live.windows import cut_windows
-from train.features import frame_of, load_audio, log_mel, rms_db
-from train.slakh import StemRef
-from train.store import StemWindows
-
-#: A window whose audio RMS is below this (dBFS) is silent: its label would be noise.
-SILENT_WINDOW_DB = -60.0
+from train.data.features import frame_of, load_audio, log_mel, rms_db
+from train.data.slakh import StemRef
+from train.data.store import StemWindows
 
 
 def stem_part(song: Song) -> Part:
@@ -23,18 +20,23 @@ def stem_part(song: Song) -> Part:
     first = parts[0]
     if len(parts) == 1:
         return first
-    cat = {k: np.concatenate([getattr(p, k) for p in parts])
-           for k in ("pitches", "starts", "ends", "velocities", "muted")}  # fmt: skip
+    cat = {
+        k: np.concatenate([getattr(p, k) for p in parts])
+        for k in ("pitches", "starts", "ends", "velocities", "muted")
+    }
     order = np.argsort(cat["starts"], kind="stable")
-    return Part(first.track, first.channel, first.program, first.name,
-                **{k: v[order] for k, v in cat.items()})  # fmt: skip
+    return Part(
+        first.track,
+        first.channel,
+        first.program,
+        first.name,
+        **{k: v[order] for k, v in cat.items()},
+    )
 
 
-def stem_windows(
-    stem: StemRef, *, hop_bars: int, silence_db: float = SILENT_WINDOW_DB
-) -> StemWindows:
+def stem_windows(stem: StemRef, *, hop_bars: int, silence_db: float) -> StemWindows:
     """Cut a stem on its MIDI's bar grid (hop ``hop_bars``), dropping windows with no notes,
-    windows past the end of the audio, and windows whose audio is silent.
+    windows past the end of the audio, and windows whose audio RMS is below ``silence_db``.
 
     The log-mel is computed once over the whole stem and each window keeps the frames centred
     in its span ``[t0, t1)``: the same numbers as cutting the audio first, to within one hop
@@ -59,13 +61,23 @@ def stem_windows(
         f1 = max(f0 + 1, frame_of(t1))
         rolls.append(w.roll)
         spans.append((f0, f1))
-        rows.append({
-            "song": stem.song, "stem": stem.stem, "split": stem.split, "class": stem.label,
-            "program": stem.program, "soundfont": stem.soundfont, "bar": w.bar,
-            "start_sec": round(t0, 6), "end_sec": round(t1, 6),
-            "start_tick": w.start_tick, "end_tick": w.end_tick, "valid_steps": w.valid_steps,
-            "tempo_bpm": round(song.tempo.bpm_at(w.start_tick), 3),
-        })  # fmt: skip
+        rows.append(
+            {
+                "song": stem.song,
+                "stem": stem.stem,
+                "split": stem.split,
+                "class": stem.label,
+                "program": stem.program,
+                "soundfont": stem.soundfont,
+                "bar": w.bar,
+                "start_sec": round(t0, 6),
+                "end_sec": round(t1, 6),
+                "start_tick": w.start_tick,
+                "end_tick": w.end_tick,
+                "valid_steps": w.valid_steps,
+                "tempo_bpm": round(song.tempo.bpm_at(w.start_tick), 3),
+            }
+        )
     if not rows:
         empty = np.zeros((0, MEL.n_mels), np.float16)
         return StemWindows(stem.key, np.zeros((0, 128, 16), np.uint8), empty, [], silent, past_end)

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from live.contract import MEL
-from train import fluid
+from train.data import fluid
 from train.errors import DataError, MissingToolError
 
 FLUIDSYNTH_HINT = (
@@ -41,11 +41,31 @@ def fluidsynth_command(
     which halves their load time.
     """
     return [
-        fluidsynth_path(), "-n", "-i", "-q", "-R", "0", "-C", "0",
-        "-o", "synth.dynamic-sample-loading=1",
-        "-g", str(GAIN), "-r", str(sample_rate), "-T", "raw", "-O", "float", "-E", "little",
-        "-F", str(out), str(soundfont), str(midi),
-    ]  # fmt: skip
+        fluidsynth_path(),
+        "-n",
+        "-i",
+        "-q",
+        "-R",
+        "0",
+        "-C",
+        "0",
+        "-o",
+        "synth.dynamic-sample-loading=1",
+        "-g",
+        str(GAIN),
+        "-r",
+        str(sample_rate),
+        "-T",
+        "raw",
+        "-O",
+        "float",
+        "-E",
+        "little",
+        "-F",
+        str(out),
+        str(soundfont),
+        str(midi),
+    ]
 
 
 def render(

@@ -32,10 +32,10 @@ from live.contract import MEL
 from live.errors import MidiFileError
 from live.midifile import Part, Song, load_midi, read_song
 from live.taxonomy import SLAKH_CLASS_OF_PROGRAM, class_of_program
+from train.data.render import render
+from train.data.soundfonts import choose_soundfont
 from train.errors import DataError
-from train.files import write_text_atomic
-from train.render import render
-from train.soundfonts import choose_soundfont
+from train.files import atomic_write
 
 MIDI_SUFFIXES = {".mid", ".midi", ".kar", ".smf"}
 MIN_BPM, MAX_BPM = 20.0, 400.0
@@ -335,4 +335,4 @@ def _log_song(out: Path, job: SongJob, skipped: list[dict]) -> list[dict]:
 
 
 def _write_json_atomic(path: Path, obj: object) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True))

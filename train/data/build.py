@@ -11,23 +11,22 @@ Stages (each resumable):
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from live.contract import CONTRACT_VERSION
 from live.errors import MidiFileError
 from live.taxonomy import CLASSES
-from train import collection, slakh
+from train.config import DataConfig, to_json
+from train.data import collection, slakh
+from train.data.render import fluidsynth_path
+from train.data.slakh import StemRef
+from train.data.soundfonts import find_soundfonts
+from train.data.stems import stem_windows
+from train.data.store import StemWindows, StoreWriter, WindowStore
 from train.errors import DataError
-from train.files import folder_lock, write_text_atomic
-from train.render import fluidsynth_path
-from train.slakh import StemRef
-from train.soundfonts import find_soundfonts
-from train.stems import SILENT_WINDOW_DB, stem_windows
-from train.store import StemWindows, StoreWriter, WindowStore
+from train.files import atomic_write, folder_lock
 
 #: Real MIDI a package manager installs (Debian): ~95 songs of game music, all General MIDI.
 DEMO_DIRS = (
@@ -44,25 +43,6 @@ DEMO_HINT = (
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
-@dataclass
-class DataConfig:
-    """Everything that decides what ``kdtrain data`` writes; saved as ``OUT/config.json``."""
-
-    out: Path = Path("data")
-    midi: list[Path] = field(default_factory=list)
-    slakh: Path | None = None
-    soundfonts: list[Path] = field(default_factory=list)
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    limit_songs: int | None = None
-    train_hop_bars: int = 1
-    eval_hop_bars: int = 2
-    silence_db: float = SILENT_WINDOW_DB
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        return json.loads(json.dumps(d, default=str)) | {"contract_version": CONTRACT_VERSION}
-
-
 def demo_dirs() -> list[Path]:
     """The installed demo-corpus folders, or :class:`DataError` saying how to install them."""
     found = [d for d in DEMO_DIRS if d.is_dir()]
@@ -73,8 +53,6 @@ def demo_dirs() -> list[Path]:
 
 def build(config: DataConfig, progress: Progress | None = None) -> dict:
     """Run the whole data pipeline; returns the summary (also written to ``OUT/summary.json``)."""
-    if config.slakh is not None and config.midi:
-        raise DataError("pass either --slakh or --midi, not both")
     out = Path(config.out)
     # Runs that share a data folder (one per seed, started together) build it one at a time:
     # the first builds, the others wait and then find every song and stem done.
@@ -130,9 +108,12 @@ def _cut(
 ) -> list[dict]:
     """Windows of every stem not yet in the store, appended as they complete."""
     skipped: list[dict] = []
-    params = {"source": str(Path(root).resolve()),
-              "train_hop_bars": config.train_hop_bars, "eval_hop_bars": config.eval_hop_bars,
-              "silence_db": config.silence_db}  # fmt: skip
+    params = {
+        "source": str(Path(root).resolve()),
+        "train_hop_bars": config.train_hop_bars,
+        "eval_hop_bars": config.eval_hop_bars,
+        "silence_db": config.silence_db,
+    }
     with StoreWriter(folder, params) as writer:
         todo = [s for s in stems if s.key not in writer.done]
         done = len(stems) - len(todo)
@@ -180,7 +161,7 @@ def _warm_up_features() -> None:
     not each pay for it (about 2.5 s per worker)."""
     import numpy as np
 
-    from train.features import log_mel
+    from train.data.features import log_mel
 
     log_mel(np.zeros(4096, np.float32))
 
@@ -204,9 +185,12 @@ def _finish(
         "stems_found": len(stems),
         "contract_version": CONTRACT_VERSION,
     }
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
-    write_text_atomic(out / "skipped.jsonl", "".join(json.dumps(r) + "\n" for r in skipped))
-    write_text_atomic(out / "config.json", json.dumps(config.to_json(), indent=1))
+    atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    atomic_write(out / "skipped.jsonl", "".join(json.dumps(r) + "\n" for r in skipped))
+    atomic_write(
+        out / "config.json",
+        json.dumps(to_json(config) | {"contract_version": CONTRACT_VERSION}, indent=1),
+    )
     return summary
 
 

@@ -15,7 +15,6 @@ An interrupted build resumes: files are cut back to what ``done.jsonl`` vouches 
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -27,13 +26,27 @@ import numpy as np
 import numpy.typing as npt
 
 from live.contract import CONTRACT_VERSION, MEL, WINDOW
-from train.files import write_text_atomic
+from train.errors import DataError
+from train.files import atomic_write
 
 COLUMNS = (
-    "window", "song", "stem", "split", "class", "program", "soundfont", "bar",
-    "start_sec", "end_sec", "start_tick", "end_tick", "valid_steps", "tempo_bpm",
-    "mel_offset", "mel_frames",
-)  # fmt: skip
+    "window",
+    "song",
+    "stem",
+    "split",
+    "class",
+    "program",
+    "soundfont",
+    "bar",
+    "start_sec",
+    "end_sec",
+    "start_tick",
+    "end_tick",
+    "valid_steps",
+    "tempo_bpm",
+    "mel_offset",
+    "mel_frames",
+)
 ROLL_BYTES = WINDOW.n_pitches * WINDOW.n_steps
 FRAME_BYTES = MEL.n_mels * 2
 
@@ -77,7 +90,7 @@ class StoreWriter:
             shutil.rmtree(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            write_text_atomic(path, json.dumps(params, indent=1, sort_keys=True))
+            atomic_write(path, json.dumps(params, indent=1, sort_keys=True))
 
     def _truncate(self) -> None:
         """Cut every file back to the stems that ``done.jsonl`` records as complete."""
@@ -123,10 +136,15 @@ class StoreWriter:
             "windows": self.n_windows,
             "frames": self.n_frames,
             "roll_shape": [WINDOW.n_pitches, WINDOW.n_steps],
-            "mel": {"n_mels": MEL.n_mels, "sample_rate": MEL.sample_rate,
-                    "n_fft": MEL.n_fft, "hop_length": MEL.hop_length, "unit": "dB"},
-        }  # fmt: skip
-        write_text_atomic(self.folder / "meta.json", json.dumps(meta, indent=1))
+            "mel": {
+                "n_mels": MEL.n_mels,
+                "sample_rate": MEL.sample_rate,
+                "n_fft": MEL.n_fft,
+                "hop_length": MEL.hop_length,
+                "unit": "dB",
+            },
+        }
+        atomic_write(self.folder / "meta.json", json.dumps(meta, indent=1))
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -164,9 +182,7 @@ class WindowStore:
         self.folder = Path(folder)
         meta_path = self.folder / "meta.json"
         if not meta_path.exists():
-            raise FileNotFoundError(
-                f"no window store at {self.folder}: run `kdtrain data --out ...` first"
-            )
+            raise DataError(f"no window store at {self.folder}: run `kdtrain data --out ...` first")
         meta = json.loads(meta_path.read_text())
         self.n = int(meta["windows"])
         self.index = _read_index(self.folder / "index.csv")
@@ -176,13 +192,6 @@ class WindowStore:
 
     def __len__(self) -> int:
         return self.n
-
-    def with_mel(self, path: Path) -> WindowStore:
-        """The same store reading its log-mel from ``path`` (a view laid out like ``mel.f16``,
-        see ``train.views``)."""
-        other = copy.copy(self)
-        other.mel_frames = _memmap(Path(path), np.float16, self.mel_frames.shape)
-        return other
 
     def mel(self, i: int) -> npt.NDArray[np.float16]:
         """Log-mel of window ``i``: ``[n_mels, frames]`` (unpadded)."""
@@ -200,8 +209,16 @@ def _memmap(path: Path, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r", shape=shape)
 
 
-_NUMERIC = {"window", "program", "bar", "start_tick", "end_tick", "valid_steps", "mel_offset",
-            "mel_frames"}  # fmt: skip
+_NUMERIC = {
+    "window",
+    "program",
+    "bar",
+    "start_tick",
+    "end_tick",
+    "valid_steps",
+    "mel_offset",
+    "mel_frames",
+}
 _FLOAT = {"start_sec", "end_sec", "tempo_bpm"}
 
 
