@@ -178,6 +178,7 @@ def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
 # ----------------------------------------------------------------------------- tests
 
 
+@pytest.mark.slow
 def test_listen_sends_the_replay_classes_as_cc_and_osc(jack: JackServer, tmp_path: Path) -> None:
     path = song(tmp_path)
     want = expected(path)
@@ -219,6 +220,7 @@ def test_listen_sends_the_replay_classes_as_cc_and_osc(jack: JackServer, tmp_pat
     # The jack_midi_clock test below checks the tempo, on the sample clock at both ends.)
 
 
+@pytest.mark.slow
 def test_garbage_on_the_wire_changes_nothing(jack: JackServer, tmp_path: Path) -> None:
     """Malformed messages sent over JACK between the notes: the daemon counts them, stays up,
     and sends the same CC as for the clean performance."""
@@ -256,6 +258,7 @@ def test_garbage_on_the_wire_changes_nothing(jack: JackServer, tmp_path: Path) -
     assert malformed > 10 and "worker_errors 0" in last
 
 
+@pytest.mark.slow
 def test_follows_jack_midi_clock_and_jack_transport(jack: JackServer, tmp_path: Path) -> None:
     """An independent clock source: jack_midi_clock (with 5 % jitter) driven by JACK
     transport. The daemon derives the tempo and closes windows on its bar lines."""
@@ -301,6 +304,7 @@ def test_follows_jack_midi_clock_and_jack_transport(jack: JackServer, tmp_path: 
     assert bpm == pytest.approx(180, rel=0.02)  # on the sample clock, despite the jitter
 
 
+@pytest.mark.slow
 def test_reconnects_when_the_input_port_comes_back(jack: JackServer, tmp_path: Path) -> None:
     import rtmidi
 
@@ -333,6 +337,7 @@ def test_reconnects_when_the_input_port_comes_back(jack: JackServer, tmp_path: P
     assert code == 0
 
 
+@pytest.mark.slow
 def test_missing_port_and_bad_bundle_are_one_line(jack: JackServer, tmp_path: Path) -> None:
     cmd = [*KDLIVE, "listen", "--api", "jack"]
     r = subprocess.run(

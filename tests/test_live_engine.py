@@ -114,6 +114,7 @@ def test_replay_handles_retriggers_and_meter_changes(tmp_path: Path) -> None:
         assert replayed(path, hop) == offline(path, hop)
 
 
+@pytest.mark.slow
 def test_replay_of_the_demo_corpus_equals_training(demo_files: list[Path]) -> None:
     """Real files (the demo corpus), channels holding one part: equal, both hops."""
     checked = 0

@@ -581,6 +581,7 @@ def demo_results() -> list[DemoResult]:
         return list(pool.map(demo_result, paths, chunksize=4))
 
 
+@pytest.mark.slow
 def test_demo_files_load_and_parse(demo_results):
     assert demo_results
     failed = {r.path: r.error for r in demo_results if r.error is not None}
