@@ -198,6 +198,20 @@ def test_bad_preset_and_description_are_refused() -> None:
         describe(nn.Linear(2, 2))
 
 
+def test_a_model_described_by_an_older_kdlive_still_loads() -> None:
+    """The shipped bundle's manifest (and older checkpoints) name band_embedding=False, an
+    option since retired: the same architecture, so it rebuilds; switched on, a clear error."""
+    from live.bundle import read_bundle
+
+    old = read_bundle().manifest["model"]["description"]
+    assert old["kwargs"]["band_embedding"] is False
+    model = model_from_description(old)
+    assert describe(model) == describe(StudentCNN())
+    assert count_params(model) == read_bundle().manifest["model"]["parameters"]
+    with pytest.raises(ValueError, match="band_embedding=True.*retrain"):
+        model_from_description(old | {"kwargs": old["kwargs"] | {"band_embedding": True}})
+
+
 def export_onnx(model: nn.Module, path: Path) -> None:
     """The export recipe used for the students: dynamic batch, opset 17, TorchScript exporter."""
     with warnings.catch_warnings():

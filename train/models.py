@@ -392,12 +392,25 @@ def describe(model: nn.Module) -> dict[str, Any]:
     return {"class": type(model).__name__, "kwargs": dict(model.kwargs)}
 
 
+#: Constructor arguments that older kdlive wrote and this one no longer takes, with the value
+#: that meant "off": a checkpoint that has them off is the same architecture and still loads.
+RETIRED = {"band_embedding": False}
+
+
 def model_from_description(description: dict[str, Any]) -> KdModel:
     """Rebuild the architecture :func:`describe` wrote (fresh weights: load the state dict)."""
     name = description.get("class")
     if name not in _CLASSES:
         raise ValueError(f"unknown model class {name!r}; known: {', '.join(sorted(_CLASSES))}")
-    return _CLASSES[name](**description.get("kwargs", {}))
+    kwargs = dict(description.get("kwargs", {}))
+    for key, off in RETIRED.items():
+        if kwargs.get(key, off) != off:
+            raise ValueError(
+                f"the model uses {key}={kwargs[key]!r}, an option this kdlive no longer has "
+                "(docs/results.md says where its code is): retrain it"
+            )
+        kwargs.pop(key, None)
+    return _CLASSES[name](**kwargs)
 
 
 # --------------------------------------------------------------------------- accounting
