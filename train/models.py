@@ -6,7 +6,7 @@ Three presets, built by :func:`build_teacher` and :func:`build_student`:
     Table 1 of the paper, layer for layer (:class:`PaperCNN`), for both models.
 ``fast`` (default)
     A CPU-sized audio CNN (:class:`TeacherCNN`) and a small, export-friendly roll CNN
-    (:class:`StudentCNN`), about 35x fewer multiply-adds than the paper student.
+    (:class:`StudentCNN`), about 50x fewer multiply-adds than the paper student.
 ``tiny``
     The fast architectures with a few channels, for tests.
 
