@@ -3,9 +3,10 @@
 
 Positions are integer ticks from the song start, ``ticks_per_quarter`` to a quarter note: the
 file's own ticks for ``kdlive replay``, MIDI clock x :data:`TICKS_PER_CLOCK` live. Bar lines
-come from a :class:`Bars` (a fixed meter live, the file's bar grid in replay). The roll of a
-window is made by :func:`live.windows.window_roll`, the function that cuts training windows, so
-a file replayed through the engine gives the training pipeline's rolls bit for bit.
+come from a :class:`Bars` (a fixed meter live, the file's bar grid in replay). A window's input
+is made by :func:`live.inputs.window_inputs` from every channel's notes, the function that cuts
+training windows, so a file replayed through the engine gives the training pipeline's inputs
+bit for bit (contract 1's roll is its channel 0, :func:`live.windows.window_roll`).
 
 Per channel, notes live in preallocated arrays; at each bar line where a window ends, every
 channel with notes in it yields a :class:`ClosedWindow`, and notes that can no longer reach a
@@ -16,15 +17,15 @@ sounding note of its channel and pitch, except one started on the same tick (a r
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from live.contract import WINDOW, WindowSpec
-from live.midifile import BarGrid
-from live.windows import window_roll
+from live.inputs import CHANNELS_V2, SOUNDING, Sources, window_inputs
+from live.midifile import DRUM_CHANNEL, BarGrid
 
 #: Live positions: MIDI clock (24 per quarter) subdivided so notes between clocks keep their
 #: place: 960 ticks per quarter, a common DAW resolution.
@@ -94,14 +95,22 @@ class GridBars(Bars):
 
 @dataclass
 class ClosedWindow:
-    """A finished window of one channel: bars ``[bar, bar + 2)``, ticks ``[start, end)``."""
+    """A finished window of one channel: bars ``[bar, bar + 2)``, ticks ``[start, end)``.
+    ``inputs`` is its contract-2 input (:mod:`live.inputs`, the other channels heard as the
+    ensemble and channel 10 as the drums), ``roll`` its channel 0: contract 1's input. Both are
+    views of the engine's buffers, valid until the next close."""
 
     channel: int  # 1-16
     bar: int
     start: int
     end: int
     valid_steps: int
-    roll: npt.NDArray[np.uint8]  # [128, 16] 0/1 (a row of the engine's batch buffer)
+    inputs: npt.NDArray[np.uint8]  # [5, 128, 16]
+
+    @property
+    def roll(self) -> npt.NDArray[np.uint8]:
+        """``[128, 16]`` 0/1: the channel's notes sounding (contract 1)."""
+        return self.inputs[SOUNDING]
 
 
 class PeekKey(NamedTuple):
@@ -132,9 +141,14 @@ class _Channel:
     pitches: npt.NDArray[np.int64] = field(init=False)
     starts: npt.NDArray[np.int64] = field(init=False)
     ends: npt.NDArray[np.int64] = field(init=False)
+    velocities: npt.NDArray[np.int64] = field(init=False)
     n: int = 0
     #: Start of the sounding note of each pitch (the earliest, if doubled), or NOT_SOUNDING.
     on: npt.NDArray[np.int64] = field(init=False)
+    #: Velocity of the sounding note of each pitch.
+    on_velocity: npt.NDArray[np.int64] = field(init=False)
+    #: Velocity of a possible retrigger (see ``again``).
+    again_velocity: npt.NDArray[np.int64] = field(init=False)
     #: A note-on that came while the pitch was sounding (a possible retrigger), or NOT_SOUNDING.
     again: npt.NDArray[np.int64] = field(init=False)
 
@@ -142,17 +156,24 @@ class _Channel:
         self.pitches = np.zeros(self.capacity, np.int64)
         self.starts = np.zeros(self.capacity, np.int64)
         self.ends = np.zeros(self.capacity, np.int64)
+        self.velocities = np.zeros(self.capacity, np.int64)
         self.on = np.full(128, NOT_SOUNDING, np.int64)
+        self.on_velocity = np.zeros(128, np.int64)
         self.again = np.full(128, NOT_SOUNDING, np.int64)
+        self.again_velocity = np.zeros(128, np.int64)
         # Scratch for the notes of one window (finished + sounding), preallocated.
         self._p = np.zeros(self.capacity + 128, np.int64)
         self._s = np.zeros(self.capacity + 128, np.int64)
         self._e = np.zeros(self.capacity + 128, np.int64)
+        self._v = np.zeros(self.capacity + 128, np.int64)
 
-    def add(self, pitch: int, start: int, end: int) -> bool:
+    def add(self, pitch: int, start: int, end: int, velocity: int) -> bool:
         if self.n == self.capacity:
             return False
-        self.pitches[self.n], self.starts[self.n], self.ends[self.n] = pitch, start, end
+        n = self.n
+        self.pitches[n], self.starts[n], self.ends[n], self.velocities[n] = (
+            pitch, start, end, velocity
+        )  # fmt: skip
         self.n += 1
         return True
 
@@ -166,31 +187,36 @@ class _Channel:
         keep = self.ends[: self.n] >= before
         k = int(keep.sum())
         if k < self.n:
-            self.pitches[:k] = self.pitches[: self.n][keep]
-            self.starts[:k] = self.starts[: self.n][keep]
-            self.ends[:k] = self.ends[: self.n][keep]
+            for notes in (self.pitches, self.starts, self.ends, self.velocities):
+                notes[:k] = notes[: self.n][keep]
             self.n = k
 
-    def notes_until(self, t1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Finished notes plus sounding ones (ending at ``t1`` for this window)."""
+    def notes_until(self, t1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Finished notes plus sounding ones (ending at ``t1`` for this window): pitches,
+        starts, ends, velocities."""
         n = self.n
         self._p[:n], self._s[:n], self._e[:n] = self.pitches[:n], self.starts[:n], self.ends[:n]
+        self._v[:n] = self.velocities[:n]
         sounding = np.flatnonzero(self.on != NOT_SOUNDING)
         m = n + len(sounding)
         self._p[n:m] = sounding
         self._s[n:m] = self.on[sounding]
         self._e[n:m] = t1
-        return self._p[:m], self._s[:m], self._e[:m]
+        self._v[n:m] = self.on_velocity[sounding]
+        return self._p[:m], self._s[:m], self._e[:m], self._v[:m]
 
 
 class WindowEngine:
     """Notes in, closed windows out. Not thread-safe: one worker owns it.
 
+    Every channel's notes are kept (each is heard in the others' ensemble, channel 10 as the
+    drums); windows are made for the channels followed.
+
     Args:
         bars: where bar lines fall (ticks).
         ticks_per_quarter: tick resolution of positions.
         hop_bars: 1 (a window at every bar line, overlapping by a bar) or 2.
-        channels: which MIDI channels (1-16) to follow; others are ignored.
+        channels: which MIDI channels (1-16) to follow: make windows of.
         max_note_bars: a note sounding longer than this many bars is ended (a stuck note: a
             lost note-off); 0 = never.
         capacity: finished notes kept per channel (a bar or two of very dense playing fits
@@ -218,21 +244,22 @@ class WindowEngine:
         self.follow = np.zeros(17, bool)
         self.follow[list(self.channels)] = True
         self.max_note_bars = max_note_bars
-        self.state = {c: _Channel(capacity) for c in self.channels}
-        #: One row per channel: the rolls of windows closing together, ready to batch.
-        self.rolls = np.zeros((len(self.channels), spec.n_pitches, spec.n_steps), np.uint8)
-        self.peek_rolls = np.zeros_like(self.rolls)
-        #: All channels' rolls are made in one call, as one roll of n_channels x 128 pitches
-        #: (row = channel row * 128 + pitch): the same arithmetic, a sixteenth of the overhead.
-        self._all = replace(spec, n_pitches=spec.n_pitches * len(self.channels))
-        self.row = {c: i for i, c in enumerate(self.channels)}
+        self.state = {c: _Channel(capacity) for c in CHANNELS}
+        #: One row per channel (1-16 at rows 0-15): the inputs of windows closing together,
+        #: all made in one call of :func:`live.inputs.window_inputs`.
+        self.inputs = np.zeros((len(CHANNELS), len(CHANNELS_V2), spec.n_pitches, spec.n_steps),
+                               np.uint8)  # fmt: skip
+        self.peek_inputs = np.zeros_like(self.inputs)
+        self._drum = np.array([c == DRUM_CHANNEL + 1 for c in CHANNELS])
         #: Bumped by every event that can change a channel's pending window.
         self.version = np.zeros(17, np.int64)
-        #: The last :meth:`peek`; a close with the same key reuses the peeked rolls, and says so
+        #: The last :meth:`peek`; a close with the same key reuses the peeked inputs, and says so
         #: in ``last_close_reused``.
         self.peek_key: PeekKey | None = None
         self.last_close_reused = False
         self.counters = Counters()
+        #: Bumped by every relocation and Stop: a part's history starts afresh.
+        self.epoch = 0
         self._last_empty = 0
         self._prune_from: int | None = None
         self.position = 0
@@ -240,40 +267,39 @@ class WindowEngine:
 
     # --------------------------------------------------------------------------- events
 
-    def note_on(self, channel: int, pitch: int, pos: int) -> None:
-        if not self.follow[channel]:
-            return
+    def note_on(self, channel: int, pitch: int, pos: int, velocity: int = 100) -> None:
         ch = self.state[channel]
         self.version[channel] += 1
         self.counters.notes += 1
         if ch.on[pitch] == NOT_SOUNDING:
-            ch.on[pitch] = pos
+            ch.on[pitch], ch.on_velocity[pitch] = pos, velocity
         elif ch.on[pitch] < pos:
             ch.again[pitch] = pos  # doubled note-on: a retrigger if a note-off comes now
+            ch.again_velocity[pitch] = velocity
 
     def note_off(self, channel: int, pitch: int, pos: int) -> None:
-        if not self.follow[channel]:
-            return
         ch = self.state[channel]
         self.version[channel] += 1
         start = int(ch.on[pitch])
         if start == NOT_SOUNDING:
             self.counters.orphan_note_offs += 1
             return
-        if not ch.add(pitch, start, max(pos, start)):
+        if not ch.add(pitch, start, max(pos, start), int(ch.on_velocity[pitch])):
             self.counters.dropped_notes += 1
         if ch.again[pitch] == pos:  # retrigger: the note started on this tick keeps sounding
-            ch.on[pitch] = pos
+            ch.on[pitch], ch.on_velocity[pitch] = pos, ch.again_velocity[pitch]
         else:
             ch.on[pitch] = NOT_SOUNDING
         ch.again[pitch] = NOT_SOUNDING
 
     def all_notes_off(self, channel: int, pos: int) -> None:
         """CC 123 / end of a track: end every sounding note of the channel."""
-        if not self.follow[channel]:
-            return
         for pitch in np.flatnonzero(self.state[channel].on != NOT_SOUNDING):
             self.note_off(channel, int(pitch), pos)
+
+    def stop(self) -> None:
+        """The transport stopped: what comes after is heard afresh (see :attr:`epoch`)."""
+        self.epoch += 1
 
     # ----------------------------------------------------------------------------- time
 
@@ -287,7 +313,7 @@ class WindowEngine:
         closed: list[ClosedWindow] = []
         while self.next_close() <= pos:
             for w in closed:  # rare: several bar lines at once; the row buffers get reused
-                w.roll = w.roll.copy()
+                w.inputs = w.inputs.copy()
             closed.extend(self._close(self.next_end_bar))
             self.next_end_bar += self.hop
         self.position = max(self.position, pos)
@@ -299,6 +325,7 @@ class WindowEngine:
         for ch in self.state.values():
             ch.clear()
         self.version += 1
+        self.epoch += 1
         self.peek_key = None
         self.counters.relocations += 1
         bar = self.bars.index(pos)
@@ -316,13 +343,13 @@ class WindowEngine:
         key = self.peek_key
         self.last_close_reused = self._is_current(key, end_bar)
         if key is not None and self.last_close_reused:
-            np.copyto(self.rolls, self.peek_rolls)  # nothing changed since the peek
+            np.copyto(self.inputs, self.peek_inputs)  # nothing changed since the peek
             valid = self.spec.valid_steps((t1 - t0) / self.step_ticks)
-            out = self._nonempty(self.rolls, start_bar, t0, t1, valid)
+            out = self._nonempty(self.inputs, start_bar, t0, t1, valid)
             self.counters.windows += len(out)
             self.counters.empty_windows += key.empty
         else:
-            out = self._windows(start_bar, t0, t1, self.rolls, count=True)
+            out = self._windows(start_bar, t0, t1, self.inputs, count=True)
         self.peek_key = None
         # Notes that ended before the next window are dropped by tidy(), after the results
         # are out (the daemon calls it), or at the next close at the latest.
@@ -338,11 +365,10 @@ class WindowEngine:
 
     def peek(self) -> list[ClosedWindow]:
         """The pending windows (closing at the next bar line) as they would be if no more
-        notes came before it: for computing ahead. Changes nothing; rows of ``peek_rolls``."""
+        notes came before it: for computing ahead. Changes nothing; rows of ``peek_inputs``."""
         start_bar = self.next_end_bar - self.spec.bars
         t0, t1 = self.bars.start(start_bar), self.bars.start(self.next_end_bar)
-        self.peek_rolls.fill(0)
-        out = self._windows(start_bar, t0, t1, self.peek_rolls, count=False)
+        out = self._windows(start_bar, t0, t1, self.peek_inputs, count=False)
         self.peek_key = PeekKey(self.next_end_bar, self.version.copy(), self._last_empty)
         return out
 
@@ -360,38 +386,34 @@ class WindowEngine:
         )
 
     def _windows(
-        self, start_bar: int, t0: int, t1: int, rolls: npt.NDArray[np.uint8], *, count: bool
+        self, start_bar: int, t0: int, t1: int, inputs: npt.NDArray[np.uint8], *, count: bool
     ) -> list[ClosedWindow]:
-        """Fill ``rolls`` (a row per channel) with the window ``[t0, t1)`` of every channel
-        in one call, and return the channels' windows that hold notes."""
-        pitches, starts, ends = [], [], []
-        for row, c in enumerate(self.channels):
-            p, s, e = self.state[c].notes_until(t1)
-            if len(p):
-                pitches.append(p + row * self.spec.n_pitches)
-                starts.append(s)
-                ends.append(e)
-        self._last_empty = 0
-        if not pitches:
-            return []
-        flat = rolls.reshape(-1, self.spec.n_steps)
-        notes = (np.concatenate(pitches), np.concatenate(starts), np.concatenate(ends))
-        valid = window_roll(*notes, t0, t1, self.step_ticks, flat, self._all)
-        out = self._nonempty(rolls, start_bar, t0, t1, valid)
-        self._last_empty = len(pitches) - len(out)
+        """Fill ``inputs`` (a row per channel) with the window ``[t0, t1)`` of every channel in
+        one call, and return the followed channels' windows whose own notes are there."""
+        notes = [self.state[c].notes_until(t1) for c in CHANNELS]
+        counts = [len(n[0]) for n in notes]
+        pitches, starts, ends, velocities = (
+            np.concatenate([n[k] for n in notes]) for k in range(4)
+        )
+        source = np.repeat(np.arange(len(CHANNELS), dtype=np.int64), counts)
+        sources = Sources(source, pitches, starts, ends, velocities, self._drum)
+        valid = window_inputs(sources, t0, t1, self.step_ticks, spec=self.spec, out=inputs)[1]
+        out = self._nonempty(inputs, start_bar, t0, t1, valid)
+        with_notes = sum(1 for c, k in zip(CHANNELS, counts, strict=True) if k and self.follow[c])
+        self._last_empty = with_notes - len(out)
         if count:
             self.counters.windows += len(out)
             self.counters.empty_windows += self._last_empty
         return out
 
     def _nonempty(
-        self, rolls: npt.NDArray[np.uint8], start_bar: int, t0: int, t1: int, valid: int
+        self, inputs: npt.NDArray[np.uint8], start_bar: int, t0: int, t1: int, valid: int
     ) -> list[ClosedWindow]:
-        """The windows of the channels whose row of ``rolls`` holds a note."""
-        busy = np.flatnonzero(rolls.reshape(len(self.channels), -1).any(axis=1))
+        """The windows of the followed channels whose own notes sound in ``inputs``."""
+        busy = self.follow[1:] & inputs[:, SOUNDING].reshape(len(CHANNELS), -1).any(axis=1)
         return [
-            ClosedWindow(self.channels[row], start_bar, t0, t1, valid, rolls[row])
-            for row in busy.tolist()
+            ClosedWindow(CHANNELS[row], start_bar, t0, t1, valid, inputs[row])
+            for row in np.flatnonzero(busy).tolist()
         ]
 
     def _end_stuck(self, t1: int) -> None:

@@ -20,24 +20,30 @@ from live.engine import CHANNELS, ClosedWindow, GridBars, WindowEngine
 from live.midifile import load_midi, read_song
 
 NOTE_ON, NOTE_OFF, TRACK_END = 1, 0, 2  # same-tick order: offs before ons, as in a file's own
-#: ``(tick, track, index in the track, kind, channel 1-16, pitch or -1)``
-Event = tuple[int, int, int, int, int, int]
+#: ``(tick, track, index in the track, kind, channel 1-16, pitch or -1, velocity)``
+Event = tuple[int, int, int, int, int, int, int]
 
 
 @dataclass
 class ReplayWindow:
-    """A window of one channel, bars ``[bar, bar + 2)``, with its own copy of the roll."""
+    """A window of one channel, bars ``[bar, bar + 2)``, with its own copy of the input
+    (contract 2; ``roll`` is its channel 0, contract 1's input)."""
 
     channel: int
     bar: int
     start_tick: int
     end_tick: int
-    roll: npt.NDArray[np.uint8]
+    inputs: npt.NDArray[np.uint8]
+
+    @property
+    def roll(self) -> npt.NDArray[np.uint8]:
+        return self.inputs[0]
 
 
 def file_events(midi: mido.MidiFile) -> list[Event]:
-    """``(tick, track, index, kind, channel 1-16, pitch)`` of every note event, in file order
-    within a track and tick order across tracks; each track's end releases its notes."""
+    """``(tick, track, index, kind, channel 1-16, pitch, velocity)`` of every note event, in
+    file order within a track and tick order across tracks; each track's end releases its
+    notes."""
     events: list[Event] = []
     for t, track in enumerate(midi.tracks):
         tick = 0
@@ -45,12 +51,12 @@ def file_events(midi: mido.MidiFile) -> list[Event]:
         for i, msg in enumerate(track):
             tick += msg.time
             if msg.type == "note_on" and msg.velocity > 0:
-                events.append((tick, t, i, NOTE_ON, msg.channel + 1, msg.note))
+                events.append((tick, t, i, NOTE_ON, msg.channel + 1, msg.note, msg.velocity))
                 channels.add(msg.channel + 1)
             elif msg.type in ("note_on", "note_off"):
-                events.append((tick, t, i, NOTE_OFF, msg.channel + 1, msg.note))
+                events.append((tick, t, i, NOTE_OFF, msg.channel + 1, msg.note, 0))
         for c in sorted(channels):
-            events.append((tick, t, len(track), TRACK_END, c, -1))
+            events.append((tick, t, len(track), TRACK_END, c, -1, 0))
     events.sort(key=lambda e: (e[0], e[1], e[2]))
     return events
 
@@ -74,15 +80,15 @@ def replay_windows(
 
 def _run(engine: WindowEngine, events: list[Event], last: int) -> Iterator[list[ReplayWindow]]:
     def batch(closed: list[ClosedWindow]) -> list[ReplayWindow]:
-        return [ReplayWindow(w.channel, w.bar, w.start, w.end, w.roll.copy()) for w in closed]
+        return [ReplayWindow(w.channel, w.bar, w.start, w.end, w.inputs.copy()) for w in closed]
 
     # Events past the grid's last bar line (late end-of-track markers) close nothing more.
-    for tick, _, _, kind, channel, pitch in events:
+    for tick, _, _, kind, channel, pitch, velocity in events:
         closed = engine.advance(min(tick, last))
         if closed:
             yield batch(closed)
         if kind == NOTE_ON:
-            engine.note_on(channel, pitch, tick)
+            engine.note_on(channel, pitch, tick, velocity)
         elif kind == NOTE_OFF:
             engine.note_off(channel, pitch, tick)
         else:

@@ -195,6 +195,7 @@ class Transport:
             if self.mode in ("clock", "internal"):
                 self.clock_count = self.position(t_ns) // TICKS_PER_CLOCK
             self.mode = "stopped"
+            self.engine.stop()
             return []
         if status == SPP:
             beats16 = msg[1] | (msg[2] << 7)  # sixteenth notes = 6 clocks each
@@ -263,7 +264,7 @@ class Transport:
             closed += self.engine.advance(self.position(t_ns))
         pos = self.position(t_ns)
         if kind == 0x90 and msg[2] > 0:
-            self.engine.note_on(channel, msg[1], pos)
+            self.engine.note_on(channel, msg[1], pos, msg[2])
         elif kind in (0x80, 0x90):
             self.engine.note_off(channel, msg[1], pos)
         else:

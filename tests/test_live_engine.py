@@ -178,7 +178,7 @@ def play(
     events = []  # (time, order, message)
     from live.replay import NOTE_ON, file_events
 
-    for tick, _, i, kind, ch, pitch in file_events(midi):
+    for tick, _, i, kind, ch, pitch, _ in file_events(midi):
         t = tick * PERIOD // 40
         if kind == NOTE_ON:
             events.append((t, 1, i, [0x90 | (ch - 1), pitch, 100]))
@@ -451,7 +451,7 @@ def test_sixteen_busy_channels_close_as_one_batch_without_allocation_per_channel
             engine.note_off(ch, p, k * 120 + 100)
     closed = engine.advance(2 * FixedMeter().bar_ticks)
     assert sorted(w.channel for w in closed) == list(range(1, 17))
-    assert all(np.shares_memory(w.roll, engine.rolls) for w in closed)  # rows of one buffer
+    assert all(np.shares_memory(w.roll, engine.inputs) for w in closed)  # rows of one buffer
 
 
 def test_note_capacity_overflow_is_counted() -> None:
