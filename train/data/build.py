@@ -20,6 +20,7 @@ from live.errors import MidiFileError
 from live.taxonomy import CLASSES
 from train.config import DataConfig, to_json
 from train.data import collection, slakh
+from train.data.notes import build_notes
 from train.data.render import fluidsynth_path
 from train.data.slakh import StemRef
 from train.data.soundfonts import find_soundfonts
@@ -51,13 +52,32 @@ def demo_dirs() -> list[Path]:
     return found
 
 
-def build(config: DataConfig, progress: Progress | None = None) -> dict:
-    """Run the whole data pipeline; returns the summary (also written to ``OUT/summary.json``)."""
+def build(config: DataConfig, progress: Progress | None = None, *, notes: bool = False) -> dict:
+    """Run the whole data pipeline; returns the summary (also written to ``OUT/summary.json``).
+    With ``notes``, also the notes-only store of contract 2 (``OUT/notes``, see
+    :mod:`train.data.notes`), whose summary is the result's ``"notes"``."""
     out = Path(config.out)
     # Runs that share a data folder (one per seed, started together) build it one at a time:
     # the first builds, the others wait and then find every song and stem done.
     with folder_lock(out):
-        return _build(config, out, progress)
+        summary = _build(config, out, progress)
+        if notes:
+            summary["notes"] = build_notes(notes_files(config), out / "notes",
+                                           workers=config.workers, progress=progress)  # fmt: skip
+        return summary
+
+
+def notes_files(config: DataConfig) -> list[Path]:
+    """The MIDI files of the notes-only store: the collection's (or each Slakh track's
+    ``all_src.mid``), then ``notes_midi``'s."""
+    if config.slakh is not None:
+        tracks, _ = slakh.find_tracks(Path(config.slakh))
+        files = [
+            folder / "all_src.mid" for folder, _ in tracks if (folder / "all_src.mid").is_file()
+        ]
+    else:
+        files = collection.find_midi_files(config.midi or demo_dirs())
+    return files + collection.find_midi_files(config.notes_midi)
 
 
 def _build(config: DataConfig, out: Path, progress: Progress | None) -> dict:

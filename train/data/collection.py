@@ -166,7 +166,7 @@ def render_song(job: SongJob, out: Path, soundfonts: list[Path]) -> list[dict]:
     try:
         midi = load_midi(job.source)
         song = read_song(midi)
-        _check_tempo(song)
+        check_tempo(song)
     except (MidiFileError, DataError, ValueError) as exc:
         return _log_song(out, job, [_skip(job.source, str(exc))])
     parts, skipped = select_parts(song, job.source)
@@ -220,7 +220,8 @@ def render_song(job: SongJob, out: Path, soundfonts: list[Path]) -> list[dict]:
     return _log_song(out, job, skipped)
 
 
-def _check_tempo(song: Song) -> None:
+def check_tempo(song: Song) -> None:
+    """:class:`DataError` for a song whose tempo leaves the usable range anywhere."""
     slowest, fastest = song.tempo.bpm_range(song.end_tick)
     if slowest < MIN_BPM or fastest > MAX_BPM:
         raise DataError(
@@ -229,22 +230,30 @@ def _check_tempo(song: Song) -> None:
 
 
 def select_parts(song: Song, source: Path) -> tuple[list[Part], list[dict]]:
-    """The parts worth rendering, and skip records for the parts filtered out.
+    """The parts worth rendering (the :func:`audible_parts` in the task), and skip records
+    for the parts of the task filtered out. Drums and programs outside the 8 classes are not
+    in the task: no record."""
+    audible, skipped = audible_parts(song, source)
+    return [p for p in audible if in_task(p)], [r for r in skipped if r.pop("in_task")]
 
-    Not in the task (no record): drums and programs outside the 8 classes. Filtered (with a
-    record): melody duplicates named ``*_WA``, "ghost" tracks whose every note has velocity
-    <= 1, and tracks muted by CC 7 / CC 11 held at 0 (the last two would be silent windows
-    labelled as an instrument: label noise a notes-only model cannot see).
-    """
+
+def in_task(part: Part) -> bool:
+    """A part the models classify: not drums, and a program of the 8 classes."""
+    return not part.is_drum and class_of_program(part.program) is not None
+
+
+def audible_parts(song: Song, source: Path) -> tuple[list[Part], list[dict]]:
+    """The parts that really sound (every program, drums included), and skip records for the
+    parts filtered out: melody duplicates named ``*_WA``, "ghost" tracks whose every note has
+    velocity <= 1, and tracks muted by CC 7 / CC 11 held at 0 (the last two would be silent
+    windows labelled as an instrument: label noise a notes-only model cannot see). Each record
+    says whether the part was ``in_task``."""
     kept: list[Part] = []
     skipped: list[dict] = []
     for part in song.parts:
         if not len(part):
             continue
-        reason = None
-        silent = False
-        if part.is_drum or class_of_program(part.program) is None:
-            continue
+        reason, silent = None, False
         if part.name.strip().upper().endswith("_WA"):
             reason = "duplicated melody track (_WA)"
         elif (part.velocities <= 1).all():
@@ -254,7 +263,8 @@ def select_parts(song: Song, source: Path) -> tuple[list[Part], list[dict]]:
         if reason is None:
             kept.append(part)
         else:
-            skipped.append(_skip(source, reason, part=part, silent=silent))
+            record = _skip(source, reason, part=part, silent=silent)
+            skipped.append(record | {"in_task": in_task(part)})
     return kept, skipped
 
 

@@ -150,3 +150,16 @@ def scan(root: Path) -> tuple[list[StemRef], list[dict]]:
         stems += found
         skipped += bad
     return stems, skipped
+
+
+def metadata(root: Path) -> dict[str, dict]:
+    """Each track folder's ``metadata.yaml`` under ``root``, by folder name (``TrackNNNNN``);
+    folders without a readable one are left out."""
+    out: dict[str, dict] = {}
+    for folder, _ in find_tracks(root)[0]:
+        try:
+            meta = yaml.safe_load((folder / "metadata.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        out[folder.name] = meta
+    return out

@@ -1,0 +1,441 @@
+"""The notes-only window store: contract-v2 inputs straight from MIDI, no audio.
+
+A notes-only student needs no rendering, so this store takes every song of a collection
+(thousands, where rendering affords hundreds): each song is parsed once, its audible parts
+(every program, drums included) are the sources of :func:`live.inputs.window_inputs`, and each
+window of a part in the 8 classes is kept. Layout of ``OUT/notes/``::
+
+    cells.u16     uint16 [M]   the nonzero cells of every window's input, as flat indices
+                               (channel * 128 + pitch) * 16 + step, window after window
+    values.u8     uint8  [M]   their values (1, or a velocity)
+    windows.i32   int32  [N, len(COLUMNS)]   one row per window (see COLUMNS)
+    songs.jsonl   one line per song done, written after its data: the resume log, with the
+                  song's parts, skip records and the fingerprint of its notes
+    meta.json     counts, written when the build is complete
+
+Inputs are stored sparse (about 180 nonzero cells of 10,240 per window), about 550 bytes a
+window. An interrupted build resumes: files are cut back to what ``songs.jsonl`` vouches for.
+Splits are by *group* of songs: versions of one song (different files, much the same notes,
+found by :func:`group_songs`) share a split, so a test song is never a re-arrangement of a
+training one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from live.contract import WINDOW
+from live.errors import MidiFileError
+from live.inputs import CHANNELS_V2, song_inputs, sources_of
+from live.midifile import Part, Song, load_midi, read_song
+from live.taxonomy import CLASSES, class_of_program
+from train.data import slakh
+from train.data.collection import audible_parts, check_tempo, in_task, split_of
+from train.data.store import WindowStore
+from train.errors import DataError
+from train.files import atomic_write
+
+#: Bumped when what a song's record or windows mean changes: a store of another version is
+#: rebuilt, not resumed.
+NOTES_VERSION = 1
+COLUMNS = (
+    "song",
+    "part",
+    "bar",
+    "label",
+    "program",
+    "valid_steps",
+    "n_cells",
+    "cell_offset_lo",
+    "cell_offset_hi",
+)
+SHAPE = (len(CHANNELS_V2), WINDOW.n_pitches, WINDOW.n_steps)
+#: MinHash of a song's notes: this many hash functions, in bands of BAND rows for LSH.
+N_HASHES, BAND = 64, 4
+#: Songs whose estimated Jaccard similarity of note n-grams is at least this are versions.
+VERSION_SIMILARITY = 0.5
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class SongWindows:
+    """What one song contributes: its record (songs.jsonl), window rows and cells."""
+
+    record: dict
+    rows: npt.NDArray[np.int32]  # [n, len(COLUMNS)], song and offsets filled in on append
+    cells: npt.NDArray[np.uint16]
+    values: npt.NDArray[np.uint8]
+
+
+def song_windows(path: Path, sha1: str) -> SongWindows:
+    """Parse one MIDI file and cut every target part's windows (hop 1 bar). A file that cannot
+    be used gives a record with ``"skipped"`` and no windows."""
+    record: dict = {"sha1": sha1, "file": str(path), "version": NOTES_VERSION}
+    try:
+        song = read_song(load_midi(path))
+        check_tempo(song)
+    except (MidiFileError, DataError, ValueError) as exc:
+        return _empty(record | {"skipped": [{"file": str(path), "reason": str(exc)}]})
+    sources, skipped = audible_parts(song, path)
+    targets = [i for i, p in enumerate(sources) if in_task(p)]
+    record |= {
+        "skipped": skipped,
+        "parts": [_part_record(p) for p in sources],
+        "targets": targets,
+        "fingerprint": fingerprint(sources).tolist(),
+        "bars": len(song.bars),
+    }
+    if not targets:
+        record["skipped"].append({"file": str(path), "reason": "no audible part in the 8 classes"})
+        return _empty(record)
+    return _cut(record, song, sources, targets)
+
+
+def _cut(record: dict, song: Song, sources: list[Part], targets: list[int]) -> SongWindows:
+    rows, cells, values = [], [], []
+    labels = {i: CLASSES.index(str(class_of_program(sources[i].program))) for i in targets}
+    for bar, _, _, inputs, valid in song_inputs(
+        sources_of(sources), song.bars, song.ticks_per_beat
+    ):
+        for i in targets:
+            if not inputs[i, 0].any():
+                continue
+            flat = inputs[i].reshape(-1)
+            nz = np.flatnonzero(flat)
+            rows.append((0, i, bar, labels[i], sources[i].program, valid, len(nz), 0, 0))
+            cells.append(nz.astype(np.uint16))
+            values.append(flat[nz])
+    record["windows"] = len(rows)
+    if not rows:
+        return _empty(record)
+    return SongWindows(
+        record, np.array(rows, np.int32), np.concatenate(cells), np.concatenate(values)
+    )
+
+
+def _empty(record: dict) -> SongWindows:
+    record.setdefault("windows", 0)
+    z = np.zeros
+    return SongWindows(record, z((0, len(COLUMNS)), np.int32), z(0, np.uint16), z(0, np.uint8))
+
+
+def _part_record(part: Part) -> dict:
+    label = class_of_program(part.program, is_drum=part.is_drum)
+    return {
+        "track": part.track,
+        "channel": part.channel + 1,
+        "program": part.program,
+        "name": part.name,
+        "class": label,
+        "notes": len(part),
+    }
+
+
+# ------------------------------------------------------------------------ song fingerprints
+
+
+def fingerprint(parts: list[Part]) -> npt.NDArray[np.int64]:
+    """MinHash (:data:`N_HASHES` values) of a song's melodic 5-grams: per pitched part, the
+    intervals between the top notes of consecutive onsets (clipped to +-24 semitones), so that
+    another file of the same song (transposed, re-timed, re-voiced) shares most of them."""
+    shingles = [_shingles(p) for p in parts if not p.is_drum]
+    grams = np.unique(np.concatenate(shingles)) if shingles else np.zeros(0, np.int64)
+    if len(grams) == 0:
+        return np.full(N_HASHES, -1, np.int64)
+    a, b = _HASH_A[:, None], _HASH_B[:, None]
+    return ((a * grams[None, :] + b) % _PRIME).min(axis=1)
+
+
+def _shingles(part: Part, n: int = 5) -> npt.NDArray[np.int64]:
+    starts, order = np.unique(part.starts, return_index=True)
+    top = np.maximum.reduceat(part.pitches, order) if len(order) else order
+    steps = np.clip(np.diff(top), -24, 24) + 24  # 0..48: 6 bits each
+    if len(steps) < n:
+        return np.zeros(0, np.int64)
+    windows = np.lib.stride_tricks.sliding_window_view(steps, n)
+    return (windows << (6 * np.arange(n))).sum(axis=1)
+
+
+_PRIME = (1 << 31) - 1
+_rng = np.random.default_rng(20261203)
+_HASH_A = _rng.integers(1, _PRIME, N_HASHES, dtype=np.int64)
+_HASH_B = _rng.integers(0, _PRIME, N_HASHES, dtype=np.int64)
+
+
+def group_songs(
+    signatures: npt.NDArray[np.int64], threshold: float = VERSION_SIMILARITY
+) -> npt.NDArray[np.int64]:
+    """Group index per song: songs whose MinHash signatures agree on at least ``threshold`` of
+    their values (the estimated Jaccard similarity) are joined, transitively. Candidates come
+    from locality-sensitive hashing (bands of :data:`BAND` values), so it is near-linear."""
+    n = len(signatures)
+    parent = np.arange(n)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return int(i)
+
+    empty = (signatures < 0).all(axis=1)
+    for band in range(0, signatures.shape[1], BAND):
+        buckets: dict[bytes, list[int]] = {}
+        for i in np.flatnonzero(~empty):
+            buckets.setdefault(signatures[i, band : band + BAND].tobytes(), []).append(int(i))
+        for members in buckets.values():
+            for j in members[1:]:
+                a, b = root(members[0]), root(j)
+                if a != b and (signatures[members[0]] == signatures[j]).mean() >= threshold:
+                    parent[max(a, b)] = min(a, b)
+    return np.array([root(i) for i in range(n)])
+
+
+# -------------------------------------------------------------------------------- writing
+
+
+class NotesWriter:
+    """Appends songs to ``OUT/notes``; reopening an interrupted store resumes where it stopped."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        params = self.folder / "params.json"
+        want = {"contract_version": 2, "notes_version": NOTES_VERSION, "columns": list(COLUMNS)}
+        if params.exists() and json.loads(params.read_text()) != want:
+            shutil.rmtree(self.folder)  # made another way: mixing would be silent skew
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(params, json.dumps(want))
+        self.done = _read_log(self.folder / "songs.jsonl")
+        self.n_windows = sum(r["windows"] for r in self.done.values())
+        self.n_cells = sum(r.get("cells", 0) for r in self.done.values())
+        self._truncate()
+        names = ("windows.i32", "cells.u16", "values.u8", "songs.jsonl")
+        self._files = {name: open(self.folder / name, "ab") for name in names}  # noqa: SIM115
+
+    def _truncate(self) -> None:
+        sizes = {
+            "windows.i32": self.n_windows * len(COLUMNS) * 4,
+            "cells.u16": self.n_cells * 2,
+            "values.u8": self.n_cells,
+        }
+        for name, size in sizes.items():
+            path = self.folder / name
+            if path.exists() and path.stat().st_size != size:
+                with open(path, "r+b") as f:
+                    f.truncate(size)
+
+    def append(self, song: SongWindows) -> None:
+        """Write one song's windows and cells, then log it (data first: a crash never lies)."""
+        rows = song.rows.copy()
+        index = len(self.done)
+        if len(rows):
+            offsets = self.n_cells + np.concatenate([[0], np.cumsum(rows[:-1, 6], dtype=np.int64)])
+            rows[:, 0] = index
+            rows[:, 7], rows[:, 8] = offsets & 0x7FFFFFFF, offsets >> 31
+        self._files["windows.i32"].write(rows.astype("<i4").tobytes())
+        self._files["cells.u16"].write(song.cells.astype("<u2").tobytes())
+        self._files["values.u8"].write(song.values.tobytes())
+        for name in ("windows.i32", "cells.u16", "values.u8"):
+            self._files[name].flush()
+        record = song.record | {"index": index, "cells": int(len(song.cells))}
+        self._files["songs.jsonl"].write((json.dumps(record) + "\n").encode())
+        self._files["songs.jsonl"].flush()
+        self.done[record["sha1"]] = record
+        self.n_windows += len(rows)
+        self.n_cells += len(song.cells)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        meta = {
+            "contract_version": 2,
+            "windows": self.n_windows,
+            "cells": self.n_cells,
+            "songs": len(self.done),
+            "shape": list(SHAPE),
+        }
+        atomic_write(self.folder / "meta.json", json.dumps(meta, indent=1))
+
+
+def _read_log(path: Path) -> dict[str, dict]:
+    """The songs a log vouches for; a last line cut short by a crash is dropped (redone)."""
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    raw = path.read_bytes()
+    good = 0
+    for line in raw.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        done[record["sha1"]] = record
+        good += len(line)
+    if good != len(raw):
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    return done
+
+
+def build_notes(
+    files: list[Path], out: Path, *, workers: int = 1, progress: Progress | None = None
+) -> dict:
+    """Build (or finish) the notes store of ``files`` in ``out``; returns its summary. Files
+    with the same bytes count once; unusable files and parts are recorded, never fatal. The
+    caller holds the data folder's lock (``train.data.build.build``)."""
+    writer = NotesWriter(Path(out))
+    try:
+        todo, seen = [], set(writer.done)
+        for path in files:
+            sha1 = hashlib.sha1(path.read_bytes()).hexdigest()
+            if sha1 not in seen:
+                seen.add(sha1)
+                todo.append((path, sha1))
+        total, done = len(writer.done) + len(todo), len(writer.done)
+        if progress:
+            progress("notes", done, total)
+        for song in _map(todo, workers):
+            writer.append(song)
+            done += 1
+            if progress:
+                progress("notes", done, total)
+    finally:
+        writer.close()
+    return NotesStore(Path(out)).summary()
+
+
+def _map(todo: list[tuple[Path, str]], workers: int) -> Iterator[SongWindows]:
+    if workers <= 1:
+        for path, sha1 in todo:
+            yield song_windows(path, sha1)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(song_windows, *zip(*todo, strict=True), chunksize=4) if todo else ()
+
+
+# -------------------------------------------------------------------------------- reading
+
+
+class NotesStore:
+    """Read side: the window table and song records, cells memory-mapped."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        if not (self.folder / "meta.json").exists():
+            raise DataError(f"no notes store at {self.folder}: build it with `kdtrain notes`")
+        meta = json.loads((self.folder / "meta.json").read_text())
+        self.songs = sorted(
+            _read_log(self.folder / "songs.jsonl").values(), key=lambda r: r["index"]
+        )
+        n, m = int(meta["windows"]), int(meta["cells"])
+        table = _memmap(self.folder / "windows.i32", np.int32, (n, len(COLUMNS)))
+        self.index = {name: np.asarray(table[:, k]) for k, name in enumerate(COLUMNS)}
+        self.offset = self.index.pop("cell_offset_lo").astype(np.int64) + (
+            self.index.pop("cell_offset_hi").astype(np.int64) << 31
+        )
+        self.cells = _memmap(self.folder / "cells.u16", np.uint16, (m,))
+        self.values = _memmap(self.folder / "values.u8", np.uint8, (m,))
+        signatures = np.array([s.get("fingerprint", [-1] * N_HASHES) for s in self.songs], np.int64)
+        self.group = group_songs(signatures.reshape(len(self.songs), N_HASHES))
+        # A group's split is that of its least hash: the same whatever order songs came in.
+        first: dict[int, str] = {}
+        for g, song in zip(self.group, self.songs, strict=True):
+            first[g] = min(first.get(g, song["sha1"]), song["sha1"])
+        self.song_split = np.array([split_of(first[g]) for g in self.group])
+
+    def __len__(self) -> int:
+        return len(self.offset)
+
+    @property
+    def labels(self) -> npt.NDArray[np.int64]:
+        return self.index["label"].astype(np.int64)
+
+    def split(self, name: str) -> npt.NDArray[np.int64]:
+        """Indices of the windows whose song (group) is in split ``name``."""
+        return np.flatnonzero(self.song_split[self.index["song"]] == name)
+
+    def inputs(
+        self, idx: npt.NDArray[np.int64], out: npt.NDArray[np.uint8] | None = None
+    ) -> npt.NDArray[np.uint8]:
+        """The windows' inputs, ``uint8 [len(idx), 5, 128, 16]``."""
+        batch = np.zeros((len(idx), *SHAPE), np.uint8) if out is None else out
+        flat = batch.reshape(len(idx), -1)
+        if out is not None:
+            flat.fill(0)
+        counts = self.index["n_cells"][idx].astype(np.int64)
+        starts = self.offset[idx]
+        take = np.repeat(
+            starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts
+        ) + np.arange(counts.sum())
+        flat[np.repeat(np.arange(len(idx)), counts), self.cells[take]] = self.values[take]
+        return batch
+
+    def summary(self) -> dict:
+        """Songs, groups of versions, windows per split and class, skipped files and parts."""
+        windows = {s: dict.fromkeys(CLASSES, 0) for s in ("train", "validation", "test")}
+        split = self.song_split[self.index["song"]]
+        for s in windows:
+            counts = np.bincount(self.index["label"][split == s], minlength=len(CLASSES))
+            windows[s] = {c: int(k) for c, k in zip(CLASSES, counts, strict=True)}
+        sizes = np.bincount(self.group)
+        return {
+            "songs": len(self.songs),
+            "songs_with_windows": int(sum(1 for s in self.songs if s["windows"])),
+            "version_groups": int((sizes > 1).sum()),
+            "songs_in_version_groups": int(sizes[sizes > 1].sum()),
+            "windows": windows,
+            "skipped": sum(len(s.get("skipped", [])) for s in self.songs),
+            "contract_version": 2,
+        }
+
+
+def _memmap(path: Path, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+    if int(np.prod(shape)) == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+
+
+def audio_twins(notes: NotesStore, store: WindowStore, slakh_root: Path) -> npt.NDArray[np.int64]:
+    """For every window of ``notes``, the window of the audio ``store`` cut from the same part
+    of the same song at the same bar, or -1: where the audio teacher's answer exists for a
+    notes window. Parts are matched through each rendered track's ``metadata.yaml`` (its song's
+    hash, and each stem's source track, channel and program), which a collection rendered by
+    ``kdtrain data`` has; real Slakh2100 stems have no source part, so they match nothing."""
+    parts = {
+        (song["sha1"], p["track"], p["channel"] - 1, p["program"]): (song["index"], k)
+        for song in notes.songs
+        for k, p in enumerate(song.get("parts", []))
+    }
+    stem_code: dict[tuple[str, str], int] = {}
+    for track, meta in slakh.metadata(Path(slakh_root)).items():
+        for stem, info in (meta.get("stems") or {}).items():
+            key = (meta.get("UUID"), info.get("source_track"), info.get("source_channel"),
+                   info.get("program_num"))  # fmt: skip
+            if key in parts:
+                song, part = parts[key]
+                stem_code[(track, stem)] = song * 256 + part
+    audio_code = np.array(
+        [
+            stem_code.get((s, t), -1)
+            for s, t in zip(store.index["song"], store.index["stem"], strict=True)
+        ],
+        np.int64,
+    )
+    audio_code = np.where(audio_code >= 0, audio_code * 4096 + store.index["bar"], -1)
+    notes_code = (
+        notes.index["song"].astype(np.int64) * 256 + notes.index["part"]
+    ) * 4096 + notes.index["bar"]
+    order = np.argsort(audio_code)
+    at = np.clip(np.searchsorted(audio_code[order], notes_code), 0, max(len(order) - 1, 0))
+    found = audio_code[order][at] == notes_code if len(order) else np.zeros(len(notes_code), bool)
+    return np.where(found, order[at] if len(order) else -1, -1)
