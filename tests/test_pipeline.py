@@ -16,6 +16,7 @@ from live.taxonomy import CLASSES
 from train.checkpoints import load_model
 from train.cli import app as kdtrain
 from train.data.collection import split_of
+from train.data.notes import NotesStore
 from train.data.store import WindowStore
 
 pytestmark = pytest.mark.fluidsynth
@@ -93,6 +94,14 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, fluidsynth: str) -> Path:
     return run
 
 
+def parts_tested(report: dict) -> set[tuple[int, int]]:
+    """(song, part) of every test window of the run's notes store."""
+    notes = NotesStore(Path(report["config"]["data"]["out"]) / "notes")
+    test = notes.split("test")
+    songs, parts = notes.index["song"][test].tolist(), notes.index["part"][test].tolist()
+    return set(zip(songs, parts, strict=True))
+
+
 def rerun(tiny_run: Path, run: Path, *options: str) -> dict[str, dict]:
     """``kdtrain all`` on the tiny run's data into ``run`` with ``options``; the stage files."""
     args = [
@@ -132,6 +141,12 @@ def test_report_and_checkpoints(tiny_run: Path) -> None:
     md = (tiny_run / "report.md").read_text()
     assert "KDIC" in md and "0.76" in md
     assert (tiny_run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tiny_run / "part_curves.png").read_bytes()[:4] == b"\x89PNG"
+    for name in ("NIC", "KDIC", "baseline"):  # contract 2: running and part-level answers
+        parts = report["models"][name]["parts"]
+        assert "2" in parts and 0 <= report["models"][name]["running"]["macro_f1"] <= 1
+        assert parts["2"]["n"] == len(parts_tested(report))
+    assert "## Part-level answers" in md
     # the resolved config beside the run, and in every checkpoint
     assert json.loads((tiny_run / "config.json").read_text()) == report["config"]
     for name in ("teacher", "nic", "kdic"):
@@ -139,7 +154,7 @@ def test_report_and_checkpoints(tiny_run: Path) -> None:
         assert blob["classes"] == list(CLASSES) and blob["contract_version"] == 1
         assert blob["config"] == report["config"]
         model = load_model(tiny_run / f"{name}.pt")  # rebuilt from the file alone
-        shape = (2, 1, 128, 64) if name == "teacher" else (2, 1, 128, 16)
+        shape = (2, 1, 128, 64) if name == "teacher" else (2, 5, 128, 16)
         assert model(torch.zeros(shape)).shape == (2, 8)
 
 
@@ -163,16 +178,23 @@ def test_run_ends_with_a_bundle_that_live_loads(tiny_run: Path) -> None:
 
     bundle = read_bundle(tiny_run / "bundle")
     report = json.loads((tiny_run / "report.json").read_text())
-    assert bundle.manifest["preset"] == "tiny"
+    assert bundle.manifest["preset"] == "tiny" and bundle.contract == 2
+    assert bundle.state_size == 8 and bundle.input_shape == (5, 128, 16)
     assert bundle.manifest["test_metrics"]["macro_f1"] == report["models"]["KDIC"]["macro_f1"]
+    assert bundle.manifest["test_metrics"]["parts"] == report["models"]["KDIC"]["parts"]
     assert bundle.manifest["training_data"]["songs"] == report["data"]["songs"]
     gauntlet = bundle.manifest["export"]["gauntlet"]
     assert gauntlet["passed"] and gauntlet["real_windows"] > 0
-    store = WindowStore(Path(report["config"]["data"]["out"]) / "windows")
-    rolls = store.rolls[store.split("test")].astype(np.float32)[:, None]
+    notes = NotesStore(Path(report["config"]["data"]["out"]) / "notes")
+    x = notes.inputs(notes.split("test")).astype(np.float32)
+    h = np.random.default_rng(0).uniform(-1, 1, (len(x), 8)).astype(np.float32)
+    kdic = load_model(tiny_run / "kdic.pt")
     with torch.no_grad():
-        want = load_model(tiny_run / "kdic.pt")(torch.from_numpy(rolls)).argmax(1).numpy()
-    assert np.array_equal(Model(tiny_run / "bundle").predict(rolls).argmax(1), want)
+        window, part, state = kdic.step(torch.from_numpy(x), torch.from_numpy(h))
+    got = Model(tiny_run / "bundle").step(x, h)
+    assert np.array_equal(got[0].argmax(1), window.argmax(1).numpy())
+    assert np.array_equal(got[1].argmax(1), part.argmax(1).numpy())
+    np.testing.assert_allclose(got[2], state.numpy(), atol=1e-5)
 
 
 @pytest.mark.slow
@@ -220,12 +242,13 @@ def test_a_train_fraction_trains_every_model_on_a_subset_of_the_songs(
     tiny_run: Path, tmp_path: Path
 ) -> None:
     """train_fraction f: the teacher, both students and the baseline learn from the songs
-    whose stable share is below f; validation and test are untouched, the report says it."""
+    whose stable share is below f (the same songs in the audio and the notes store);
+    validation and test are untouched, the report says it."""
     from train.pipeline import song_shares
 
-    store = WindowStore(tiny_run / "data" / "windows")
-    train = store.split("train")
-    songs = store.index["song"][train]
+    notes = NotesStore(tiny_run / "data" / "notes")
+    train = notes.split("train")
+    songs = np.array([s["sha1"] for s in notes.songs])[notes.index["song"][train]]
     shares = dict(zip(songs, song_shares(songs), strict=True))
     assert len(shares) >= 3
     low, high = sorted(shares.values())[:2]
@@ -237,13 +260,38 @@ def test_a_train_fraction_trains_every_model_on_a_subset_of_the_songs(
     assert report["data"]["train_songs_used"] == len(kept) == 1
     n_kept = int(np.isin(songs, kept).sum())
     assert 0 < n_kept < len(train)
-    assert report["data"]["train_windows_used"] == report["teacher_targets"]["n"] == n_kept
+    assert report["data"]["train_windows_used"] == n_kept
+    assert 0 < report["teacher_targets"]["n"] <= n_kept  # the teacher heard the same song
     assert report["config"]["train_fraction"] == fraction
     assert "train_fraction" in (run / "report.md").read_text()
     reference = json.loads((tiny_run / "report.json").read_text())
     assert sum(map(sum, report["models"]["NIC"]["confusion"])) == sum(
         map(sum, reference["models"]["NIC"]["confusion"])
     )  # the same test windows
+
+
+@pytest.mark.slow
+def test_contract_1_trains_and_exports_the_papers_input(tiny_run: Path, tmp_path: Path) -> None:
+    """model.contract=1 (the paper preset's): the students learn from the audio store's rolls,
+    with no history, and the bundle takes ``roll [B, 1, 128, 16]``."""
+    from live.bundle import read_bundle
+    from live.model import Model
+
+    run = tmp_path / "run"
+    blobs = rerun(tiny_run, run, "--set", "model.contract=1")
+    assert blobs["kdic.pt"]["description"]["class"] == "StudentCNN"
+    report = json.loads((run / "report.json").read_text())
+    assert (
+        "parts" not in report["models"]["NIC"]
+        and "## Part-level" not in (run / "report.md").read_text()
+    )
+    bundle = read_bundle(run / "bundle")
+    assert (bundle.contract, bundle.input_shape, bundle.state_size) == (1, (1, 128, 16), 0)
+    store = WindowStore(tiny_run / "data" / "windows")
+    rolls = store.rolls[store.split("test")].astype(np.float32)[:, None]
+    with torch.no_grad():
+        want = load_model(run / "kdic.pt")(torch.from_numpy(rolls)).argmax(1).numpy()
+    assert np.array_equal(Model(run / "bundle").predict(rolls).argmax(1), want)
 
 
 def test_song_shares_nest_and_keep_songs_whole() -> None:

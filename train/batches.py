@@ -13,6 +13,7 @@ import torch
 
 from live.contract import MEL
 from live.taxonomy import CLASSES
+from train.data.notes import NotesStore
 from train.data.store import WindowStore
 
 LABEL_INDEX = {name: i for i, name in enumerate(CLASSES)}
@@ -34,6 +35,18 @@ class RollSource:
         rolls = np.empty((len(idx), *self.store.rolls.shape[1:]), np.float32)
         rolls[order] = self.store.rolls[idx[order]]
         return torch.from_numpy(rolls).unsqueeze(1), torch.from_numpy(self.labels[idx])
+
+
+class NotesSource:
+    """Contract-v2 student input: ``x`` [B, 5, 128, 16] float32 (the contract's integers; the
+    model scales velocity), ``y`` [B] int64."""
+
+    def __init__(self, store: NotesStore) -> None:
+        self.store, self.labels = store, store.labels
+
+    def __call__(self, idx: npt.NDArray[np.int64]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(self.store.inputs(idx)).float()
+        return x, torch.from_numpy(self.labels[idx])
 
 
 class MelSource:

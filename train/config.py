@@ -42,6 +42,9 @@ class DataConfig:
     out: Path = Path("data")
     midi: list[Path] = field(default_factory=list)  # folders of General MIDI files
     slakh: Path | None = None  # a Slakh2100-layout folder, instead of ``midi``
+    #: More MIDI folders for the notes-only store (contract 2) alone: songs the students learn
+    #: from without audio (thousands, where rendering affords hundreds).
+    notes_midi: list[Path] = field(default_factory=list)
     soundfonts: list[Path] = field(default_factory=list)  # default: every GM bank found
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     limit_songs: int | None = None
@@ -64,13 +67,21 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which architectures (see :mod:`train.models`) and what the teacher hears."""
+    """Which architectures (see :mod:`train.models`), what the teacher hears and what the
+    students see."""
 
     preset: str = "fast"
     #: Mel frames the teacher sees: crop or pad at the end (the paper pads to 528). 172 frames
     #: = 4 s = two bars of 4/4 at 120 BPM; slower windows are cropped (at a random offset in
     #: training), which the fast teacher's pooling over time does not mind.
     teacher_frames: int = 172
+    #: The input contract of the students: 1, the paper's roll of the part alone; 2, what a
+    #: DAW sends (``live.inputs``: onsets, velocity, the ensemble, the drums) and a history.
+    contract: int = 2
+    #: Contract 2: the channels the students use (``live.inputs.CHANNELS_V2`` order).
+    inputs: tuple[int, ...] = (0, 1, 2, 3, 4)
+    #: Contract 2: the size of the state a student carries from window to window; 0 = none.
+    state: int = 64
 
     def __post_init__(self) -> None:
         _check(
@@ -80,6 +91,16 @@ class ModelConfig:
         _check(
             self.teacher_frames >= 32, f"teacher_frames must be >= 32, got {self.teacher_frames}"
         )
+        _check(self.contract in (1, 2), f"contract is 1 or 2, got {self.contract}")
+        _check(
+            self.contract == 1 or self.preset != "paper",
+            "the paper's students are Table 1's: contract 1 (model.contract=1)",
+        )
+        _check(
+            len(self.inputs) > 0 and self.inputs[0] == 0 and set(self.inputs) <= set(range(5)),
+            "inputs are contract-2 channels among 0-4, the first 0 (the part's own notes)",
+        )
+        _check(self.state >= 0, f"state must be >= 0, got {self.state}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +119,8 @@ class OptimConfig:
     #: Validate and keep an exponential moving average of the weights with this decay per
     #: step (0.995: about the last 200 steps); 0 = the raw weights.
     ema: float = 0.0
+    #: Students with a state learn on chunks of this many successive windows of a part.
+    sequence: int = 8
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -108,6 +131,7 @@ class OptimConfig:
         _check(self.samples_per_epoch >= 0, "samples_per_epoch must be >= 0 (0: the split's size)")
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
         _check(0 <= self.ema < 1, "ema is a decay per step, in [0, 1) (0: off)")
+        _check(self.sequence >= 1, f"sequence must be >= 1, got {self.sequence}")
 
 
 @dataclass(frozen=True)
@@ -167,7 +191,7 @@ def _paper() -> RunConfig:
     """Table 1's models; the paper gives no schedule, so these are ours (a GPU is advisable
     for the teacher). Soft targets only, as the paper distils."""
     return RunConfig(
-        model=ModelConfig(preset="paper", teacher_frames=528),
+        model=ModelConfig(preset="paper", teacher_frames=528, contract=1),
         teacher=OptimConfig(epochs=10, batch_size=32, lr=3e-4, label_smoothing=0.1),
         student=OptimConfig(epochs=20, batch_size=128, lr=1e-3),
     )
@@ -175,10 +199,9 @@ def _paper() -> RunConfig:
 
 def _tiny() -> RunConfig:
     """Seconds on a CPU, for tests."""
-    quick = OptimConfig(epochs=2, batch_size=16, lr=3e-3, samples_per_epoch=64)
-    return RunConfig(
-        model=ModelConfig(preset="tiny", teacher_frames=64), teacher=quick, student=quick
-    )
+    quick = OptimConfig(epochs=2, batch_size=16, lr=3e-3, samples_per_epoch=64, sequence=4)
+    model = ModelConfig(preset="tiny", teacher_frames=64, state=8)
+    return RunConfig(model=model, teacher=quick, student=quick)
 
 
 #: ``fast`` (default): sized so that ``kdtrain all`` on the demo corpus finishes in about ten
@@ -253,8 +276,9 @@ def _parse(text: str, kind: Any) -> Any:
         if text.lower() in ("none", "null", ""):
             return None
         kind = next(a for a in args if a is not type(None))
-    if typing.get_origin(kind) is list:
-        return [_parse(part.strip(), args[0] if args else str) for part in text.split(",") if part]
+    if typing.get_origin(kind) in (list, tuple):
+        items = [_parse(part.strip(), args[0] if args else str) for part in text.split(",") if part]
+        return items if typing.get_origin(kind) is list else tuple(items)
     if kind is bool:
         if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise ConfigError(f"{text!r} is not true or false")

@@ -24,12 +24,13 @@ so the students export to ONNX with a dynamic batch axis and compile with Tensor
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import nn
 
 from live.contract import MEL, WINDOW
+from live.inputs import VELOCITY
 from live.taxonomy import N_CLASSES
 from train.config import PRESETS
 
@@ -54,21 +55,24 @@ class DbToUnit(nn.Module):
 
 
 class PitchCoordinate(nn.Module):
-    """``Tensor[B x 1 x P x T]`` roll -> ``Tensor[B x 2 x P x T]``: ``[roll, roll * pitch]``.
+    """``Tensor[B x C x P x T]`` -> ``Tensor[B x (C + 1) x P x T]``: ``[x, roll * pitch]``,
+    where the roll is channel 0 (the part's own notes).
 
-    The second channel holds each active cell's pitch, scaled to -1 (pitch 0) .. +1 (pitch
-    P - 1), so convolutions see absolute register and not only intervals. A constant buffer and
-    a broadcast multiply: no shape arithmetic in the exported graph.
+    The new channel holds each active cell's pitch, scaled to -1 (pitch 0) .. +1 (pitch P - 1),
+    so convolutions see absolute register and not only intervals. A constant buffer and a
+    broadcast multiply: no shape arithmetic in the exported graph.
     """
 
-    def __init__(self, n_pitches: int) -> None:
+    def __init__(self, n_pitches: int, channels: int = 1) -> None:
         super().__init__()
         coord = torch.linspace(-1.0, 1.0, n_pitches).view(1, 1, n_pitches, 1)
         self.coord: torch.Tensor
         self.register_buffer("coord", coord, persistent=False)
+        self.channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, x * self.coord], dim=1)
+        roll = x if self.channels == 1 else x[:, :1]
+        return torch.cat([x, roll * self.coord], dim=1)
 
 
 def conv_bn_relu(
@@ -318,10 +322,12 @@ class StudentCNN(_PooledCNN):
         hidden: int = 64,
         dropout: float = 0.3,
         pitch_channel: bool = True,
+        in_channels: int = 1,
         n_classes: int = N_CLASSES,
     ) -> None:
         super().__init__()
         self._remember(
+            in_channels=in_channels,
             n_pitches=n_pitches,
             n_steps=n_steps,
             channels=channels,
@@ -337,8 +343,8 @@ class StudentCNN(_PooledCNN):
             raise ValueError(
                 f"need one pool per conv block: {len(channels)} channels given, {len(pools)} pools"
             )
-        layers: list[nn.Module] = [PitchCoordinate(n_pitches)] if pitch_channel else []
-        c_in, bands = (2 if pitch_channel else 1), n_pitches
+        layers: list[nn.Module] = [PitchCoordinate(n_pitches, in_channels)] if pitch_channel else []
+        c_in, bands = in_channels + pitch_channel, n_pitches
         for i, (c_out, pool) in enumerate(zip(channels, pools, strict=True)):
             kernel = _pair(first_kernel) if i == 0 else (3, 3)
             stride = _pair(first_stride) if i == 0 else (1, 1)
@@ -349,10 +355,123 @@ class StudentCNN(_PooledCNN):
         self._build_head(layers, c_in * bands, hidden, dropout, n_classes)
 
 
+# --------------------------------------------------------------------------- contract v2
+
+
+class ChannelSelect(nn.Module):
+    """Contract-v2 input ``Tensor[B x 5 x P x T]`` (integers) -> the channels ``inputs`` picked,
+    as model inputs: velocity (channel 2) scaled to 0..1, the others 0/1 as they are."""
+
+    def __init__(self, inputs: Sequence[int]) -> None:
+        super().__init__()
+        self.index: torch.Tensor
+        self.scale: torch.Tensor
+        self.register_buffer("index", torch.tensor(list(inputs)), persistent=False)
+        scale = [1 / 127 if c == VELOCITY else 1.0 for c in inputs]
+        self.register_buffer("scale", torch.tensor(scale).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(1, self.index) * self.scale
+
+
+class GRUCell(nn.Module):
+    """A GRU cell from plain layers (Gemm, Sigmoid, Tanh): ``(x [B x D], h [B x H]) -> h'``.
+    torch's own cell would do the same; these ops export to ONNX and TensorRT everywhere."""
+
+    def __init__(self, inputs: int, state: int) -> None:
+        super().__init__()
+        self.x_gates = nn.Linear(inputs, 3 * state)
+        self.h_gates = nn.Linear(state, 3 * state)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        xr, xz, xn = self.x_gates(x).chunk(3, dim=1)
+        hr, hz, hn = self.h_gates(h).chunk(3, dim=1)
+        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        return (1 - z) * n + z * h
+
+
+class PartStudent(KdModel):
+    """The contract-v2 student: what a part plays in a window and around it, and its history.
+
+    - :class:`ChannelSelect`: the contract-v2 channels ``inputs`` (default all five: the part's
+      notes sounding, their onsets and velocities, the rest of the ensemble, the drums);
+    - a :class:`StudentCNN` over them (``cnn`` are its arguments): the window's embedding and
+      the *window answer*, as the paper's student gives it;
+    - with ``state`` > 0, a :class:`GRUCell` over the part's successive window embeddings and a
+      linear head on its state: the *running answer*, which has heard the part so far.
+
+    ``forward(x) -> window logits`` (``Tensor[B x 5 x 128 x 16]`` -> ``[B x 8]``);
+    ``step(x, h) -> (window logits, part logits, h')`` with the state ``h`` ``[B x state]``
+    (zeros for a part's first window). Without a state the part logits are the window's.
+    ``forward(x, valid)`` runs chunks of successive windows for training (see ``train.history``).
+    """
+
+    def __init__(
+        self,
+        *,
+        inputs: Sequence[int] = tuple(range(5)),
+        state: int = 64,
+        n_classes: int = N_CLASSES,
+        **cnn: Any,
+    ) -> None:
+        super().__init__()
+        self._remember(inputs=inputs, state=state, n_classes=n_classes, **cnn)
+        self.select = ChannelSelect(inputs)
+        self.window = StudentCNN(in_channels=len(inputs), n_classes=n_classes, **cnn)
+        self.embedding_dim = self.window.embedding_dim
+        self.state_dim = state
+        if state:
+            self.history = GRUCell(self.embedding_dim, state)
+            self.part_head = nn.Linear(state, n_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.window.embed(self.select(x))
+
+    def head(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.window.head(emb)
+
+    @overload
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    @overload
+    def forward(
+        self, x: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def forward(
+        self, x: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Window logits of ``x``; with ``valid`` (bool ``[B x L]``: chunks of L successive
+        windows of B parts, ``x`` holding the valid ones in row order), also the running
+        answer's logits after each of them, the state starting at zero for every chunk."""
+        emb = self.embed(x)
+        if valid is None:
+            return self.head(emb)
+        steps = torch.zeros(*valid.shape, emb.shape[1], device=emb.device, dtype=emb.dtype)
+        steps[valid] = emb
+        h = torch.zeros(valid.shape[0], self.state_dim, device=emb.device, dtype=emb.dtype)
+        part = []
+        for k in range(valid.shape[1]):
+            h = self.history(steps[:, k], h)
+            part.append(self.part_head(h))
+        return self.head(emb), torch.stack(part, dim=1)[valid]
+
+    def step(
+        self, x: torch.Tensor, h: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        emb = self.embed(x)
+        logits = self.head(emb)
+        if not self.state_dim:
+            return logits, logits, h
+        h = self.history(emb, h)
+        return logits, self.part_head(h), h
+
+
 # --------------------------------------------------------------------------- factories
 
 _CLASSES: dict[str, type[KdModel]] = {
-    cls.__name__: cls for cls in (PaperCNN, TeacherCNN, StudentCNN)
+    cls.__name__: cls for cls in (PaperCNN, TeacherCNN, StudentCNN, PartStudent)
 }
 
 
@@ -370,14 +489,26 @@ def build_teacher(preset: str = "fast", *, frames: int) -> KdModel:
     return TeacherCNN()
 
 
-def build_student(preset: str = "fast") -> KdModel:
-    """The notes-only student of ``preset`` for rolls ``[B, 1, 128, 16]`` (0/1 float32)."""
+def build_student(
+    preset: str = "fast", *, contract: int = 1, inputs: Sequence[int] = (0,), state: int = 0
+) -> KdModel:
+    """The notes-only student of ``preset``: contract 1, for rolls ``[B, 1, 128, 16]`` (0/1
+    float32); contract 2, a :class:`PartStudent` on the channels ``inputs`` of
+    ``[B, 5, 128, 16]`` with a state of ``state`` (the paper's preset is contract 1 only)."""
+    _check_preset(preset)
+    if contract == 2:
+        if preset == "paper":
+            raise ValueError("contract 2 needs the fast or tiny student: the paper's is Table 1")
+        return PartStudent(inputs=inputs, state=state, **_STUDENT_CNN[preset])
     if preset == "paper":
         return PaperCNN(height=WINDOW.n_pitches, width=WINDOW.n_steps)
-    if preset == "tiny":
-        return StudentCNN(channels=(4, 8, 8), hidden=16)
-    _check_preset(preset)
-    return StudentCNN()
+    return StudentCNN(**_STUDENT_CNN[preset])
+
+
+_STUDENT_CNN: dict[str, dict[str, Any]] = {
+    "fast": {},
+    "tiny": {"channels": (4, 8, 8), "hidden": 16},
+}
 
 
 def _check_preset(preset: str) -> None:

@@ -7,6 +7,12 @@ stages are kept, an interrupted one resumes from its checkpoint, and a changed s
 only the stages that depend on it. :func:`fingerprints` states that dependency graph in one
 place. (``kdtrain all`` then exports KDIC as a bundle for ``kdlive``: ``export`` does that, on
 top of this module; see ``train.cli``.)
+
+The teacher always learns from the audio store. The students learn from the windows of their
+input contract (:class:`Windows`): contract 1, the audio store's rolls (the paper); contract 2,
+the notes-only store (``train.data.notes``), where they see onsets, velocity, the ensemble and
+the drums, carry a state from window to window (``train.history``), and are distilled where the
+teacher has heard the window.
 """
 
 from __future__ import annotations
@@ -26,32 +32,56 @@ import torch.distributed as dist
 
 from live.contract import CONTRACT_VERSION
 from live.taxonomy import CLASSES
-from train import checkpoints
+from train import checkpoints, history
 from train.baseline import fit_baseline, note_features
-from train.batches import MelSource, RollSource, labels_of
+from train.batches import MelSource, NotesSource, RollSource, labels_of
 from train.config import RunConfig, fingerprint, to_json
+from train.data import slakh
 from train.data.build import build
+from train.data.notes import NotesStore, audio_twins
 from train.data.slakh import SPLITS
 from train.data.store import WindowStore
 from train.errors import DataError
 from train.evaluate import evaluate, soft_targets
 from train.files import atomic_write
 from train.loop import Task, fit
-from train.models import KdModel, build_student, build_teacher, describe
+from train.models import KdModel, PartStudent, build_student, build_teacher, describe
 from train.progress import Reporter, Silent
-from train.steps import StepFn, ce_step, kd_step, predictor
+from train.steps import (
+    Index,
+    LossFn,
+    PredictFn,
+    Source,
+    StepFn,
+    ce_loss,
+    kd_loss,
+    predictor,
+    window_step,
+)
 
 #: The baseline fits on at most this many training windows (gradient boosting is slow).
 BASELINE_MAX_TRAIN = 200_000
+#: Contract-2 students are validated on the windows of at most this many validation songs.
+VALIDATION_SONGS = 200
+
+
+@dataclass
+class Windows:
+    """A set of windows models learn from: their source, labels, and each split's indices."""
+
+    source: Source
+    labels: npt.NDArray[np.int64]
+    split: dict[str, npt.NDArray[np.int64]]
 
 
 @dataclass
 class Data:
-    """The window store of a run, and which windows each split uses."""
+    """The run's stores: the audio store (the teacher's; contract 1's students') and, for
+    contract 2, the notes-only store."""
 
     store: WindowStore
-    labels: npt.NDArray[np.int64]  # class index of every window (contract order)
-    split: dict[str, npt.NDArray[np.int64]]  # split -> store indices
+    audio: Windows  # rolls of the audio store (source: RollSource)
+    notes: NotesStore | None
     summary: dict  # what ``kdtrain data`` wrote (summary.json)
     fingerprint: str
 
@@ -61,22 +91,28 @@ def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
     changed model class retrains; NIC does not depend on the teacher, so another teacher keeps
     it; KDIC depends on both."""
     teacher = fingerprint(
-        "teacher", data_fp, cfg.model, describe(new_teacher(cfg)), cfg.teacher, cfg.seed
-    )
-    student = describe(build_student(cfg.model.preset))
-    nic = fingerprint("nic", data_fp, student, cfg.student, cfg.seed)
+        "teacher", data_fp, cfg.model.preset, cfg.model.teacher_frames,
+        describe(new_teacher(cfg)), cfg.teacher, cfg.seed,
+    )  # fmt: skip
+    nic = fingerprint("nic", data_fp, describe(new_student(cfg)), cfg.student, cfg.seed)
     return {
         "teacher.pt": teacher,
         "teacher_outputs.pt": fingerprint("teacher outputs", teacher),
         "nic.pt": nic,
         "kdic.pt": fingerprint("kdic", nic, teacher, cfg.distill),
-        "baseline.pt": fingerprint("baseline", data_fp, cfg.seed),
+        "baseline.pt": fingerprint("baseline", data_fp, cfg.model.contract, cfg.seed),
     }
 
 
 def new_teacher(cfg: RunConfig) -> KdModel:
     """An untrained teacher as the config describes it."""
     return build_teacher(cfg.model.preset, frames=cfg.model.teacher_frames)
+
+
+def new_student(cfg: RunConfig) -> KdModel:
+    """An untrained student as the config describes it."""
+    m = cfg.model
+    return build_student(m.preset, contract=m.contract, inputs=m.inputs, state=m.state)
 
 
 def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
@@ -86,26 +122,29 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
     _init_distributed()
     run = Run(cfg, report or Silent())
     teacher = run.teacher()
-    logits = run.teacher_logits(teacher)
-    nic = run.student("nic", ce_step(run.rolls, cfg.student, run.device))
-    kdic = run.student("kdic", kd_step(run.rolls, logits, cfg.distill, run.device))
+    logits, taught = run.teacher_logits(teacher)
+    nic = run.student("nic", ce_loss(cfg.student))
+    kdic = run.student("kdic", kd_loss(logits, cfg.distill, run.device, taught))
     baseline = run.baseline()
     if run.rank != 0:
         return {}
-    test = run.data.split["test"]
+    audio_test, test = run.data.audio.split["test"], run.students.split["test"]
     run.report.say("evaluate", f"{len(test)} test windows")
-    y = run.data.labels[test]
+    mels = predictor(run.mels(train=False), run.device)
     models = {
-        "AIC": evaluate(y, predictor(run.mels(train=False), run.device)(teacher, test)),
-        "NIC": evaluate(y, predictor(run.rolls, run.device)(nic, test)),
-        "KDIC": evaluate(y, predictor(run.rolls, run.device)(kdic, test)),
-        "baseline": evaluate(y, baseline(test)),
+        "AIC": evaluate(run.data.audio.labels[audio_test], mels(teacher, audio_test)),
+        "NIC": run.evaluate(nic),
+        "KDIC": run.evaluate(kdic),
+        "baseline": run.evaluate(baseline),
     }
-    train = run.data.split["train"]
+    train = run.students.split["train"]
+    train = train[taught[train]]  # the windows the teacher has heard
     confusions = {name: models[name]["confusion"] for name in ("NIC", "baseline")}
-    targets = soft_targets(
-        logits[train], run.data.labels[train], cfg.distill.temperature, confusions
-    )
+    targets = None
+    if len(train):
+        targets = soft_targets(
+            logits[train], run.students.labels[train], cfg.distill.temperature, confusions
+        )
     write_report(
         run.dir,
         models=models,
@@ -129,13 +168,14 @@ class Run:
         if self.rank == 0:
             atomic_write(self.dir / "config.json", json.dumps(to_json(cfg), indent=1) + "\n")
         self.data = load_data(cfg, report, self.rank)
+        self.students = student_windows(self.data, cfg.train_fraction)
         self.fingerprints = fingerprints(cfg, self.data.fingerprint)
-        self.rolls = RollSource(self.data.store, self.data.labels)
         self.histories: dict[str, list[dict]] = {}
 
     def mels(self, *, train: bool) -> MelSource:
         frames = self.cfg.model.teacher_frames
-        return MelSource(self.data.store, self.data.labels, frames=frames, random_crop=train)
+        store, labels = self.data.store, self.data.audio.labels
+        return MelSource(store, labels, frames=frames, random_crop=train)
 
     def current_or_build(self, name: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The stage file ``name`` if it exists and is current, else ``build()``'s result,
@@ -156,20 +196,25 @@ class Run:
 
     def teacher(self) -> KdModel:
         """AIC: the teacher on log-mel, cross-entropy (label smoothing from the config)."""
-        step = ce_step(self.mels(train=True), self.cfg.teacher, self.device)
+        audio = Windows(self.mels(train=True), self.data.audio.labels, self.data.audio.split)
+        step = window_step(audio.source, ce_loss(self.cfg.teacher), self.device)
+        predict = predictor(self.mels(train=False), self.device)
 
         def train() -> dict[str, Any]:
-            return self._fit(new_teacher(self.cfg), "teacher", step, role="teacher")
+            return self._fit(new_teacher(self.cfg), "teacher", audio, step, predict)
 
         return self._model("teacher", self.current_or_build("teacher.pt", train))
 
-    def teacher_logits(self, teacher: KdModel) -> npt.NDArray[np.float32]:
-        """The teacher's logits on every training window, computed once (store-indexed:
-        ``[len(store), 8]``, zero outside the train split)."""
+    def teacher_logits(
+        self, teacher: KdModel
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+        """The teacher's logits on the students' training windows that it has heard, computed
+        once: ``(logits [N, 8], heard [N])`` by student window (contract 2: the notes store's
+        windows whose twin in the audio store is a training window)."""
 
         def infer() -> dict[str, Any]:
             self.report.say("teacher outputs", "on every training window")
-            train = self.data.split["train"]
+            train = self.data.audio.split["train"]
             logits = np.zeros((len(self.data.store), len(CLASSES)), np.float32)
             source = self.mels(train=False)
             with torch.no_grad():
@@ -178,93 +223,160 @@ class Run:
                     logits[train[s : s + 256]] = teacher(x.to(self.device)).float().cpu().numpy()
             return {"logits": logits}
 
-        return self.current_or_build("teacher_outputs.pt", infer)["logits"]
+        audio = self.current_or_build("teacher_outputs.pt", infer)["logits"]
+        heard = np.zeros(len(self.data.store), bool)
+        heard[self.data.audio.split["train"]] = True
+        if self.data.notes is None:
+            return audio, heard
+        twin = audio_twins(self.data.notes, self.data.store, _slakh_root(self.cfg))
+        heard_notes = (twin >= 0) & heard[np.maximum(twin, 0)]
+        heard_notes[self.students.split["validation"]] = False
+        heard_notes[self.students.split["test"]] = False
+        return audio[np.maximum(twin, 0)] * heard_notes[:, None], heard_notes
 
-    def student(self, name: str, step: StepFn) -> KdModel:
-        """NIC (cross-entropy) or KDIC (distillation): the student on piano rolls."""
+    def student(self, name: str, loss: LossFn) -> KdModel:
+        """NIC (cross-entropy) or KDIC (distillation): the student on its contract's windows."""
+        step, predict = self._student_step(loss), self._student_predict()
 
         def train() -> dict[str, Any]:
-            return self._fit(build_student(self.cfg.model.preset), name, step, role="student")
+            return self._fit(new_student(self.cfg), name, self.students, step, predict)
 
         return self._model(name, self.current_or_build(f"{name}.pt", train))
+
+    def _student_step(self, loss: LossFn) -> StepFn:
+        source, state = self.students.source, self.cfg.model.state
+        if self.data.notes is None or not state:
+            return window_step(source, loss, self.device)
+        nxt = history.successors(self.data.notes)
+        return history.part_step(source, nxt, self.cfg.student.sequence, loss, self.device)
+
+    def _student_predict(self) -> PredictFn:
+        """Contract 2 with a state: the running answers (what the daemon's part answer says)."""
+        if self.data.notes is None or not self.cfg.model.state:
+            return predictor(self.students.source, self.device)
+        notes, source = self.data.notes, self.students.source
+
+        def predict(model: torch.nn.Module, idx: Index) -> npt.NDArray[np.float32]:
+            assert isinstance(model, PartStudent)
+            return history.running_answers(model, source, notes, idx, self.device)[1]
+
+        return predict
 
     def _model(self, name: str, blob: dict[str, Any]) -> KdModel:
         self.histories[name.upper() if name != "teacher" else "AIC"] = blob.get("history", [])
         return checkpoints.model_from_checkpoint(blob).to(self.device)
 
-    def _fit(self, model: KdModel, name: str, step: StepFn, *, role: str) -> dict[str, Any]:
-        cfg = self.cfg
+    def _fit(
+        self, model: KdModel, name: str, windows: Windows, step: StepFn, predict: PredictFn
+    ) -> dict[str, Any]:
+        cfg, role = self.cfg, "teacher" if name == "teacher" else "student"
         optim = cfg.teacher if role == "teacher" else cfg.student
-        split, labels = self.data.split, self.data.labels
-        source = self.mels(train=False) if role == "teacher" else self.rolls
+        val = self._validation(windows, role)
         task = Task(
             name="AIC" if role == "teacher" else name.upper(),
             step=step,
-            predict=predictor(source, self.device),
-            train_labels=labels[split["train"]],
-            train_index=split["train"],
-            val_index=split["validation"],
-            val_labels=labels[split["validation"]],
+            predict=predict,
+            train_labels=windows.labels[windows.split["train"]],
+            train_index=windows.split["train"],
+            val_index=val,
+            val_labels=windows.labels[val],
         )
         self.report.say(task.name, "training")
         torch.manual_seed(cfg.seed)
         # The fingerprint is in the name: an interrupted run resumes only the same stage.
         state_file = self.dir / "checkpoints" / f"{name}.{self.fingerprints[name + '.pt']}.pt"
         model, state = fit(
-            model.to(self.device),
-            task,
-            optim,
-            seed=cfg.seed,
-            checkpoint=state_file,
+            model.to(self.device), task, optim, seed=cfg.seed, checkpoint=state_file,
             report=self.report,
-        )
+        )  # fmt: skip
         blob = checkpoints.checkpoint(
-            model,
-            role=role,
-            config=to_json(cfg),
-            history=state.history,
+            model, role=role, config=to_json(cfg), history=state.history,
             best_val_macro_f1=state.best_f1,
-        )
+        )  # fmt: skip
         if self.rank == 0:
             state_file.unlink(missing_ok=True)
         return blob
 
-    def baseline(self) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.float32]]:
-        """Gradient boosting on note statistics; returns its probabilities by store index."""
+    def _validation(self, windows: Windows, role: str) -> Index:
+        """The validation windows; contract 2's, those of at most :data:`VALIDATION_SONGS`
+        songs (whole songs, so whole parts: their running answers are causal)."""
+        val = windows.split["validation"]
+        if role == "teacher" or self.data.notes is None:
+            return val
+        songs = self.data.notes.index["song"][val]
+        keep = np.unique(songs)
+        keep = keep[np.argsort(_song_hashes(keep))][:VALIDATION_SONGS]
+        return val[np.isin(songs, keep)]
+
+    def baseline(self) -> Callable[[Index], npt.NDArray[np.float32]]:
+        """Gradient boosting on note statistics of the students' windows (the part's own
+        notes: contract 1's roll); returns its probabilities by student window."""
 
         def fit() -> dict[str, Any]:
             self.report.say("baseline", "fitting gradient boosting on note statistics")
-            train = self.data.split["train"]
+            train = self.students.split["train"]
             if len(train) > BASELINE_MAX_TRAIN:
                 rng = np.random.default_rng(self.cfg.seed)
                 train = np.sort(rng.choice(train, BASELINE_MAX_TRAIN, replace=False))
-            model = fit_baseline(self._features(train), self.data.labels[train], seed=self.cfg.seed)
-            return {"model": model}
+            labels = self.students.labels[train]
+            return {"model": fit_baseline(self._features(train), labels, seed=self.cfg.seed)}
 
         model = self.current_or_build("baseline.pt", fit)["model"]
 
-        def predict(idx: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        def predict(idx: Index) -> npt.NDArray[np.float32]:
             probs = np.zeros((len(idx), len(CLASSES)), np.float32)
-            probs[:, model.classes_] = model.predict_proba(self._features(idx))
+            for s in range(0, len(idx), 65536):
+                part = idx[s : s + 65536]
+                probs[s : s + 65536, model.classes_] = model.predict_proba(self._features(part))
             return probs  # a column for every class, also classes missing from training
 
         return predict
 
-    def _features(self, idx: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-        """Note features of windows ``idx``, in that order (read from the memory map sorted)."""
+    def _features(self, idx: Index) -> npt.NDArray[np.float32]:
+        """Note features of the students' windows ``idx``, in that order."""
         order = np.argsort(idx)
-        store, ordered = self.data.store, idx[order]
-        feats = note_features(store.rolls[ordered], store.index["valid_steps"][ordered])
+        ordered = idx[order]
+        if self.data.notes is None:
+            store = self.data.store
+            rolls, valid = store.rolls[ordered], store.index["valid_steps"][ordered]
+        else:
+            rolls = np.concatenate(
+                [
+                    self.data.notes.inputs(ordered[s : s + 8192])[:, 0]
+                    for s in range(0, len(ordered), 8192)
+                ]
+                or [np.zeros((0, 128, 16), np.uint8)]
+            )
+            valid = self.data.notes.index["valid_steps"][ordered]
+        feats = note_features(rolls, valid)
         out = np.empty_like(feats)
         out[order] = feats
         return out
+
+    # --------------------------------------------------------------------- evaluation
+
+    def evaluate(self, model: KdModel | Callable[[Index], npt.NDArray[np.float32]]) -> dict:
+        """A student's (or the baseline's) test metrics (:func:`evaluate_windows`)."""
+        test = self.students.split["test"]
+        if self.data.notes is not None:
+            return evaluate_windows(model, self.data.notes, test, self.device)
+        if isinstance(model, torch.nn.Module):
+            return evaluate(
+                self.students.labels[test],
+                predictor(self.students.source, self.device)(model, test),
+            )
+        return evaluate(self.students.labels[test], model(test))
 
     def used(self) -> dict:
         """What the models were trained on, when it is less than what was built."""
         if self.cfg.train_fraction == 1:
             return {}
-        train = self.data.split["train"]
-        songs = self.data.store.index["song"][train]
+        train = self.students.split["train"]
+        songs = (
+            self.data.store.index["song"][train]
+            if self.data.notes is None
+            else self.data.notes.index["song"][train]
+        )
         return {
             "train_fraction": self.cfg.train_fraction,
             "train_songs_used": len(np.unique(songs)),
@@ -272,39 +384,106 @@ class Run:
         }
 
 
+def evaluate_windows(
+    model: KdModel | Callable[[Index], npt.NDArray[np.float32]],
+    notes: NotesStore,
+    idx: Index,
+    device: torch.device,
+) -> dict:
+    """Metrics of a contract-2 student (or any scorer of windows) on the windows ``idx`` of a
+    notes store (whole parts): the window answer's (:func:`train.evaluate.evaluate`), the
+    running answer's (``"running"``) and each part's after 2, 4, 8 and 16 bars (``"parts"``;
+    without a state, the running answer is the mean of the window answers)."""
+    source = NotesSource(notes)
+    if isinstance(model, PartStudent):
+        window, running = history.running_answers(model, source, notes, idx, device)
+    else:
+        if isinstance(model, torch.nn.Module):
+            window = predictor(source, device)(model, idx)
+        else:
+            window = model(idx)
+        running = history.running_mean(notes, idx, window)
+    y = notes.labels[idx]
+    result = evaluate(y, window)
+    result["running"] = _brief(evaluate(y, running))
+    result["parts"] = {}
+    for bars in history.BARS_HEARD:
+        labels, probs = history.answers_after(notes, idx, running, bars)
+        if len(labels):
+            result["parts"][str(bars)] = _brief(evaluate(labels, probs))
+    return result
+
+
+def _brief(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("macro_f1", "accuracy", "per_class", "n")}
+
+
 # --------------------------------------------------------------------------------- data
 
 
 def load_data(cfg: RunConfig, report: Reporter, rank: int = 0) -> Data:
-    """Build (rank 0) or open the run's window store, and pick each split's windows."""
+    """Build (rank 0) or open the run's stores."""
     out = Path(cfg.data.out)
+    notes = cfg.model.contract == 2
     if rank == 0:
         report.say("data", f"building windows in {out}")
-        summary = build(cfg.data, report.progress)
+        summary = build(cfg.data, report.progress, notes=notes)
     _barrier()
     if rank != 0:
         summary = json.loads((out / "summary.json").read_text())
     store = WindowStore(out / "windows")
-    split = {s: store.split(s) for s in SPLITS}
-    if cfg.train_fraction < 1:
+    labels = labels_of(store)
+    # A song is its file's hash where the layout records it (a rendered collection), so a
+    # share of the songs is the same songs for the teacher and for the notes store.
+    uuid = {track: m.get("UUID", track) for track, m in slakh.metadata(_slakh_root(cfg)).items()}
+    songs = np.array([uuid.get(t, t) for t in store.index["song"]])
+    split = _with_share({s: store.split(s) for s in SPLITS}, songs, cfg.train_fraction)
+    audio = Windows(RollSource(store, labels), labels, split)
+    fp = fingerprint("data", summary, CONTRACT_VERSION, cfg.model.contract, cfg.train_fraction)
+    return Data(store, audio, NotesStore(out / "notes") if notes else None, summary, fp)
+
+
+def _slakh_root(cfg: RunConfig) -> Path:
+    """The Slakh-layout folder of the audio store: Slakh2100's, or the rendered collection's."""
+    return Path(cfg.data.slakh or Path(cfg.data.out) / "slakh")
+
+
+def _with_share(split: dict[str, Index], songs: np.ndarray, fraction: float) -> dict[str, Index]:
+    """``split`` with only a share ``fraction`` of the training songs (:func:`song_shares`)."""
+    if fraction < 1:
         train = split["train"]
-        split["train"] = train[song_shares(store.index["song"][train]) < cfg.train_fraction]
+        split["train"] = train[song_shares(songs[train]) < fraction]
+    return split
+
+
+def student_windows(data: Data, fraction: float) -> Windows:
+    """The students' windows: contract 1, the audio store's rolls (the teacher's windows);
+    contract 2, the notes store's, with a share ``fraction`` of its training songs."""
+    windows = data.audio
+    if data.notes is not None:
+        notes = data.notes
+        songs = np.array([s["sha1"] for s in notes.songs])[notes.index["song"]]
+        split = _with_share({s: notes.split(s) for s in SPLITS}, songs, fraction)
+        windows = Windows(NotesSource(notes), notes.labels, split)
     for name, hint in (
         ("train", "use more songs or a larger train_fraction"),
         ("validation", "use more songs"),
         ("test", "use more songs"),
     ):
-        if len(split[name]) == 0:
+        if len(windows.split[name]) == 0:
             raise DataError(f"the {name} split has no windows: {hint}")
-    fp = fingerprint("data", summary, CONTRACT_VERSION, cfg.train_fraction)
-    return Data(store, labels_of(store), split, summary, fp)
+    return windows
 
 
 def song_shares(songs: np.ndarray) -> np.ndarray:
     """A number in [0, 1) per window, the same for every window of a song: the songs with a
     share below f are a fraction f of them, and a subset of those below any larger f."""
-    hashes = [int(hashlib.sha1(str(s).encode()).hexdigest()[:8], 16) for s in songs]
-    return np.array(hashes, dtype=np.float64) / 2.0**32
+    return _song_hashes(songs).astype(np.float64) / 2.0**32
+
+
+def _song_hashes(songs: np.ndarray) -> npt.NDArray[np.int64]:
+    return np.array([int(hashlib.sha1(str(s).encode()).hexdigest()[:8], 16) for s in songs],
+                    np.int64)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ plumbing

@@ -68,6 +68,8 @@ def write_report(
     figures = {name: f"confusion_{_file_part(name)}.png" for name in models}
     for name, file in figures.items():
         atomic_write(run_dir / file, plot_confusion(name, models[name]))
+    if any("parts" in m for m in models.values()):
+        atomic_write(run_dir / "part_curves.png", plot_part_curves(models))
     curves = None
     if any((histories or {}).values()):
         curves = "training_curves.png"
@@ -119,6 +121,7 @@ def render_markdown(
         "# kdlive run report",
         _results_section(models, preset),
         _distillation_section(models),
+        _parts_section(models),
         _targets_section(teacher_targets),
         _per_class_section(models, data),
         _data_section(data),
@@ -191,6 +194,32 @@ def _distillation_section(models: dict[str, dict]) -> str:
     header = ["", "AIC − NIC", "KDIC − NIC", "gap closed (KDIC−NIC)/(AIC−NIC)"]
     intro = "## Distillation effect\n\nMacro-F1 differences; the paper reports about 73% closed."
     return intro + "\n\n" + _table(header, rows, "lrrr")
+
+
+def _parts_section(models: dict[str, dict]) -> str:
+    """Contract 2: the running answer, and each part's answer after hearing N bars."""
+    with_parts = {name: m for name, m in models.items() if "parts" in m}
+    if not with_parts:
+        return ""
+    bars = sorted({int(b) for m in with_parts.values() for b in m["parts"]})
+    header = ["Model", "window", "running", *(f"after {b} bars" for b in bars)]
+    rows = [
+        [name, _number(m.get("macro_f1")), _number(m["running"]["macro_f1"])]
+        + [_number(m["parts"].get(str(b), {}).get("macro_f1")) for b in bars]
+        for name, m in with_parts.items()
+    ]
+    some = next(iter(with_parts.values()))
+    rows.append(
+        ["parts scored", "", ""] + [f"{some['parts'].get(str(b), {}).get('n', 0):,}" for b in bars]
+    )
+    intro = (
+        "## Part-level answers (test split)\n\nMacro-F1 of the window answer, of the running "
+        "answer at every window (what the part has played so far: the student's state, or the "
+        "mean of the window answers for a model without one), and of each part's running "
+        "answer after it has been heard for N bars (parts at least that long)."
+    )
+    figure = "![part-level macro-F1 by bars heard](part_curves.png)"
+    return intro + "\n\n" + _table(header, rows, "l" + "r" * (len(bars) + 2)) + "\n\n" + figure
 
 
 def _targets_section(targets: dict | None) -> str:
@@ -340,6 +369,22 @@ def _series(history: Sequence[dict], key: str) -> tuple[list[float], list[float]
         if r.get(key) is not None
     ]
     return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_part_curves(models: dict[str, dict]) -> bytes:
+    """PNG: each model's part-level macro-F1 against the bars heard."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, m in models.items():
+        if "parts" in m:
+            bars = sorted(int(b) for b in m["parts"])
+            ax.plot(bars, [m["parts"][str(b)]["macro_f1"] for b in bars], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("bars heard")
+    ax.set_ylabel("part-level macro-F1 (test)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
 
 
 def plot_training_curves(histories: dict[str, list[dict]]) -> bytes:
