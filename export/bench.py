@@ -28,7 +28,7 @@ import numpy as np
 import onnxruntime
 import torch
 
-from export.onnx import export_onnx, random_rolls
+from export.onnx import export_onnx, random_inputs
 from live.bundle import MANIFEST_NAME, ONNX_NAME, make_manifest, read_bundle
 from live.contract import WINDOW
 from live.errors import BackendError
@@ -71,18 +71,25 @@ def bench_bundle(
     backends: tuple[str, ...] = ("tensorrt", "cuda", "cpu"),
 ) -> dict:
     """Per backend, per batch size (``iters`` timed calls at batch 1 and at batch 16):
-    latency statistics; a backend that cannot run here says why."""
+    latency statistics; a backend that cannot run here says why. A student with a state is
+    timed on what a bar line costs the daemon: every window's answer and state update
+    (``Model.step``; batch 16 is 16 busy channels)."""
     out: dict = {}
-    x_all = random_rolls(max(BATCHES), seed=3)
     for backend in backends:
         try:
             model = Model(bundle_dir, backend=backend, threads=threads)
         except BackendError as exc:
             out[backend] = {"available": False, "reason": str(exc)}
             continue
-        entry: dict = {"available": True, "runner": model.backend}
+        x_all = random_inputs(max(BATCHES), model.contract, seed=3)
+        state = np.zeros((max(BATCHES), model.state_size), np.float32)
+
+        def call(x: np.ndarray, model: Model = model, state: np.ndarray = state) -> object:
+            return model.step(x, state[: len(x)]) if model.state_size else model.predict(x)
+
+        entry: dict = {"available": True, "runner": model.backend, "contract": model.contract}
         for b, n in zip(BATCHES, iters, strict=True):
-            entry[f"batch{b}"] = time_calls(model.predict, x_all[:b], iters=n, warmup=min(300, n))
+            entry[f"batch{b}"] = time_calls(call, x_all[:b], iters=n, warmup=min(300, n))
         out[backend] = entry
     return out
 
@@ -120,7 +127,7 @@ def torch_cuda_reference(bundle_dir: Path, iters: int = 2000) -> dict | None:
     model = model_from_description(desc).eval().cuda()  # weights do not change the speed
     out: dict[str, Any] = {"device": torch.cuda.get_device_name(0)}
     for b in BATCHES:
-        x = torch.from_numpy(random_rolls(b, seed=3)).cuda()
+        x = torch.from_numpy(random_inputs(b, bundle.contract, seed=3)).cuda()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         times = []
         with torch.inference_mode():

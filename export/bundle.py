@@ -16,8 +16,8 @@ import torch
 from export.errors import ExportError
 from export.onnx import OPSET, export_onnx, gauntlet
 from live.bundle import MANIFEST_NAME, ONNX_NAME, Bundle, make_manifest, read_bundle
-from live.contract import WINDOW
 from train import checkpoints
+from train.data.notes import NotesStore
 from train.data.store import WindowStore
 from train.files import replace_dir
 from train.models import count_macs, count_params
@@ -60,18 +60,30 @@ def load_student(ckpt: Path) -> tuple[torch.nn.Module, dict]:
     return checkpoints.model_from_checkpoint(blob), blob
 
 
-def test_rolls(blob: dict, limit: int = REAL_WINDOWS) -> npt.NDArray[np.float32] | None:
-    """Real test-split windows of the checkpoint's data set, if that data is still on disk."""
-    out = ((blob.get("config") or {}).get("data") or {}).get("out")
-    folder = Path(out) / "windows" if out else None
-    if folder is None or not (folder / "index.csv").exists():
+def test_inputs(blob: dict, limit: int = REAL_WINDOWS) -> npt.NDArray[np.float32] | None:
+    """Real test-split windows of the checkpoint's data set, in its student's input contract,
+    if that data is still on disk."""
+    config = blob.get("config") or {}
+    out = (config.get("data") or {}).get("out")
+    contract = (config.get("model") or {}).get("contract", 1)
+    if not out:
         return None
-    store = WindowStore(folder)
-    test = store.split("test")
-    if len(test) == 0:
-        return None
-    pick = test[np.linspace(0, len(test) - 1, min(limit, len(test))).astype(np.int64)]
-    return store.rolls[np.sort(pick)].astype(np.float32)[:, None]
+    if contract == 1 and (Path(out) / "windows" / "index.csv").exists():
+        store = WindowStore(Path(out) / "windows")
+        test = _spread(store.split("test"), limit)
+        return store.rolls[test].astype(np.float32)[:, None] if len(test) else None
+    if contract == 2 and (Path(out) / "notes" / "meta.json").exists():
+        notes = NotesStore(Path(out) / "notes")
+        test = _spread(notes.split("test"), limit)
+        return notes.inputs(test).astype(np.float32) if len(test) else None
+    return None
+
+
+def _spread(idx: npt.NDArray[np.int64], limit: int) -> npt.NDArray[np.int64]:
+    """At most ``limit`` of ``idx``, evenly spaced, sorted."""
+    if len(idx) == 0:
+        return idx
+    return np.sort(idx[np.linspace(0, len(idx) - 1, min(limit, len(idx))).astype(np.int64)])
 
 
 def write_bundle(
@@ -81,7 +93,7 @@ def write_bundle(
     gauntlet passes. Returns the bundle and the gauntlet report."""
     ckpt, run = resolve_checkpoint(source, which)
     model, blob = load_student(ckpt)
-    real = test_rolls(blob)
+    real = test_inputs(blob)
     (say or _quiet)(
         f"{ckpt}: {count_params(model):,} parameters; gauntlet on "
         f"{0 if real is None else len(real)} real test windows + random rolls"
@@ -91,8 +103,8 @@ def write_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     try:
         onnx_path = tmp / ONNX_NAME
-        export_onnx(model, onnx_path)
-        report = gauntlet(model, onnx_path, real_rolls=real)
+        graph = export_onnx(model, onnx_path)
+        report = gauntlet(model, onnx_path, real_inputs=real)
         config = blob.get("config") or {}
         metrics, data = _run_results(run, which)
         manifest = make_manifest(
@@ -101,7 +113,7 @@ def write_bundle(
             model={
                 "description": blob["description"],
                 "parameters": count_params(model),
-                "macs": count_macs(model, (1, *WINDOW.input_shape)),
+                "macs": count_macs(model, (1, *graph.input_shape)),
                 "role": which.upper(),
                 "fingerprint": blob.get("fingerprint"),
                 "best_val_macro_f1": blob.get("best_val_macro_f1"),
@@ -111,6 +123,8 @@ def write_bundle(
             data=data,
             metrics=metrics,
             source=str(ckpt),
+            contract=graph.contract,
+            state=graph.state,
         )
         manifest["export"] = {
             "opset": OPSET,
@@ -137,7 +151,8 @@ def _run_results(run: Path | None, which: str) -> tuple[dict, dict]:
         return {}, {}
     report = json.loads((run / "report.json").read_text())
     m = (report.get("models") or {}).get(REPORT_NAMES[which], {})
-    metrics = {k: m[k] for k in ("macro_f1", "accuracy", "per_class", "n") if k in m}
+    keys = ("macro_f1", "accuracy", "per_class", "n", "running", "parts")
+    metrics = {k: m[k] for k in keys if k in m}
     baseline = (report.get("models") or {}).get("baseline", {}).get("macro_f1")
     if baseline is not None:
         metrics["baseline_macro_f1"] = baseline

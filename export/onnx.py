@@ -1,12 +1,16 @@
 """PyTorch student -> ONNX, and the parity gauntlet every exported file must pass.
 
+The graph follows the student's input contract (:mod:`live.bundle`): contract 1,
+``roll -> logits``; contract 2, ``inputs -> logits``, and with a state
+``(inputs, state) -> (logits, part_logits, state_out)``.
+
 The gauntlet (:func:`gauntlet`) checks, in order:
 
 1. the model is in eval mode (dropout off, batch norm on running statistics);
 2. the ONNX file has a dynamic batch axis and the bundle's input and output names;
 3. ONNX Runtime loads it and, on at least 1,000 windows (the run's real test windows when
-   there are any, plus random binary rolls), its logits differ from PyTorch's by at most
-   ``tol`` (1e-4) and its argmax is identical everywhere;
+   there are any, plus random ones), every output differs from PyTorch's by at most ``tol``
+   (1e-4) and the classes (window and running answer) are identical everywhere;
 4. every operator in the graph is one TensorRT's ONNX parser supports.
 
 :func:`export.bundle.write_bundle` writes nothing at the destination unless all of it passes.
@@ -26,12 +30,57 @@ import torch
 
 from export.errors import ExportError
 from export.trt_ops import TENSORRT_ONNX_OPS
-from live.bundle import INPUT_NAME, OUTPUT_NAME
-from live.contract import WINDOW
+from live.bundle import (
+    INPUT_NAME,
+    INPUTS_NAME,
+    OUTPUT_NAME,
+    PART_NAME,
+    STATE_NAME,
+    STATE_OUT_NAME,
+    input_shape,
+)
+from live.inputs import VELOCITY
+from train.models import PartStudent
 
 OPSET = 17
 TOLERANCE = 1e-4
 MIN_WINDOWS = 1000
+
+
+@dataclass(frozen=True)
+class Graph:
+    """What the exported graph takes and gives, by name."""
+
+    contract: int
+    state: int  # size of the state input and output; 0: none
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> Graph:
+        if not isinstance(model, PartStudent):
+            return cls(1, 0, (INPUT_NAME,), (OUTPUT_NAME,))
+        if not model.state_dim:
+            return cls(2, 0, (INPUTS_NAME,), (OUTPUT_NAME,))
+        return cls(2, model.state_dim, (INPUTS_NAME, STATE_NAME),
+                   (OUTPUT_NAME, PART_NAME, STATE_OUT_NAME))  # fmt: skip
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return input_shape(self.contract)
+
+
+class _Step(torch.nn.Module):
+    """A student with a state as one graph: ``(inputs, state) -> (logits, part, state')``."""
+
+    def __init__(self, student: PartStudent) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(
+        self, x: torch.Tensor, h: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.student.step(x, h)
 
 
 @dataclass
@@ -51,42 +100,63 @@ class GauntletReport:
         return asdict(self)
 
 
-def export_onnx(model: torch.nn.Module, path: Path, *, opset: int = OPSET) -> None:
-    """Write ``model`` (already in eval mode) to ``path`` with a dynamic batch axis.
+def export_onnx(model: torch.nn.Module, path: Path, *, opset: int = OPSET) -> Graph:
+    """Write ``model`` (already in eval mode) to ``path`` with a dynamic batch axis; returns
+    what the graph takes and gives.
 
     Uses the TorchScript exporter: deterministic, fast, and it folds batch norm into the
     convolutions. The graph has only fixed shapes apart from the batch axis.
     """
-    example = torch.zeros(2, *WINDOW.input_shape)
+    graph = Graph.of(model)
+    example: tuple[torch.Tensor, ...] = (torch.zeros(2, *graph.input_shape),)
+    module = model
+    if graph.state:
+        assert isinstance(model, PartStudent)
+        module, example = (
+            _Step(model).train(model.training),
+            (*example, torch.zeros(2, graph.state)),
+        )
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the deprecation notice of the TorchScript exporter
         torch.onnx.export(
-            model,
-            (example,),
+            module,
+            example,
             str(path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            input_names=list(graph.inputs),
+            output_names=list(graph.outputs),
+            dynamic_axes={name: {0: "batch"} for name in graph.inputs + graph.outputs},
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,
         )
+    return graph
 
 
 def random_rolls(n: int, seed: int = 0) -> npt.NDArray[np.float32]:
     """Binary rolls with realistic sparsity (1-8 % of cells on) and some empty columns."""
+    return random_inputs(n, 1, seed)
+
+
+def random_inputs(n: int, contract: int, seed: int = 0) -> npt.NDArray[np.float32]:
+    """Random model inputs of a contract: rolls with realistic sparsity (1-8 % of cells on)
+    and some empty columns; contract 2 adds onsets with velocities 1-127 on the roll, and
+    sparse ensemble and drum channels."""
     rng = np.random.default_rng(seed)
+    shape = (n, *input_shape(contract))
     density = rng.uniform(0.01, 0.08, size=(n, 1, 1, 1))
-    rolls = (rng.random((n, *WINDOW.input_shape)) < density).astype(np.float32)
-    rolls[rng.random(n) < 0.1, :, :, 12:] = 0.0  # short (3/4-like) windows: padded columns
-    return rolls
+    x = (rng.random(shape) < density).astype(np.float32)
+    if contract != 1:
+        x[:, 1:3] *= x[:, :1]  # onsets where the part sounds
+        x[:, VELOCITY] *= rng.integers(1, 128, size=x[:, VELOCITY].shape)
+    x[rng.random(n) < 0.1, :, :, 12:] = 0.0  # short (3/4-like) windows: padded columns
+    return x
 
 
 def gauntlet(
     model: torch.nn.Module,
     onnx_path: Path,
     *,
-    real_rolls: npt.NDArray[np.float32] | None = None,
+    real_inputs: npt.NDArray[np.float32] | None = None,
     n_random: int = MIN_WINDOWS,
     tol: float = TOLERANCE,
     seed: int = 0,
@@ -95,42 +165,46 @@ def gauntlet(
     report = GauntletReport(tolerance=tol)
     if model.training:
         raise ExportError("the model is in training mode: call model.eval() before exporting")
+    graph = Graph.of(model)
     proto = onnx.load(str(onnx_path))
     onnx.checker.check_model(proto)
-    _check_io(proto)
+    _check_io(proto, graph)
     report.ops = sorted({node.op_type for node in proto.graph.node})
     report.ops_unsupported_by_tensorrt = [op for op in report.ops if op not in TENSORRT_ONNX_OPS]
 
-    real = np.zeros((0, *WINDOW.input_shape), np.float32) if real_rolls is None else real_rolls
+    shape = graph.input_shape
+    real = np.zeros((0, *shape), np.float32) if real_inputs is None else real_inputs
     n_random = max(n_random, MIN_WINDOWS - len(real))
-    x = np.concatenate([real.astype(np.float32), random_rolls(n_random, seed)])
+    x = np.concatenate([real.astype(np.float32), random_inputs(n_random, graph.contract, seed)])
     report.real_windows, report.random_windows, report.windows = len(real), n_random, len(x)
+    feeds = {graph.inputs[0]: x}
+    if graph.state:  # states as the history leaves them: in (-1, 1), some fresh (zeros)
+        h = np.random.default_rng(seed + 1).uniform(-1, 1, (len(x), graph.state))
+        h[::7] = 0
+        feeds[STATE_NAME] = h.astype(np.float32)
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        expected = torch.cat(
-            [model(torch.from_numpy(x[s : s + 512])) for s in range(0, len(x), 512)]
-        ).numpy()
-    got = np.concatenate(
-        [session.run([OUTPUT_NAME], {INPUT_NAME: x[s : s + 512]})[0] for s in range(0, len(x), 512)]
-    )
-    diff = float(np.abs(got - expected).max())
+    expected = _torch_outputs(model, graph, feeds)
+    got = _ort_outputs(session, graph, feeds, 512, len(x))
+    diff = max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))
     # Batch sizes the daemon uses: one part, 16 busy channels, and an odd one.
     for b in (1, 16, 7):
-        got_b = np.concatenate(
-            [session.run([OUTPUT_NAME], {INPUT_NAME: x[s : s + b]})[0] for s in range(0, 64, b)]
-        )
-        diff = max(diff, float(np.abs(got_b - expected[: len(got_b)]).max()))
+        got_b = _ort_outputs(session, graph, feeds, b, 64)
+        for g, e in zip(got_b, expected, strict=True):
+            diff = max(diff, float(np.abs(g - e[: len(g)]).max()))
         report.batch_sizes_checked.append(b)
     report.max_abs_logit_diff = diff
-    report.argmax_mismatches = int((got.argmax(1) != expected.argmax(1)).sum())
+    classes = [0, 1] if graph.state else [0]  # the window's and the running answer's
+    report.argmax_mismatches = sum(
+        int((got[k].argmax(1) != expected[k].argmax(1)).sum()) for k in classes
+    )
     problems = []
-    if not np.isfinite(got).all():
-        problems.append("ONNX Runtime produced non-finite logits")
+    if not all(np.isfinite(g).all() for g in got):
+        problems.append("ONNX Runtime produced non-finite outputs")
     if report.max_abs_logit_diff > tol:
-        problems.append(f"max |Δ logit| {report.max_abs_logit_diff:.2e} > {tol:.0e}")
+        problems.append(f"max |Δ output| {report.max_abs_logit_diff:.2e} > {tol:.0e}")
     if report.argmax_mismatches:
         problems.append(f"{report.argmax_mismatches} of {len(x)} windows change class")
     if report.ops_unsupported_by_tensorrt:
@@ -141,22 +215,44 @@ def gauntlet(
     return report
 
 
-def _check_io(proto: onnx.ModelProto) -> None:
-    inputs = [
-        i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}
+def _torch_outputs(
+    model: torch.nn.Module, graph: Graph, feeds: dict[str, np.ndarray]
+) -> list[np.ndarray]:
+    x = torch.from_numpy(feeds[graph.inputs[0]])
+    with torch.no_grad():
+        if not graph.state:
+            return [torch.cat([model(x[s : s + 512]) for s in range(0, len(x), 512)]).numpy()]
+        assert isinstance(model, PartStudent)
+        h = torch.from_numpy(feeds[STATE_NAME])
+        parts = [model.step(x[s : s + 512], h[s : s + 512]) for s in range(0, len(x), 512)]
+        return [torch.cat([p[k] for p in parts]).numpy() for k in range(3)]
+
+
+def _ort_outputs(
+    session: ort.InferenceSession, graph: Graph, feeds: dict[str, np.ndarray], batch: int, n: int
+) -> list[np.ndarray]:
+    runs = [
+        session.run(list(graph.outputs), {k: v[s : s + batch] for k, v in feeds.items()})
+        for s in range(0, n, batch)
     ]
+    return [np.concatenate([r[k] for r in runs]) for k in range(len(graph.outputs))]
+
+
+def _check_io(proto: onnx.ModelProto, graph: Graph) -> None:
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
     names_in, names_out = [i.name for i in inputs], [o.name for o in proto.graph.output]
-    if names_in != [INPUT_NAME] or names_out != [OUTPUT_NAME]:
+    if names_in != list(graph.inputs) or names_out != list(graph.outputs):
         raise ExportError(
-            f"graph inputs {names_in} / outputs {names_out}, expected "
-            f"[{INPUT_NAME!r}] / [{OUTPUT_NAME!r}]"
+            f"graph inputs {names_in} / outputs {names_out}, expected {list(graph.inputs)} / "
+            f"{list(graph.outputs)}"
         )
-    for value in (inputs[0], proto.graph.output[0]):
+    for value in (*inputs, *proto.graph.output):
         dim0 = value.type.tensor_type.shape.dim[0]
         if not dim0.dim_param:
             raise ExportError(
                 f"{value.name}: batch axis is fixed at {dim0.dim_value}, expected a dynamic axis"
             )
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim[1:]]
-    if tuple(dims) != WINDOW.input_shape:
-        raise ExportError(f"input shape {dims}, the contract's is {list(WINDOW.input_shape)}")
+    if tuple(dims) != graph.input_shape:
+        raise ExportError(f"input shape {dims}, the contract's is {list(graph.input_shape)}")

@@ -3,9 +3,16 @@
 A bundle is a folder::
 
     BUNDLE/
-      student.onnx          the student, dynamic batch axis: roll [B,1,128,16] -> logits [B,8]
+      student.onnx          the student, dynamic batch axis (below)
       kdlive-model.json     the manifest (below)
       engines/              TensorRT engines built on the machine that runs them (optional)
+
+The student's graph depends on its input contract (``contract_version``):
+
+- contract 1 (the paper): ``roll [B,1,128,16] -> logits [B,8]``;
+- contract 2 (:mod:`live.inputs`): ``inputs [B,5,128,16]`` and, for a student with a history,
+  ``state [B,S]`` -> ``logits [B,8]`` (the window answer), ``part_logits [B,8]`` (the running
+  answer) and ``state_out [B,S]``; the manifest's ``"state"`` gives S (0: no history).
 
 The manifest says what the ONNX file is and what it was made from: format version, class names
 in contract order, window spec, input and output names and shapes, preset, training data
@@ -24,6 +31,7 @@ from typing import Any
 
 from live.contract import CONTRACT_VERSION, WINDOW
 from live.errors import BundleError
+from live.inputs import CHANNELS_V2
 from live.taxonomy import CLASSES
 
 #: Bumped when the manifest's meaning changes; readers refuse other versions.
@@ -33,6 +41,16 @@ ONNX_NAME = "student.onnx"
 ENGINE_DIR = "engines"
 INPUT_NAME = "roll"
 OUTPUT_NAME = "logits"
+#: Contract 2's graph names.
+INPUTS_NAME, STATE_NAME, PART_NAME, STATE_OUT_NAME = "inputs", "state", "part_logits", "state_out"
+CONTRACTS = (CONTRACT_VERSION, 2)
+
+
+def input_shape(contract: int) -> tuple[int, int, int]:
+    """Per-example model input shape of a contract: ``(channels, 128, 16)``."""
+    channels = 1 if contract == CONTRACT_VERSION else len(CHANNELS_V2)
+    return (channels, WINDOW.n_pitches, WINDOW.n_steps)
+
 
 _REEXPORT = "re-export it with `kdexport bundle RUN --out DIR`"
 
@@ -64,6 +82,19 @@ class Bundle:
     def output_name(self) -> str:
         return str(self.manifest["output"]["name"])
 
+    @property
+    def contract(self) -> int:
+        return int(self.manifest["contract_version"])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return input_shape(self.contract)
+
+    @property
+    def state_size(self) -> int:
+        """The size of the student's state (contract 2 with a history), else 0."""
+        return int((self.manifest.get("state") or {}).get("size", 0))
+
 
 def default_bundle_dir() -> Path:
     """The bundle shipped inside the package (a student trained on the Lakh-like corpus)."""
@@ -86,25 +117,42 @@ def make_manifest(
     data: dict[str, Any],
     metrics: dict[str, Any],
     source: str,
+    contract: int = CONTRACT_VERSION,
+    state: int = 0,
 ) -> dict[str, Any]:
-    """The manifest of a bundle whose ONNX file is ``onnx_path`` (already written)."""
-    return {
+    """The manifest of a bundle whose ONNX file is ``onnx_path`` (already written), for a
+    student of input contract ``contract`` with a state of size ``state`` (contract 2)."""
+    logits = {
+        "shape": ["batch", len(CLASSES)],
+        "dtype": "float32",
+        "values": "logits, classes in contract order; softmax gives probabilities",
+    }
+    if contract == CONTRACT_VERSION:
+        values = "0/1 piano roll, pitch x eighth-note step"
+    else:
+        values = f"contract 2 channels {list(CHANNELS_V2)} (velocity 0-127, the others 0/1)"
+    manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "contract_version": CONTRACT_VERSION,
+        "contract_version": contract,
         "classes": list(CLASSES),
         "window": asdict(WINDOW),
         "input": {
-            "name": INPUT_NAME,
-            "shape": ["batch", *WINDOW.input_shape],
+            "name": INPUT_NAME if contract == CONTRACT_VERSION else INPUTS_NAME,
+            "shape": ["batch", *input_shape(contract)],
             "dtype": "float32",
-            "values": "0/1 piano roll, pitch x eighth-note step",
+            "values": values,
         },
-        "output": {
-            "name": OUTPUT_NAME,
-            "shape": ["batch", len(CLASSES)],
-            "dtype": "float32",
-            "values": "logits, classes in contract order; softmax gives probabilities",
-        },
+        "output": {"name": OUTPUT_NAME, **logits},
+    }
+    if state:
+        manifest["state"] = {
+            "name": STATE_NAME,
+            "output": STATE_OUT_NAME,
+            "size": state,
+            "values": "the part's history: zeros for its first window",
+        }
+        manifest["part_output"] = {"name": PART_NAME, **logits}
+    return manifest | {
         "preset": preset,
         "model": model,
         "training_data": data,
@@ -175,10 +223,10 @@ def _check_manifest(folder: Path, m: dict[str, Any]) -> None:
             f"{folder}: bundle format version {version!r}, this kdlive reads "
             f"version {FORMAT_VERSION}: {hint}"
         )
-    if m.get("contract_version") != CONTRACT_VERSION:
+    if m.get("contract_version") not in CONTRACTS:
         raise BundleError(
-            f"{folder}: made for input contract {m.get('contract_version')!r}, "
-            f"this kdlive uses {CONTRACT_VERSION}: retrain or upgrade"
+            f"{folder}: made for input contract {m.get('contract_version')!r}, this kdlive "
+            f"reads {' and '.join(map(str, CONTRACTS))}: retrain or upgrade"
         )
     if list(m.get("classes") or []) != list(CLASSES):
         raise BundleError(
@@ -190,6 +238,9 @@ def _check_manifest(folder: Path, m: dict[str, Any]) -> None:
             f"{folder}: its window {m.get('window')} differs from the contract's "
             f"{asdict(WINDOW)}: retrain with this kdlive"
         )
+    shape = list((m.get("input") or {}).get("shape") or [])[1:]
+    if shape != list(input_shape(int(m["contract_version"]))):
+        raise BundleError(f"{folder}: its input shape {shape} is not its contract's: {_REEXPORT}")
     for key, field in (("input", "name"), ("output", "name"), ("onnx", "sha256")):
         if not isinstance(m.get(key), dict) or field not in m[key]:
             raise BundleError(f"{folder}: manifest lacks {key!r}: {_REEXPORT}")

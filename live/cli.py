@@ -25,12 +25,11 @@ from live.ports import API_NAMES, open_io
 from live.taxonomy import CLASSES
 
 if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
     from pythonosc.udp_client import SimpleUDPClient
 
     from live.engine import ClosedWindow
     from live.model import Model
+    from live.parts import Answers
 
 app = typer.Typer(
     help="Realtime instrument classification of MIDI parts.",
@@ -163,10 +162,10 @@ def replay(
 ) -> None:
     """Classify a MIDI file's parts, window by window, with the daemon's own code (no ports).
 
-    Prints per channel and window: bar, class, probabilities (contract order).
+    Prints per channel and window: bar, the window's class, the part's running answer (what it
+    has sounded like so far) and the window's probabilities (contract order).
     """
-    import numpy as np
-
+    from live.parts import PartTracker
     from live.replay import replay_windows
 
     chans = parse_channels(channels)
@@ -176,28 +175,23 @@ def replay(
         m = _load_model(model, backend)
         classes = list(m.classes)
         batches = replay_windows(file, hop_bars=hop_bars, channels=chans)
+        parts = PartTracker(m)
         if not as_json:
-            typer.echo(
-                f"{'ch':>2} {'bar':>4}  {'class':<8} " + " ".join(f"{c[:6]:>6}" for c in classes)
-            )
+            head = " ".join(f"{c[:6]:>6}" for c in classes)
+            typer.echo(f"{'ch':>2} {'bar':>4}  {'class':<8} {'part':<8} {head}")
         for batch in batches:
-            rolls = np.stack([w.roll for w in batch])[:, None].astype(np.float32)
-            for w, p in zip(batch, m.predict(rolls), strict=True):
-                best = classes[int(p.argmax())]
-                probs = [float(x) for x in p]
-                typer.echo(
-                    json.dumps(
-                        {
-                            "channel": w.channel,
-                            "bar": w.bar + 1,
-                            "class": best,
-                            "probs": [round(x, 6) for x in probs],
-                        }
-                    )
-                    if as_json
-                    else f"{w.channel:>2} {w.bar + 1:>4}  {best:<8} "
-                    + " ".join(f"{x:6.3f}" for x in probs)
-                )
+            answers = parts.compute(batch, epoch=0)
+            parts.commit(answers)
+            for w, p, q in zip(batch, answers.window, answers.part, strict=True):
+                best, part = classes[int(p.argmax())], classes[int(q.argmax())]
+                if as_json:
+                    line = {"channel": w.channel, "bar": w.bar + 1, "class": best,
+                            "probs": [round(float(x), 6) for x in p], "part_class": part,
+                            "part": [round(float(x), 6) for x in q]}  # fmt: skip
+                    typer.echo(json.dumps(line))
+                else:
+                    probs = " ".join(f"{float(x):6.3f}" for x in p)
+                    typer.echo(f"{w.channel:>2} {w.bar + 1:>4}  {best:<8} {part:<8} {probs}")
 
 
 # ----------------------------------------------------------------------------------- listen
@@ -228,7 +222,12 @@ def listen(
     cc_base: Annotated[
         int, typer.Option("--cc-base", help="CCs base..base+7: probabilities.")
     ] = 20,
-    cc_class: Annotated[int, typer.Option("--cc-class", help="CC carrying the class index.")] = 28,
+    cc_class: Annotated[
+        int, typer.Option("--cc-class", help="CC carrying the window's class index.")
+    ] = 28,
+    cc_part: Annotated[
+        int, typer.Option("--cc-part", help="CC carrying the part's running class index.")
+    ] = 30,
     channels: ChannelsOpt = "1-16",
     hop_bars: HopOpt = 1,
     bpm: Annotated[float, typer.Option("--bpm", help="Tempo when no MIDI clock arrives.")] = 120.0,
@@ -264,7 +263,7 @@ def listen(
     if port is None and virtual is None:
         raise typer.BadParameter("give --port NAME (an existing input) or --virtual NAME")
     try:
-        mapping = OutputMap(cc_base, cc_class)
+        mapping = OutputMap(cc_base, cc_class, cc_part)
         engine = WindowEngine(
             FixedMeter(num, den), hop_bars=hop_bars, channels=chans, max_note_bars=max_note_bars
         )
@@ -293,21 +292,21 @@ def listen(
     osc_text = "".join(f", OSC {t}" for t in osc or [])
     ready = (
         f"listening on {midi_in.connected_name!r} -> CC {cc_base}-{cc_base + 7} (+{cc_class} "
-        f"class) on {out_port or out_virtual!r}{osc_text}; model {m.bundle.dir.name} on "
+        f"class, {cc_part} part) on {out_port or out_virtual!r}{osc_text}; model "
+        f"{m.bundle.dir.name} (contract {m.contract}) on "
         f"{m.backend}; channels {channels}"
     )
     run_until_signal(daemon, midi_in, midi_out, ready)
 
 
-def _window_logger(
-    m: Model, log: logging.Logger
-) -> Callable[[list[ClosedWindow], npt.NDArray[np.float32]], None]:
-    """``--verbose``: log each window's class and confidence."""
+def _window_logger(m: Model, log: logging.Logger) -> Callable[[list[ClosedWindow], Answers], None]:
+    """``--verbose``: log each window's class and the part's running class, with confidence."""
 
-    def on_emit(closed: list[ClosedWindow], probs: npt.NDArray[np.float32]) -> None:
-        for w, p in zip(closed, probs, strict=True):
-            best = m.classes[int(p.argmax())]
-            log.info("ch %d bar %d: %s %.2f", w.channel, w.bar + 1, best, float(p.max()))
+    def on_emit(closed: list[ClosedWindow], answers: Answers) -> None:
+        for w, p, q in zip(closed, answers.window, answers.part, strict=True):
+            best, part = m.classes[int(p.argmax())], m.classes[int(q.argmax())]
+            log.info("ch %d bar %d: %s %.2f (part: %s %.2f)", w.channel, w.bar + 1, best,
+                     float(p.max()), part, float(q.max()))  # fmt: skip
 
     return on_emit
 

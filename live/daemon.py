@@ -9,10 +9,13 @@ Threads, as DESIGN.md asks:
   clock that stopped, the stats timer, the input port check).
 
 Windows that close together (every followed channel at a bar line) go to the model as one
-batch. For each window the part's own channel gets CC ``cc_class`` = the index of the most
-likely class (all windows' first), then CC ``cc_base + i`` = probability of class i scaled to
-0-127; OSC gets ``/kdlive/<channel>/probs`` (8 floats, contract order) and
-``/kdlive/<channel>/class`` (name, confidence). An empty window emits nothing.
+batch; :class:`live.parts.PartTracker` keeps each channel's running answer beside the window's
+own. For each window the part's own channel gets CC ``cc_class`` = the index of the window's
+most likely class (all windows' first), CC ``cc_part`` = the running answer's, then CC
+``cc_base + i`` = the window's probability of class i scaled to 0-127; OSC gets
+``/kdlive/<channel>/probs`` (8 floats, contract order), ``/kdlive/<channel>/class`` (name,
+confidence) and ``/kdlive/<channel>/part`` (the running answer's 8 floats). An empty window
+emits nothing.
 """
 
 from __future__ import annotations
@@ -27,11 +30,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-from live.contract import WINDOW
 from live.engine import ClosedWindow, WindowEngine
 from live.inbox import Inbox
+from live.parts import Answers, PartTracker, StepModel
 from live.transport import NS, Transport
 
 log = logging.getLogger("kdlive")
@@ -43,13 +45,11 @@ SPECULATE_AFTER_S = 0.002
 SPECULATE_MARGIN_NS = 3_000_000
 
 
-class Predictor(Protocol):
-    """The model: class probabilities for a batch of rolls (:class:`live.model.Model`)."""
+class Predictor(StepModel, Protocol):
+    """The model (:class:`live.model.Model`): its classes, and answers by input contract."""
 
     @property
     def classes(self) -> Sequence[str]: ...
-
-    def predict(self, rolls: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
 
 
 class MidiInput(Protocol):
@@ -77,15 +77,20 @@ class OscSender(Protocol):
 class OutputMap:
     cc_base: int = 20
     cc_class: int = 28
+    cc_part: int = 30
 
     def __post_init__(self) -> None:
-        if not 0 <= self.cc_base <= 127 - 7 or not 0 <= self.cc_class <= 127:
+        ccs = (self.cc_base, self.cc_base + 7, self.cc_class, self.cc_part)
+        if not all(0 <= cc <= 127 for cc in ccs):
             raise ValueError("CC numbers must be 0-127 (cc_base + 7 included)")
-        if self.cc_base <= self.cc_class <= self.cc_base + 7:
-            raise ValueError(
-                f"--cc-class {self.cc_class} collides with the probability CCs "
-                f"{self.cc_base}-{self.cc_base + 7}"
-            )
+        for flag, cc in (("--cc-class", self.cc_class), ("--cc-part", self.cc_part)):
+            if self.cc_base <= cc <= self.cc_base + 7:
+                raise ValueError(
+                    f"{flag} {cc} collides with the probability CCs "
+                    f"{self.cc_base}-{self.cc_base + 7}"
+                )
+        if self.cc_class == self.cc_part:
+            raise ValueError(f"--cc-class and --cc-part are both {self.cc_part}: pick two CCs")
 
 
 class Stats:
@@ -132,7 +137,7 @@ class Daemon:
         osc: Sequence[OscSender] = (),
         outputs: OutputMap = OutputMap(),
         stats_every: float = 0.0,
-        on_emit: Callable[[list[ClosedWindow], npt.NDArray[np.float32]], None] | None = None,
+        on_emit: Callable[[list[ClosedWindow], Answers], None] | None = None,
     ) -> None:
         self.model, self.engine, self.transport = model, engine, transport
         self.inbox = Inbox() if inbox is None else inbox
@@ -142,10 +147,10 @@ class Daemon:
         self.stats = Stats()
         self.stats_every = stats_every
         self.on_emit = on_emit
-        self.batch = np.zeros((len(engine.channels), *WINDOW.input_shape), np.float32)
+        self.parts = PartTracker(model)
         self.thread: threading.Thread | None = None
-        #: Probabilities computed ahead for the pending windows (see :meth:`speculate`).
-        self.ahead: npt.NDArray[np.float32] | None = None
+        #: Answers computed ahead for the pending windows (see :meth:`speculate`).
+        self.ahead: Answers | None = None
         self.speculations = 0
         self.reused = 0
         #: The clock of event times: perf_counter, or the JACK sample clock (native input).
@@ -229,55 +234,54 @@ class Daemon:
         at once: the model's time leaves the path from the bar line to the CC."""
         windows = self.engine.peek()
         self.speculations += 1
-        self.ahead = self._predict(windows) if windows else None
-
-    def _predict(self, windows: list[ClosedWindow]) -> np.ndarray:
-        batch = self.batch[: len(windows)]
-        for i, w in enumerate(windows):
-            batch[i, 0] = w.roll
-        return self.model.predict(batch)
+        self.ahead = self.parts.compute(windows, self.engine.epoch) if windows else None
 
     def emit(self, closed: list[ClosedWindow], t_event_ns: int) -> None:
         """One model call for the windows that closed together (none if they were computed
         ahead and nothing changed since), then CC and OSC per window."""
         b = len(closed)
-        ahead = self.ahead
-        self.ahead = None
-        if self.engine.last_close_reused and ahead is not None and len(ahead) == b:
-            probs = ahead
+        ahead, self.ahead = self.ahead, None
+        if self.engine.last_close_reused and ahead is not None and len(ahead.window) == b:
+            answers = ahead
             self.reused += 1
         else:
-            probs = self._predict(closed)
+            answers = self.parts.compute(closed, self.engine.epoch)
+        self.parts.commit(answers)
+        probs = answers.window
         m = self.map
-        # All MIDI first, then OSC. The class CC of every window goes first: at small JACK
+        # All MIDI first, then OSC. The class CCs of every window go first: at small JACK
         # periods a buffer holds ~28 events, and the class is what most mappings use.
         values = np.rint(probs * 127).astype(np.int64).tolist()
         best = probs.argmax(axis=1).tolist()
+        part_best = answers.part.argmax(axis=1).tolist()
         if self.midi_out is not None:
             send = self.midi_out.send_message
             status = [0xB0 | (w.channel - 1) for w in closed]
             try:
                 for st, k in zip(status, best, strict=True):
                     send([st, m.cc_class, k])
+                for st, k in zip(status, part_best, strict=True):
+                    send([st, m.cc_part, k])
                 for st, vals in zip(status, values, strict=True):
                     for i, v in enumerate(vals):
                         send([st, m.cc_base + i, v])
             except Exception:  # a vanished output port must not kill us
                 self.stats.send_errors += 1
         for client in self.osc:
-            for w, p, k in zip(closed, probs, best, strict=True):
+            for w, p, k, q in zip(closed, probs, best, answers.part, strict=True):
                 try:
                     client.send_message(f"/kdlive/{w.channel}/probs", [float(x) for x in p])
                     client.send_message(
                         f"/kdlive/{w.channel}/class", [self.classes[k], float(p[k])]
                     )
+                    client.send_message(f"/kdlive/{w.channel}/part", [float(x) for x in q])
                 except OSError:
                     self.stats.send_errors += 1
         self.stats.add(self.clock() - t_event_ns)
         self.stats.batches += 1
         self.stats.emitted += b
         if self.on_emit is not None:
-            self.on_emit(closed, probs)
+            self.on_emit(closed, answers)
         self.engine.tidy()
 
     # ------------------------------------------------------------------------ stats

@@ -22,8 +22,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from live.bundle import Bundle, read_bundle
-from live.contract import WINDOW
+from live.bundle import PART_NAME, STATE_NAME, STATE_OUT_NAME, Bundle, read_bundle
 from live.errors import BackendError, BundleError, LiveError
 from live.trt import TrtRunner, matching_engine
 
@@ -33,11 +32,16 @@ BACKENDS = ("auto", "tensorrt", "cuda", "cpu")
 
 
 class Runner(Protocol):
-    """What a backend provides: logits for a batch of rolls."""
+    """What a backend provides: logits for a batch of inputs; with a state (contract 2),
+    ``step`` gives ``(logits, part logits, state out)``."""
 
     name: str
 
     def logits(self, rolls: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+    def step(
+        self, inputs: npt.NDArray[np.float32], state: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
 
 
 def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -52,7 +56,11 @@ class Model:
     """A bundle's student behind the fastest backend available.
 
     >>> model = Model()                       # the bundle shipped with kdlive, best backend
-    >>> probs = model.predict(rolls)          # rolls float32 [B, 1, 128, 16] -> probs [B, 8]
+    >>> probs = model.predict(x)              # x float32 [B, *model.input_shape] -> [B, 8]
+    >>> probs, part, state = model.step(x, state)   # contract 2 with a state (state_size > 0)
+
+    ``input_shape`` is ``(1, 128, 16)`` for contract 1 (the roll), ``(5, 128, 16)`` for
+    contract 2 (:mod:`live.inputs`).
     """
 
     def __init__(
@@ -67,6 +75,8 @@ class Model:
             raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         self.bundle: Bundle = read_bundle(bundle_dir)
         self.classes = self.bundle.classes
+        self.contract, self.input_shape = self.bundle.contract, self.bundle.input_shape
+        self.state_size = self.bundle.state_size
         self.threads = threads
         self.runner: Runner = self._select(backend)
         if warmup:
@@ -76,28 +86,47 @@ class Model:
     def backend(self) -> str:
         return self.runner.name
 
-    def logits(self, rolls: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Logits ``[B, 8]`` for rolls ``[B, 1, 128, 16]`` (0/1 float32)."""
-        rolls = np.asarray(rolls, dtype=np.float32)
-        if rolls.ndim != 4 or rolls.shape[1:] != WINDOW.input_shape:
+    def _checked(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != self.input_shape:
             raise LiveError(
-                f"rolls must be float32 [B, {', '.join(map(str, WINDOW.input_shape))}]"
-                f", got {list(rolls.shape)}"
+                f"inputs must be float32 [B, {', '.join(map(str, self.input_shape))}] (contract "
+                f"{self.contract}), got {list(x.shape)}"
             )
-        if len(rolls) == 0:
-            return np.zeros((0, len(self.classes)), np.float32)
-        return self.runner.logits(np.ascontiguousarray(rolls))
+        return np.ascontiguousarray(x)
 
-    def predict(self, rolls: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Class probabilities ``[B, 8]`` (contract order) for rolls ``[B, 1, 128, 16]``."""
-        return softmax(self.logits(rolls))
+    def logits(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Window logits ``[B, 8]`` for inputs ``[B, *input_shape]`` (a state starts at zero)."""
+        x = self._checked(x)
+        if len(x) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        if self.state_size:
+            return self.runner.step(x, np.zeros((len(x), self.state_size), np.float32))[0]
+        return self.runner.logits(x)
+
+    def predict(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Class probabilities ``[B, 8]`` (contract order) for inputs ``[B, *input_shape]``."""
+        return softmax(self.logits(x))
+
+    def step(
+        self, x: npt.NDArray[np.float32], state: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Contract 2 with a state: ``(window probs [B, 8], running probs [B, 8], new state
+        [B, S])`` for inputs ``[B, 5, 128, 16]`` and each part's state ``[B, S]``."""
+        if not self.state_size:
+            raise LiveError(
+                f"{self.bundle.dir}: this student has no state (contract {self.contract})"
+            )
+        x = self._checked(x)
+        logits, part, out = self.runner.step(x, np.ascontiguousarray(state, np.float32))
+        return softmax(logits), softmax(part), out
 
     def warmup(self, rounds: int = 20) -> None:
         """Run a few batches so lazy allocation and kernel selection happen now, not on stage."""
-        x = np.zeros((1, *WINDOW.input_shape), np.float32)
+        x = np.zeros((1, *self.input_shape), np.float32)
         x[0, 0, 60, :4] = 1.0
         for _ in range(rounds):
-            self.runner.logits(x)
+            self.logits(x)
 
     # ----------------------------------------------------------------------- backends
 
@@ -170,6 +199,15 @@ class OrtRunner:
         self.name = "onnxruntime-" + device
         self.input_name, self.output_name = bundle.input_name, bundle.output_name
         self._outputs = [self.output_name]
+        self._step_outputs = [self.output_name, PART_NAME, STATE_OUT_NAME]
 
     def logits(self, rolls: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return self.session.run(self._outputs, {self.input_name: rolls})[0]
+
+    def step(
+        self, inputs: npt.NDArray[np.float32], state: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        logits, part, out = self.session.run(
+            self._step_outputs, {self.input_name: inputs, STATE_NAME: state}
+        )
+        return logits, part, out

@@ -96,6 +96,11 @@ def engine_stem(gpu: GpuInfo, trt_version: str, fp16: bool) -> str:
 def matching_engine(bundle: Bundle) -> Path:
     """The bundle's engine for this GPU and TensorRT version (fp16 preferred), or
     :class:`BackendError` saying what is missing."""
+    if bundle.contract != 1:
+        raise BackendError(
+            f"{bundle.dir}: TensorRT runs contract-1 bundles only so far; this one (contract "
+            f"{bundle.contract}) runs on ONNX Runtime"
+        )
     if not bundle.engine_dir.is_dir() or not any(bundle.engine_dir.glob("*.engine")):
         raise BackendError(
             f"{bundle.dir} has no TensorRT engine: build one on this machine "
@@ -148,6 +153,11 @@ class TrtRunner:
         self._h2d = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         self._d2h = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self._shape = -1
+
+    def step(
+        self, inputs: npt.NDArray[np.float32], state: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        raise BackendError("TensorRT engines of students with a state are not supported yet")
 
     def logits(self, rolls: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         out = []

@@ -34,7 +34,8 @@ class Recorder:
 class CountingModel:
     def __init__(self, model: Model, fail_first: bool = False) -> None:
         self.model, self.calls, self.fail_first = model, [], fail_first
-        self.classes = model.classes
+        self.classes, self.contract = model.classes, model.contract
+        self.state_size, self.input_shape = model.state_size, model.input_shape
 
     def predict(self, rolls: np.ndarray) -> np.ndarray:
         self.calls.append(len(rolls))
@@ -61,10 +62,10 @@ def make(
         transport,
         midi_out=midi,
         osc=[osc],
-        on_emit=lambda closed, probs: emitted.append(
+        on_emit=lambda closed, answers: emitted.append(
             [
                 (w.channel, w.bar, w.roll.copy(), p.copy())
-                for w, p in zip(closed, probs, strict=True)
+                for w, p in zip(closed, answers.window, strict=True)
             ]
         ),
         **kw,
@@ -111,35 +112,48 @@ def test_cc_and_osc_carry_the_models_probabilities(model: Model) -> None:
     # The probabilities are the model's on the engine's roll.
     for roll, p in first.values():
         assert np.allclose(model.predict(roll[None, None].astype(np.float32))[0], p, atol=1e-6)
-    # 9 CCs per window on the part's own channel: first every window's class index (CC 28),
-    # then the probabilities (CC 20-27).
-    ccs = [m for m in midi.sent[:18]]
-    assert [m[1] for m in ccs[:2]] == [28, 28]
+    # 10 CCs per window on the part's own channel: first every window's class index (CC 28),
+    # then every part's running class (CC 30), then the probabilities (CC 20-27).
+    ccs = [m for m in midi.sent[:20]]
+    assert [m[1] for m in ccs[:4]] == [28, 28, 30, 30]
     for ch in (1, 5):
         mine = [m for m in ccs if m[0] == 0xB0 | (ch - 1)]
         p = first[ch][1]
-        assert [m[1] for m in mine] == [28, *range(20, 28)]
-        assert mine[0][2] == int(p.argmax())
-        assert [m[2] for m in mine[1:]] == [int(round(x * 127)) for x in p]
-    # OSC: /kdlive/<ch>/probs (8 floats, contract order) and /kdlive/<ch>/class (name, conf).
-    sent = dict(osc.sent[:4])
+        assert [m[1] for m in mine] == [28, 30, *range(20, 28)]
+        assert mine[0][2] == mine[1][2] == int(p.argmax())  # a first window: the same answer
+        assert [m[2] for m in mine[2:]] == [int(round(x * 127)) for x in p]
+    # OSC: /kdlive/<ch>/probs (8 floats, contract order), /kdlive/<ch>/class (name, conf) and
+    # /kdlive/<ch>/part (the running answer's 8 floats).
+    sent = dict(osc.sent[:6])
     for ch in (1, 5):
         p = first[ch][1]
         assert sent[f"/kdlive/{ch}/probs"] == pytest.approx(list(p), abs=1e-6)
         name, conf = sent[f"/kdlive/{ch}/class"]
         assert name == CLASSES[int(p.argmax())] and conf == pytest.approx(float(p.max()))
+        assert sent[f"/kdlive/{ch}/part"] == pytest.approx(list(p), abs=1e-6)
+    # The running answer of the shipped model (no state): the mean of the windows so far.
+    for ch in (1, 5):
+        windows = [p for batch in emitted for c, _, _, p in batch if c == ch]
+        parts = [args for address, args in osc.sent if address == f"/kdlive/{ch}/part"]
+        assert len(parts) == len(windows) == 3
+        for k in range(3):
+            assert parts[k] == pytest.approx(list(np.mean(windows[: k + 1], axis=0)), abs=1e-6)
     assert d.stats.percentiles()["n"] == 3
 
 
 def test_custom_cc_numbers(model: Model) -> None:
-    d, midi, _, _ = make(model, outputs=OutputMap(cc_base=70, cc_class=80))
+    d, midi, _, _ = make(model, outputs=OutputMap(cc_base=70, cc_class=80, cc_part=81))
     run(d, song_messages(), expect_batches=1)
-    assert sorted({m[1] for m in midi.sent}) == list(range(70, 78)) + [80]
+    assert sorted({m[1] for m in midi.sent}) == [*range(70, 78), 80, 81]
 
 
-def test_cc_class_inside_the_probability_range_is_refused() -> None:
+def test_colliding_cc_numbers_are_refused() -> None:
     with pytest.raises(ValueError, match="collides"):
         OutputMap(cc_base=20, cc_class=23)
+    with pytest.raises(ValueError, match="--cc-part 25 collides"):
+        OutputMap(cc_base=20, cc_part=25)
+    with pytest.raises(ValueError, match="both"):
+        OutputMap(cc_class=40, cc_part=40)
 
 
 def test_an_empty_window_emits_nothing(model: Model) -> None:
@@ -154,7 +168,7 @@ def test_sixteen_channels_are_one_model_call(model: Model) -> None:
     d, midi, _, _ = make(counting)
     run(d, song_messages(channels=tuple(range(1, 17)), bars=2), expect_batches=1)
     assert counting.calls and set(counting.calls) == {16}  # (computed ahead, or at the close)
-    assert len(midi.sent) == 16 * 9
+    assert len(midi.sent) == 16 * 10
     assert {m[0] & 0x0F for m in midi.sent} == set(range(16))
 
 
@@ -164,7 +178,7 @@ def test_a_failing_model_call_is_counted_and_the_worker_goes_on(model: Model) ->
     run(d, song_messages(bars=3), expect_batches=1)
     assert d.worker_errors == 1 and d.thread is not None and not d.thread.is_alive()
     # The call that failed (ahead of a bar line, or at it) cost at most one window.
-    assert len(midi.sent) in (9, 18) and len(counting.calls) >= 2
+    assert len(midi.sent) in (10, 20) and len(counting.calls) >= 2
 
 
 def test_a_vanished_output_port_is_counted(model: Model) -> None:
@@ -235,7 +249,7 @@ def test_fuzz_garbage_changes_no_output(model: Model, garbage: list, seed: int) 
         run(d, messages, expect_batches=2)
         outs.append(midi.sent)
         assert d.worker_errors == 0
-    assert outs[1] == outs[0] and len(outs[0]) == 2 * 2 * 9
+    assert outs[1] == outs[0] and len(outs[0]) == 2 * 2 * 10
 
 
 def _paced(d: Daemon, messages: list[tuple[int, list[int]]], pause_before: int) -> None:
@@ -266,7 +280,7 @@ def test_windows_computed_ahead_send_the_same_cc(
     counting = CountingModel(model)
     d, midi, _, _ = make(counting)
     _paced(d, messages, pause_before=closing)
-    assert len(midi.sent) == 2 * 9
+    assert len(midi.sent) == 2 * 10
     assert d.reused == (1 if computed_ahead else 0)
     test_windows_computed_ahead_send_the_same_cc.sent = getattr(  # type: ignore[attr-defined]
         test_windows_computed_ahead_send_the_same_cc, "sent", []

@@ -24,6 +24,7 @@ from conftest import Track, write_song
 from jackkit import JackServer, Listener, Player, free_udp_port
 from live.midifile import load_midi, read_song
 from live.model import Model
+from live.parts import PartTracker
 from live.replay import NOTE_ON, file_events, replay_windows
 
 if TYPE_CHECKING:
@@ -107,14 +108,22 @@ def song(tmp_path: Path, name: str = "live.mid") -> Path:
     return write_song(tmp_path / name, tracks, tpb=960, bpm=BPM)
 
 
-def expected(path: Path) -> dict[int, list[np.ndarray]]:
-    """Per channel, the probabilities of each window in order, from `kdlive replay`'s code."""
+def expected(path: Path) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
+    """Per channel, each window's probabilities and the part's running answer, in order, from
+    `kdlive replay`'s code."""
     model, out = Model(), {}
+    parts = PartTracker(model)
     for batch in replay_windows(path):
-        probs = model.predict(np.stack([w.roll for w in batch])[:, None].astype(np.float32))
-        for w, p in zip(batch, probs, strict=True):
-            out.setdefault(w.channel, []).append(p)
+        answers = parts.compute(batch, epoch=0)
+        parts.commit(answers)
+        for w, p, q in zip(batch, answers.window, answers.part, strict=True):
+            out.setdefault(w.channel, []).append((p, q))
     return out
+
+
+def cc_of(p: np.ndarray, q: np.ndarray) -> list[int]:
+    """The CC values the daemon sends for a window: CC 20-27, 28 (class), 30 (part class)."""
+    return [int(round(x * 127)) for x in p] + [int(p.argmax()), int(q.argmax())]
 
 
 def perform(player: Player, path: Path, *, garbage: list[list[int]] = (), seed: int = 0) -> None:
@@ -123,7 +132,7 @@ def perform(player: Player, path: Path, *, garbage: list[list[int]] = (), seed: 
     midi = load_midi(path)
     last_clock = int(read_song(midi).bars.starts[-1]) // 40
     by_clock: dict[int, list[list[int]]] = {}
-    for tick, _, _, kind, ch, pitch in file_events(midi):
+    for tick, _, _, kind, ch, pitch, _ in file_events(midi):
         assert tick % 40 == 0
         if pitch < 0:
             continue
@@ -143,8 +152,9 @@ def perform(player: Player, path: Path, *, garbage: list[list[int]] = (), seed: 
 
 
 def cc_groups(received: list[tuple[int, list[int]]]) -> dict[int, list[list[int]]]:
-    """Per channel, each window's CC values in the order CC 20-27, then 28. (The daemon sends
-    the class CC 28 of every window closing together first, then the probabilities.)"""
+    """Per channel, each window's CC values in the order CC 20-27, 28, 30. (The daemon sends
+    the class CC 28 and the part CC 30 of every window closing together first, then the
+    probabilities.)"""
     out: dict[int, list[list[int]]] = {}
     current: dict[int, dict[int, int]] = {}
     for _, msg in received:
@@ -153,7 +163,7 @@ def cc_groups(received: list[tuple[int, list[int]]]) -> dict[int, list[list[int]
         current.setdefault(ch, {})[msg[1]] = msg[2]
         if msg[1] == 27:  # the last probability: the window is complete
             cc = current.pop(ch)
-            out.setdefault(ch, []).append([cc[n] for n in range(20, 29)])
+            out.setdefault(ch, []).append([cc[n] for n in (*range(20, 29), 30)])
     return out
 
 
@@ -190,23 +200,22 @@ def test_listen_sends_the_replay_classes_as_cc_and_osc(jack: JackServer, tmp_pat
     try:
         perform(player, path)
         n_windows = sum(len(v) for v in want.values())
-        wait_until(lambda: len(listener.received) >= 9 * n_windows)
+        wait_until(lambda: len(listener.received) >= 10 * n_windows)
         got = cc_groups(listener.received)
         assert sorted(got) == sorted(want) == [1, 2, 5]
-        for ch, probs in want.items():
-            assert got[ch] == [
-                [int(round(x * 127)) for x in p] + [int(p.argmax())] for p in probs
-            ], f"channel {ch}"
-        wait_until(lambda: len(osc) >= 2 * n_windows)
-        probs_by_ch: dict[int, list] = {}
+        for ch, answers in want.items():
+            assert got[ch] == [cc_of(p, q) for p, q in answers], f"channel {ch}"
+        wait_until(lambda: len(osc) >= 3 * n_windows)
+        by_kind: dict[tuple[int, str], list] = {}
         for address, args in osc:
             _, _, ch, kind = address.split("/")
-            if kind == "probs":
-                probs_by_ch.setdefault(int(ch), []).append(np.array(args))
-            else:
+            by_kind.setdefault((int(ch), kind), []).append(args)
+            if kind == "class":
                 assert args[0] in Model().classes and 0 < args[1] <= 1
-        for ch, probs in want.items():
-            assert np.allclose(np.array(probs_by_ch[ch]), np.array(probs), atol=1e-6)
+        for ch, answers in want.items():
+            for k, kind in enumerate(("probs", "part")):
+                sent = np.array(by_kind[(ch, kind)])
+                assert np.allclose(sent, np.array([a[k] for a in answers]), atol=1e-6)
     finally:
         player.close()
         listener.close()
@@ -243,10 +252,10 @@ def test_garbage_on_the_wire_changes_nothing(jack: JackServer, tmp_path: Path) -
     try:
         perform(player, path, garbage=garbage, seed=1)
         n_windows = sum(len(v) for v in want.values())
-        wait_until(lambda: len(listener.received) >= 9 * n_windows)
+        wait_until(lambda: len(listener.received) >= 10 * n_windows)
         got = cc_groups(listener.received)
-        for ch, probs in want.items():
-            assert got[ch] == [[int(round(x * 127)) for x in p] + [int(p.argmax())] for p in probs]
+        for ch, answers in want.items():
+            assert got[ch] == [cc_of(p, q) for p, q in answers]
         time.sleep(1.2)  # one more stats line
     finally:
         player.close()

@@ -1,0 +1,105 @@
+"""Each channel's running answer: what its part sounds written for, having heard it so far.
+
+Beside a window's own answer, the daemon (and ``kdlive replay``) keeps a *running answer* per
+channel. A contract-2 student with a history carries a state from window to window
+(:meth:`live.model.Model.step`); any other model's running answer is the mean of the channel's
+window answers so far. Either starts afresh, as training does (``train.history``), on Start,
+Stop and a Song Position Pointer jump (the engine's ``epoch``), and when the part comes back
+after more than :data:`RESET_BARS` bars without a window.
+
+Answers are computed first (:meth:`PartTracker.compute`, which may run ahead of the bar line)
+and kept only when they are sent (:meth:`PartTracker.commit`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from live.taxonomy import N_CLASSES
+
+#: A part back after more than this many bars without a window starts afresh.
+RESET_BARS = 4
+NEVER = -(10**9)
+
+
+class Window(Protocol):
+    """A closed window, as the engine gives it (:class:`live.engine.ClosedWindow`)."""
+
+    channel: int
+    bar: int
+    inputs: npt.NDArray[np.uint8]
+
+
+class StepModel(Protocol):
+    """What the tracker needs of :class:`live.model.Model`."""
+
+    contract: int
+    state_size: int
+    input_shape: tuple[int, int, int]
+
+    def predict(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+    def step(
+        self, x: npt.NDArray[np.float32], state: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+
+
+@dataclass
+class Answers:
+    """The answers for windows that close together, and the states they lead to."""
+
+    channels: npt.NDArray[np.int64]  # 1-16, one per window
+    bars: npt.NDArray[np.int64]
+    window: npt.NDArray[np.float32]  # [B, 8] each window's own answer
+    part: npt.NDArray[np.float32]  # [B, 8] each channel's running answer
+    state: npt.NDArray[np.float32]  # [B, S] (the model's state, or the running sum)
+    count: npt.NDArray[np.int64]  # windows in each running answer
+    epoch: int
+
+
+class PartTracker:
+    """The running answers of the 16 channels (see the module docstring)."""
+
+    def __init__(self, model: StepModel) -> None:
+        self.model = model
+        self.size = model.state_size or N_CLASSES  # without a state: the sum of the answers
+        self.state = np.zeros((17, self.size), np.float32)
+        self.count = np.zeros(17, np.int64)
+        self.last_bar = np.full(17, NEVER, np.int64)
+        self.epoch = 0
+        self.batch = np.zeros((16, *model.input_shape), np.float32)
+
+    def compute(self, windows: Sequence[Window], epoch: int) -> Answers:
+        """The answers for ``windows`` (at most one per channel), given the engine's
+        ``epoch``; nothing is kept until :meth:`commit`."""
+        channels = np.array([w.channel for w in windows], np.int64)
+        bars = np.array([w.bar for w in windows], np.int64)
+        fresh = (epoch != self.epoch) | (bars - self.last_bar[channels] > RESET_BARS)
+        state = np.where(fresh[:, None], 0, self.state[channels]).astype(np.float32)
+        count = np.where(fresh, 0, self.count[channels]) + 1
+        batch = self.batch[: len(windows)]
+        for i, w in enumerate(windows):
+            batch[i] = w.inputs[: self.model.input_shape[0]]
+        if self.model.state_size:
+            window, part, state = self.model.step(batch, state)
+        else:
+            window = self.model.predict(batch)
+            state = state + window
+            part = state / count[:, None]
+        return Answers(channels, bars, window, part, state, count, epoch)
+
+    def commit(self, answers: Answers) -> None:
+        """Keep the states of answers that were sent."""
+        if answers.epoch != self.epoch:
+            self.count[:] = 0
+            self.last_bar[:] = NEVER
+            self.epoch = answers.epoch
+        rows = answers.channels
+        self.state[rows], self.count[rows], self.last_bar[rows] = (
+            answers.state, answers.count, answers.bars
+        )  # fmt: skip

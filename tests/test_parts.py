@@ -1,0 +1,96 @@
+"""Each channel's running answer (live.parts): when it accumulates and when it starts afresh."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from live.parts import RESET_BARS, PartTracker
+
+
+@dataclass
+class W:
+    channel: int
+    bar: int
+    inputs: np.ndarray = field(default_factory=lambda: np.zeros((5, 128, 16), np.uint8))
+
+
+class MeanModel:
+    """No state: window answers that spell the window's bar."""
+
+    contract, state_size, input_shape = 1, 0, (1, 128, 16)
+
+    def __init__(self) -> None:
+        self.next: list[np.ndarray] = []
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.stack(self.next[: len(x)])
+
+
+class CountingStateModel:
+    """A state that counts the windows it has heard: step adds 1."""
+
+    contract, state_size, input_shape = 2, 3, (5, 128, 16)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        raise AssertionError("a model with a state is stepped")
+
+    def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        assert x.shape[1:] == (5, 128, 16)
+        probs = np.full((len(x), 8), 1 / 8, np.float32)
+        return probs, probs, h + 1
+
+
+def onehot(k: int) -> np.ndarray:
+    p = np.zeros(8, np.float32)
+    p[k] = 1
+    return p
+
+
+def test_without_a_state_the_running_answer_is_the_mean_since_the_part_came() -> None:
+    model = MeanModel()
+    tracker = PartTracker(model)
+    means = []
+    for bar, k in enumerate([0, 0, 3, 3]):
+        model.next = [onehot(k)]
+        answers = tracker.compute([W(1, bar)], epoch=0)
+        tracker.commit(answers)
+        means.append(answers.part[0])
+    assert means[-1] == pytest.approx([0.5, 0, 0, 0.5, 0, 0, 0, 0])
+    assert means[1] == pytest.approx(onehot(0))
+
+
+def test_computing_ahead_keeps_nothing_until_commit() -> None:
+    model = MeanModel()
+    tracker = PartTracker(model)
+    model.next = [onehot(2)]
+    tracker.commit(tracker.compute([W(1, 0)], epoch=0))
+    model.next = [onehot(5)]
+    tracker.compute([W(1, 1)], epoch=0)  # computed ahead, then the window changed
+    model.next = [onehot(2)]
+    answers = tracker.compute([W(1, 1)], epoch=0)
+    assert answers.part[0] == pytest.approx(onehot(2))
+
+
+def test_a_state_carries_and_starts_afresh_on_a_jump_or_a_long_silence() -> None:
+    tracker = PartTracker(CountingStateModel())
+
+    def hear(channel: int, bar: int, epoch: int = 0) -> float:
+        answers = tracker.compute([W(channel, bar)], epoch=epoch)
+        tracker.commit(answers)
+        return float(answers.state[0, 0])
+
+    assert [hear(1, b) for b in range(3)] == [1, 2, 3]
+    assert hear(2, 2) == 1  # channels are apart
+    assert hear(1, 2 + RESET_BARS) == 4  # silent RESET_BARS - 1 bars: still the same part
+    assert hear(1, 3 + 2 * RESET_BARS) == 1  # silent longer: afresh
+    assert hear(1, 4 + 2 * RESET_BARS, epoch=1) == 1  # Start, Stop, Song Position Pointer
+    assert hear(1, 5 + 2 * RESET_BARS, epoch=1) == 2
+
+
+def test_the_reset_rule_is_the_one_training_uses() -> None:
+    from train.history import RESET_BARS as TRAINING
+
+    assert RESET_BARS == TRAINING
