@@ -1,0 +1,150 @@
+"""Issue 16's ablation: each lever of contract 2 alone and together, against the v1 student.
+
+Trains NIC (hard labels) for each variant on one data folder (one song-level split) and scores
+it in domain (the store's test songs) and out of domain (every song of each ``--ood`` folder):
+window macro-F1, the running answer's, and part-level macro-F1 after 2, 4, 8 and 16 bars.
+
+    python experiments/levers.py --data /tmp/d600 --runs /tmp/levers \\
+        --set data.midi=/tmp/midi600 --set data.notes_midi=/tmp/lakhlike/mid/data_D-Full \\
+        --ood freedoom=../shared/corpora/freedoom-music --ood demo=DEMO [--variants v1,all]
+
+``DEMO`` is the demo corpus (the Debian packages' folders). Writes ``RUNS/<variant>/`` (the run
+folder: config, checkpoint), ``RUNS/levers.json`` and ``RUNS/levers.md``. A finished variant is
+kept (its checkpoint is current), so the script can be stopped and run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from train.config import override, preset_config  # noqa: E402
+from train.data.build import demo_dirs  # noqa: E402
+from train.data.collection import find_midi_files  # noqa: E402
+from train.data.notes import NotesStore, build_notes  # noqa: E402
+from train.pipeline import Run, evaluate_windows  # noqa: E402
+from train.progress import Reporter, reporter  # noqa: E402
+from train.steps import ce_loss  # noqa: E402
+
+#: Each lever alone and together (contract-2 channels: 0 sounding, 1 onset, 2 velocity,
+#: 3 ensemble, 4 drums; state: the history).
+VARIANTS = {
+    "v1": ["model.inputs=0", "model.state=0"],
+    "dynamics": ["model.inputs=0,1,2", "model.state=0"],
+    "ensemble": ["model.inputs=0,3,4", "model.state=0"],
+    "history": ["model.inputs=0", "model.state=64"],
+    "all-but-history": ["model.inputs=0,1,2,3,4", "model.state=0"],
+    "all": ["model.inputs=0,1,2,3,4", "model.state=64"],
+}
+
+
+def main() -> None:
+    args = parse()
+    args.runs.mkdir(parents=True, exist_ok=True)
+    results_path = args.runs / "levers.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    with reporter() as report:
+        ood = {name: ood_store(name, folder, args.runs, report) for name, folder in args.ood}
+        for variant in args.variants:
+            sets = [f"run={args.runs / variant}", f"data.out={args.data}", f"seed={args.seed}"]
+            cfg = override(preset_config("fast"), [*sets, *args.set, *VARIANTS[variant]])
+            start = time.monotonic()
+            run = Run(cfg, report)
+            nic = run.student("nic", ce_loss(cfg.student))
+            result = {"in_domain": run.evaluate(nic), "minutes": (time.monotonic() - start) / 60}
+            for name, store in ood.items():
+                every = np.arange(len(store), dtype=np.int64)
+                result[name] = evaluate_windows(nic, store, every, run.device)
+            result["settings"] = VARIANTS[variant]
+            results[f"{variant}/seed{args.seed}"] = result
+            results_path.write_text(json.dumps(results, indent=1))
+            report.say(variant, summary_line(result))
+    (args.runs / "levers.md").write_text(table(results))
+    print(table(results))
+
+
+def ood_store(name: str, folder: str, runs: Path, report: Reporter) -> NotesStore:
+    """The notes store of an out-of-domain collection (built once, beside the runs)."""
+    folders = demo_dirs() if folder == "DEMO" else [Path(folder)]
+    out = runs / "ood" / name / "notes"
+    build_notes(find_midi_files(folders), out, workers=2, progress=report.progress)
+    return NotesStore(out)
+
+
+def summary_line(result: dict) -> str:
+    parts = result["in_domain"]["parts"]
+    return (
+        f"window {result['in_domain']['macro_f1']:.3f}, running "
+        f"{result['in_domain']['running']['macro_f1']:.3f}, after 8 bars "
+        f"{parts.get('8', {}).get('macro_f1', float('nan')):.3f}, "
+        + ", ".join(
+            f"{k} {v['macro_f1']:.3f}"
+            for k, v in result.items()
+            if isinstance(v, dict) and "parts" in v and k != "in_domain"
+        )
+    )
+
+
+def table(results: dict) -> str:
+    """Markdown: one row per variant and seed."""
+    sets = sorted(
+        {k for r in results.values() for k in r if isinstance(r[k], dict) and "parts" in r[k]}
+        - {"in_domain"}
+    )
+    head = [
+        "variant",
+        "window",
+        "running",
+        "after 2",
+        "4",
+        "8",
+        "16",
+        *(f"{s} window" for s in sets),
+        *(f"{s} after 8" for s in sets),
+        "min",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, r in results.items():
+        d = r["in_domain"]
+        row = [key, f"{d['macro_f1']:.3f}", f"{d['running']['macro_f1']:.3f}"]
+        row += [
+            f"{d['parts'][b]['macro_f1']:.3f}" if b in d["parts"] else "—"
+            for b in ("2", "4", "8", "16")
+        ]
+        row += [f"{r[s]['macro_f1']:.3f}" if s in r else "—" for s in sets]
+        row += [
+            f"{r[s]['parts']['8']['macro_f1']:.3f}" if s in r and "8" in r[s]["parts"] else "—"
+            for s in sets
+        ]
+        row.append(f"{r.get('minutes', 0):.0f}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--runs", type=Path, required=True)
+    p.add_argument("--variants", type=lambda s: s.split(","), default=list(VARIANTS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], help="KEY=VALUE for every variant")
+    p.add_argument(
+        "--ood",
+        action="append",
+        default=[],
+        type=lambda s: tuple(s.split("=", 1)),
+        help="NAME=FOLDER of MIDI files scored out of domain (FOLDER DEMO: the demo corpus)",
+    )
+    return p.parse_args()
+
+
+if __name__ == "__main__":
+    main()
