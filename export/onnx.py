@@ -62,8 +62,9 @@ class Graph:
             return cls(1, 0, (INPUT_NAME,), (OUTPUT_NAME,))
         if not model.state_dim:
             return cls(2, 0, (INPUTS_NAME,), (OUTPUT_NAME,))
-        return cls(2, model.state_dim, (INPUTS_NAME, STATE_NAME),
-                   (OUTPUT_NAME, PART_NAME, STATE_OUT_NAME))  # fmt: skip
+        return cls(
+            2, model.state_dim, (INPUTS_NAME, STATE_NAME), (OUTPUT_NAME, PART_NAME, STATE_OUT_NAME)
+        )
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

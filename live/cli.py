@@ -87,13 +87,18 @@ def ports(api: ApiOpt = None) -> None:
 
 @app.command()
 def contract() -> None:
-    """Print the input contract: window, grid, classes and audio features."""
-    from live.contract import CONTRACT_VERSION, MEL, WINDOW
+    """Print the input contracts: window, grid, each contract's input, classes, audio features."""
+    from live.bundle import CONTRACTS, input_shape
+    from live.contract import MEL, WINDOW
+    from live.inputs import CHANNELS_V2
+    from live.parts import RESET_BARS
 
     info = {
-        "contract_version": CONTRACT_VERSION,
+        "contract_versions": list(CONTRACTS),
         "window": asdict(WINDOW),
-        "input_shape": [None, *WINDOW.input_shape],
+        "input_shape": {str(c): [None, *input_shape(c)] for c in CONTRACTS},
+        "contract_2_channels": list(CHANNELS_V2),
+        "running_answer_resets_after_silent_bars": RESET_BARS,
         "classes": list(CLASSES),
         "mel": asdict(MEL),
     }
@@ -185,9 +190,14 @@ def replay(
             for w, p, q in zip(batch, answers.window, answers.part, strict=True):
                 best, part = classes[int(p.argmax())], classes[int(q.argmax())]
                 if as_json:
-                    line = {"channel": w.channel, "bar": w.bar + 1, "class": best,
-                            "probs": [round(float(x), 6) for x in p], "part_class": part,
-                            "part": [round(float(x), 6) for x in q]}  # fmt: skip
+                    line = {
+                        "channel": w.channel,
+                        "bar": w.bar + 1,
+                        "class": best,
+                        "probs": [round(float(x), 6) for x in p],
+                        "part_class": part,
+                        "part": [round(float(x), 6) for x in q],
+                    }
                     typer.echo(json.dumps(line))
                 else:
                     probs = " ".join(f"{float(x):6.3f}" for x in p)
@@ -305,8 +315,15 @@ def _window_logger(m: Model, log: logging.Logger) -> Callable[[list[ClosedWindow
     def on_emit(closed: list[ClosedWindow], answers: Answers) -> None:
         for w, p, q in zip(closed, answers.window, answers.part, strict=True):
             best, part = m.classes[int(p.argmax())], m.classes[int(q.argmax())]
-            log.info("ch %d bar %d: %s %.2f (part: %s %.2f)", w.channel, w.bar + 1, best,
-                     float(p.max()), part, float(q.max()))  # fmt: skip
+            log.info(
+                "ch %d bar %d: %s %.2f (part: %s %.2f)",
+                w.channel,
+                w.bar + 1,
+                best,
+                float(p.max()),
+                part,
+                float(q.max()),
+            )
 
     return on_emit
 

@@ -172,8 +172,11 @@ class _Channel:
             return False
         n = self.n
         self.pitches[n], self.starts[n], self.ends[n], self.velocities[n] = (
-            pitch, start, end, velocity
-        )  # fmt: skip
+            pitch,
+            start,
+            end,
+            velocity,
+        )
         self.n += 1
         return True
 
@@ -247,8 +250,9 @@ class WindowEngine:
         self.state = {c: _Channel(capacity) for c in CHANNELS}
         #: One row per channel (1-16 at rows 0-15): the inputs of windows closing together,
         #: all made in one call of :func:`live.inputs.window_inputs`.
-        self.inputs = np.zeros((len(CHANNELS), len(CHANNELS_V2), spec.n_pitches, spec.n_steps),
-                               np.uint8)  # fmt: skip
+        self.inputs = np.zeros(
+            (len(CHANNELS), len(CHANNELS_V2), spec.n_pitches, spec.n_steps), np.uint8
+        )
         self.peek_inputs = np.zeros_like(self.inputs)
         self._drum = np.array([c == DRUM_CHANNEL + 1 for c in CHANNELS])
         #: Bumped by every event that can change a channel's pending window.

@@ -101,5 +101,7 @@ class PartTracker:
             self.epoch = answers.epoch
         rows = answers.channels
         self.state[rows], self.count[rows], self.last_bar[rows] = (
-            answers.state, answers.count, answers.bars
-        )  # fmt: skip
+            answers.state,
+            answers.count,
+            answers.bars,
+        )

@@ -61,7 +61,8 @@ def test_kdlive_contract_prints_the_numbers() -> None:
     result = runner.invoke(kdlive, ["contract"])
     assert result.exit_code == 0
     info = json.loads(result.output)
-    assert info["input_shape"] == [None, 1, 128, 16]
+    assert info["input_shape"] == {"1": [None, 1, 128, 16], "2": [None, 5, 128, 16]}
+    assert info["contract_2_channels"][:2] == ["sounding", "onset"]
     assert info["classes"][0] == "Piano" and len(info["classes"]) == 8
 
 

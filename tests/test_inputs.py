@@ -31,8 +31,15 @@ def random_sources(rng: np.random.Generator, n_sources: int = 4, n_notes: int = 
     notes = []
     for _ in range(n_notes):
         start = int(rng.integers(T0 - 2000, T1 + 500))
-        notes.append((int(rng.integers(0, n_sources)), int(rng.integers(20, 100)), start,
-                      start + int(rng.integers(0, 1500)), int(rng.integers(1, 128))))  # fmt: skip
+        notes.append(
+            (
+                int(rng.integers(0, n_sources)),
+                int(rng.integers(20, 100)),
+                start,
+                start + int(rng.integers(0, 1500)),
+                int(rng.integers(1, 128)),
+            )
+        )
     drum = [False] * n_sources
     drum[-1] = True
     return sources(notes, drum)

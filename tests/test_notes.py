@@ -62,15 +62,21 @@ def test_bad_files_are_recorded_and_duplicates_count_once(
     store = build(files, tmp_path / "notes")
     by_file = {Path(s["file"]).name: s for s in store.songs}
     assert "copy_of_c.mid" not in by_file or "c.MID" not in by_file  # same bytes: one song
-    for bad, reason in (("empty.mid", "empty"), ("garbage.mid", "not a readable MIDI"),
-                        ("truncated.mid", "truncated"), ("slow.mid", "absurd tempo"),
-                        ("drums_only.mid", "no audible part")):  # fmt: skip
+    for bad, reason in (
+        ("empty.mid", "empty"),
+        ("garbage.mid", "not a readable MIDI"),
+        ("truncated.mid", "truncated"),
+        ("slow.mid", "absurd tempo"),
+        ("drums_only.mid", "no audible part"),
+    ):
         assert any(reason in r["reason"] for r in by_file[bad]["skipped"]), bad
         assert by_file[bad]["windows"] == 0
     pop = by_file["pop.mid"]
     assert {r["reason"].split(" (")[0] for r in pop["skipped"]} >= {
-        "duplicated melody track", "ghost track", "muted track"
-    }  # fmt: skip
+        "duplicated melody track",
+        "ghost track",
+        "muted track",
+    }
     summary = store.summary()
     assert summary["songs"] == len(store.songs) and summary["skipped"] >= 8
     assert sum(sum(c.values()) for c in summary["windows"].values()) == len(store)

@@ -119,7 +119,8 @@ class OptimConfig:
     #: Validate and keep an exponential moving average of the weights with this decay per
     #: step (0.995: about the last 200 steps); 0 = the raw weights.
     ema: float = 0.0
-    #: Students with a state learn on chunks of this many successive windows of a part.
+    #: Students with a state learn on chunks of this many successive windows of a part
+    #: (``batch_size`` and ``samples_per_epoch`` still count windows).
     sequence: int = 8
 
     def __post_init__(self) -> None:

@@ -132,8 +132,10 @@ def running_answers(
     model.eval()
     rank, segment, position = _in_order(store, idx)
     ordered = idx[rank]
-    embs = [model.embed(source(ordered[s : s + batch])[0].to(device))
-            for s in range(0, len(ordered), batch)]  # fmt: skip
+    embs = [
+        model.embed(source(ordered[s : s + batch])[0].to(device))
+        for s in range(0, len(ordered), batch)
+    ]
     emb = torch.cat(embs) if embs else torch.zeros(0, model.embedding_dim, device=device)
     window = np.empty((len(idx), N_CLASSES), np.float32)
     window[rank] = torch.softmax(model.head(emb), dim=1).cpu().numpy()

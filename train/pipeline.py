@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +91,14 @@ def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
     changed model class retrains; NIC does not depend on the teacher, so another teacher keeps
     it; KDIC depends on both."""
     teacher = fingerprint(
-        "teacher", data_fp, cfg.model.preset, cfg.model.teacher_frames,
-        describe(new_teacher(cfg)), cfg.teacher, cfg.seed,
-    )  # fmt: skip
+        "teacher",
+        data_fp,
+        cfg.model.preset,
+        cfg.model.teacher_frames,
+        describe(new_teacher(cfg)),
+        cfg.teacher,
+        cfg.seed,
+    )
     nic = fingerprint("nic", data_fp, describe(new_student(cfg)), cfg.student, cfg.seed)
     return {
         "teacher.pt": teacher,
@@ -271,6 +276,15 @@ class Run:
     ) -> dict[str, Any]:
         cfg, role = self.cfg, "teacher" if name == "teacher" else "student"
         optim = cfg.teacher if role == "teacher" else cfg.student
+        if role == "student" and self.data.notes is not None and cfg.model.state:
+            # Chunks of ``sequence`` windows: the batch and the epoch count windows, as for
+            # any student, so a student with a history sees as many windows per step.
+            per = optim.sequence
+            optim = replace(
+                optim,
+                batch_size=max(1, optim.batch_size // per),
+                samples_per_epoch=optim.samples_per_epoch // per,
+            )
         val = self._validation(windows, role)
         task = Task(
             name="AIC" if role == "teacher" else name.upper(),
@@ -286,13 +300,20 @@ class Run:
         # The fingerprint is in the name: an interrupted run resumes only the same stage.
         state_file = self.dir / "checkpoints" / f"{name}.{self.fingerprints[name + '.pt']}.pt"
         model, state = fit(
-            model.to(self.device), task, optim, seed=cfg.seed, checkpoint=state_file,
+            model.to(self.device),
+            task,
+            optim,
+            seed=cfg.seed,
+            checkpoint=state_file,
             report=self.report,
-        )  # fmt: skip
+        )
         blob = checkpoints.checkpoint(
-            model, role=role, config=to_json(cfg), history=state.history,
+            model,
+            role=role,
+            config=to_json(cfg),
+            history=state.history,
             best_val_macro_f1=state.best_f1,
-        )  # fmt: skip
+        )
         if self.rank == 0:
             state_file.unlink(missing_ok=True)
         return blob
@@ -482,8 +503,9 @@ def song_shares(songs: np.ndarray) -> np.ndarray:
 
 
 def _song_hashes(songs: np.ndarray) -> npt.NDArray[np.int64]:
-    return np.array([int(hashlib.sha1(str(s).encode()).hexdigest()[:8], 16) for s in songs],
-                    np.int64)  # fmt: skip
+    return np.array(
+        [int(hashlib.sha1(str(s).encode()).hexdigest()[:8], 16) for s in songs], np.int64
+    )
 
 
 # ------------------------------------------------------------------------------ plumbing

@@ -84,9 +84,11 @@ def ce_step(source: Source, cfg: OptimConfig, device: torch.device) -> StepFn:
 
 
 def kd_step(
-    source: Source, teacher_logits: npt.NDArray[np.float32], cfg: DistillConfig,
+    source: Source,
+    teacher_logits: npt.NDArray[np.float32],
+    cfg: DistillConfig,
     device: torch.device,
-) -> StepFn:  # fmt: skip
+) -> StepFn:
     """Distillation on a batch of windows (the teacher answers for every window)."""
     return window_step(source, kd_loss(teacher_logits, cfg, device), device)
 

@@ -62,8 +62,9 @@ def build(config: DataConfig, progress: Progress | None = None, *, notes: bool =
     with folder_lock(out):
         summary = _build(config, out, progress)
         if notes:
-            summary["notes"] = build_notes(notes_files(config), out / "notes",
-                                           workers=config.workers, progress=progress)  # fmt: skip
+            summary["notes"] = build_notes(
+                notes_files(config), out / "notes", workers=config.workers, progress=progress
+            )
         return summary
 
 

@@ -419,8 +419,12 @@ def audio_twins(notes: NotesStore, store: WindowStore, slakh_root: Path) -> npt.
     stem_code: dict[tuple[str, str], int] = {}
     for track, meta in slakh.metadata(Path(slakh_root)).items():
         for stem, info in (meta.get("stems") or {}).items():
-            key = (meta.get("UUID"), info.get("source_track"), info.get("source_channel"),
-                   info.get("program_num"))  # fmt: skip
+            key = (
+                meta.get("UUID"),
+                info.get("source_track"),
+                info.get("source_channel"),
+                info.get("program_num"),
+            )
             if key in parts:
                 song, part = parts[key]
                 stem_code[(track, stem)] = song * 256 + part
