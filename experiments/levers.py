@@ -43,6 +43,8 @@ VARIANTS = {
     "history": ["model.inputs=0", "model.state=64"],
     "all-but-history": ["model.inputs=0,1,2,3,4", "model.state=0"],
     "all": ["model.inputs=0,1,2,3,4", "model.state=64"],
+    # The window encoder built for latency (train.models.StepCNN), with every lever:
+    "all-steps": ["model.inputs=0,1,2,3,4", "model.state=64", "model.encoder=steps"],
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -17,21 +18,26 @@ from export.bench import run_bench
 from export.bundle import write_bundle
 from export.cli import app as kdexport
 from export.errors import ExportError
-from export.onnx import export_onnx, gauntlet, random_rolls
+from export.onnx import export_onnx, gauntlet, random_inputs, random_rolls
 from live.bundle import MANIFEST_NAME, ONNX_NAME, BundleError, read_bundle, sha256_file
-from live.errors import BackendError
+from live.errors import BackendError, LiveError
 from live.model import Model, softmax
 from live.taxonomy import CLASSES
 from train import checkpoints
+from train.checkpoints import load_model
 from train.models import build_student, build_teacher
 
 
-def _checkpoint(path: Path, preset: str = "fast", seed: int = 0, role: str = "student") -> Path:
+def _checkpoint(
+    path: Path, preset: str = "fast", seed: int = 0, role: str = "student", **student: Any
+) -> Path:
     torch.manual_seed(seed)
-    model = build_student(preset) if role == "student" else build_teacher(preset, frames=64)
+    model = (
+        build_student(preset, **student) if role == "student" else build_teacher(preset, frames=64)
+    )
     # Non-trivial batch-norm statistics, as after training, so folding them is really tested.
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     blob = checkpoints.checkpoint(
@@ -81,7 +87,6 @@ def test_bundle_holds_a_checked_manifest(bundle: Path) -> None:
 
 
 def test_live_model_gives_the_same_classes_as_pytorch(ckpt: Path, bundle: Path) -> None:
-    from train.checkpoints import load_model
 
     torch_model = load_model(ckpt)
     x = random_rolls(500, seed=11)
@@ -113,7 +118,6 @@ def test_softmax_is_stable() -> None:
 
 
 def test_gauntlet_refuses_a_model_in_training_mode(ckpt: Path, tmp_path: Path) -> None:
-    from train.checkpoints import load_model
 
     model = load_model(ckpt)
     export_onnx(model, tmp_path / "m.onnx")
@@ -122,7 +126,6 @@ def test_gauntlet_refuses_a_model_in_training_mode(ckpt: Path, tmp_path: Path) -
 
 
 def test_gauntlet_catches_a_graph_that_differs(ckpt: Path, tmp_path: Path) -> None:
-    from train.checkpoints import load_model
 
     model = load_model(ckpt)
     path = tmp_path / "m.onnx"
@@ -168,6 +171,39 @@ def test_a_teacher_checkpoint_is_refused(tmp_path: Path) -> None:
     teacher = _checkpoint(tmp_path / "teacher.pt", role="teacher")
     with pytest.raises(ExportError, match="not a student"):
         write_bundle(teacher, tmp_path / "b")
+
+
+@pytest.mark.parametrize("encoder", ["cnn", "steps"])
+@pytest.mark.parametrize("state", [0, 16])
+def test_contract_2_students_export_with_their_state(
+    encoder: str, state: int, tmp_path: Path
+) -> None:
+    """A contract-2 student: inputs [B,5,128,16] (and a state in and out) through the
+    gauntlet; live's Model gives PyTorch's window answer, running answer and state."""
+    ckpt = _checkpoint(tmp_path / "kdic.pt", contract=2, inputs=(0, 1, 2, 3, 4), state=state,
+                       encoder=encoder)  # fmt: skip
+    b, report = write_bundle(ckpt, tmp_path / "b")
+    assert report["passed"] and (b.contract, b.state_size, b.input_shape) == (
+        2,
+        state,
+        (5, 128, 16),
+    )
+    student = load_model(ckpt)
+    x = random_inputs(40, 2, seed=4)
+    model = Model(b.dir)
+    with torch.no_grad():
+        want = torch.softmax(student(torch.from_numpy(x)), dim=1).numpy()
+    np.testing.assert_allclose(model.predict(x), want, atol=1e-5)
+    if state:
+        h = np.random.default_rng(0).uniform(-1, 1, (40, state)).astype(np.float32)
+        with torch.no_grad():
+            _, part, out = student.step(torch.from_numpy(x), torch.from_numpy(h))
+        probs, part_probs, state_out = model.step(x, h)
+        np.testing.assert_allclose(part_probs, torch.softmax(part, dim=1).numpy(), atol=1e-5)
+        np.testing.assert_allclose(state_out, out.numpy(), atol=1e-5)
+    else:
+        with pytest.raises(LiveError, match="no state"):
+            model.step(x, np.zeros((40, 1), np.float32))
 
 
 # ----------------------------------------------------------------------- bad bundles

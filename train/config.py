@@ -82,6 +82,9 @@ class ModelConfig:
     inputs: tuple[int, ...] = (0, 1, 2, 3, 4)
     #: Contract 2: the size of the state a student carries from window to window; 0 = none.
     state: int = 64
+    #: Contract 2: the window encoder, ``cnn`` (the roll CNN over the channels) or ``steps``
+    #: (a dense embedding of each step, then convolutions over time; see train.models.StepCNN).
+    encoder: str = "cnn"
 
     def __post_init__(self) -> None:
         _check(
@@ -101,6 +104,7 @@ class ModelConfig:
             "inputs are contract-2 channels among 0-4, the first 0 (the part's own notes)",
         )
         _check(self.state >= 0, f"state must be >= 0, got {self.state}")
+        _check(self.encoder in ("cnn", "steps"), f"encoder is cnn or steps, got {self.encoder!r}")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, overload
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -355,6 +356,64 @@ class StudentCNN(_PooledCNN):
         self._build_head(layers, c_in * bands, hidden, dropout, n_classes)
 
 
+class StepCNN(KdModel):
+    """A window encoder built for latency: what sounds at each eighth-note step (every pitch of
+    every input channel) -> a dense embedding of the step, then convolutions over the steps.
+
+    ``Tensor[B x C x P x T]`` -> ``[B x (C * P) x T]`` -> pointwise Conv1d (the step embedding,
+    ``width``) -> Conv1d k=3 per ``channels`` -> mean + max over time -> Linear-ReLU (the
+    embedding, ``hidden``) -> Dropout -> Linear. No weight is shared across pitch (absolute
+    register is what tells a bass from a flute): all of it is matrix products, which a CPU runs
+    near its peak at a small batch, where the roll CNN's small convolutions do not.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 1,
+        n_pitches: int = WINDOW.n_pitches,
+        width: int = 48,
+        channels: Sequence[int] = (64,),
+        hidden: int = 64,
+        dropout: float = 0.3,
+        n_classes: int = N_CLASSES,
+    ) -> None:
+        super().__init__()
+        self._remember(
+            in_channels=in_channels,
+            n_pitches=n_pitches,
+            width=width,
+            channels=channels,
+            hidden=hidden,
+            dropout=dropout,
+            n_classes=n_classes,
+        )
+        layers: list[nn.Module] = [nn.Flatten(1, 2)]
+        c_in = in_channels * n_pitches
+        for c_out, k in zip((width, *channels), (1, *[3] * len(channels)), strict=True):
+            layers += [
+                nn.Conv1d(c_in, c_out, k, padding=k // 2, bias=False),
+                nn.BatchNorm1d(c_out),
+                nn.ReLU(inplace=True),
+            ]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.project = nn.Sequential(nn.Linear(2 * c_in, hidden), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, n_classes)
+        self.embedding_dim = hidden
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.features(x)
+        return self.project(torch.cat([z.mean(dim=2), z.amax(dim=2)], dim=1))
+
+    def head(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(emb))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+
 # --------------------------------------------------------------------------- contract v2
 
 
@@ -396,8 +455,9 @@ class PartStudent(KdModel):
 
     - :class:`ChannelSelect`: the contract-v2 channels ``inputs`` (default all five: the part's
       notes sounding, their onsets and velocities, the rest of the ensemble, the drums);
-    - a :class:`StudentCNN` over them (``cnn`` are its arguments): the window's embedding and
-      the *window answer*, as the paper's student gives it;
+    - a window encoder over them (``encoder``: ``"cnn"``, a :class:`StudentCNN`, or ``"steps"``,
+      a :class:`StepCNN`; ``cnn`` are its arguments): the window's embedding and the *window
+      answer*, as the paper's student gives it;
     - with ``state`` > 0, a :class:`GRUCell` over the part's successive window embeddings and a
       linear head on its state: the *running answer*, which has heard the part so far.
 
@@ -412,13 +472,17 @@ class PartStudent(KdModel):
         *,
         inputs: Sequence[int] = tuple(range(5)),
         state: int = 64,
+        encoder: str = "cnn",
         n_classes: int = N_CLASSES,
         **cnn: Any,
     ) -> None:
         super().__init__()
-        self._remember(inputs=inputs, state=state, n_classes=n_classes, **cnn)
+        self._remember(inputs=inputs, state=state, encoder=encoder, n_classes=n_classes, **cnn)
         self.select = ChannelSelect(inputs)
-        self.window = StudentCNN(in_channels=len(inputs), n_classes=n_classes, **cnn)
+        encoders: dict[str, type[StudentCNN | StepCNN]] = {"cnn": StudentCNN, "steps": StepCNN}
+        if encoder not in encoders:
+            raise ValueError(f"encoder is cnn or steps, got {encoder!r}")
+        self.window = encoders[encoder](in_channels=len(inputs), n_classes=n_classes, **cnn)
         self.embedding_dim = self.window.embedding_dim
         self.state_dim = state
         if state:
@@ -490,16 +554,23 @@ def build_teacher(preset: str = "fast", *, frames: int) -> KdModel:
 
 
 def build_student(
-    preset: str = "fast", *, contract: int = 1, inputs: Sequence[int] = (0,), state: int = 0
+    preset: str = "fast",
+    *,
+    contract: int = 1,
+    inputs: Sequence[int] = (0,),
+    state: int = 0,
+    encoder: str = "cnn",
 ) -> KdModel:
     """The notes-only student of ``preset``: contract 1, for rolls ``[B, 1, 128, 16]`` (0/1
     float32); contract 2, a :class:`PartStudent` on the channels ``inputs`` of
-    ``[B, 5, 128, 16]`` with a state of ``state`` (the paper's preset is contract 1 only)."""
+    ``[B, 5, 128, 16]`` with a state of ``state`` and a window ``encoder`` (the paper's preset
+    is contract 1 only)."""
     _check_preset(preset)
     if contract == 2:
         if preset == "paper":
             raise ValueError("contract 2 needs the fast or tiny student: the paper's is Table 1")
-        return PartStudent(inputs=inputs, state=state, **_STUDENT_CNN[preset])
+        sizes = _STUDENT_CNN if encoder == "cnn" else _STUDENT_STEPS
+        return PartStudent(inputs=inputs, state=state, encoder=encoder, **sizes[preset])
     if preset == "paper":
         return PaperCNN(height=WINDOW.n_pitches, width=WINDOW.n_steps)
     return StudentCNN(**_STUDENT_CNN[preset])
@@ -508,6 +579,10 @@ def build_student(
 _STUDENT_CNN: dict[str, dict[str, Any]] = {
     "fast": {},
     "tiny": {"channels": (4, 8, 8), "hidden": 16},
+}
+_STUDENT_STEPS: dict[str, dict[str, Any]] = {
+    "fast": {},
+    "tiny": {"width": 8, "channels": (8,), "hidden": 16},
 }
 
 
@@ -553,7 +628,7 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """Multiply-accumulates of the Conv2d and Linear layers for one input of ``input_shape``.
+    """Multiply-accumulates of the convolutions and Linear layers for one input of ``input_shape``.
 
     ``input_shape`` is the full input shape including the batch, e.g. ``(1, 1, 128, 16)``;
     the count is for the whole batch. Measured with forward hooks on a zero input (eval mode,
@@ -563,16 +638,16 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
 
     def hook(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
         nonlocal total
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            total += output.numel() * (module.in_channels // module.groups) * kh * kw
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            size = int(np.prod(module.kernel_size))
+            total += output.numel() * (module.in_channels // module.groups) * size
         elif isinstance(module, nn.Linear):
             total += output.numel() * module.in_features
 
     handles = [
         m.register_forward_hook(hook)
         for m in model.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))
     ]
     was_training = model.training
     param = next(model.parameters(), None)

@@ -117,7 +117,9 @@ def new_teacher(cfg: RunConfig) -> KdModel:
 def new_student(cfg: RunConfig) -> KdModel:
     """An untrained student as the config describes it."""
     m = cfg.model
-    return build_student(m.preset, contract=m.contract, inputs=m.inputs, state=m.state)
+    return build_student(
+        m.preset, contract=m.contract, inputs=m.inputs, state=m.state, encoder=m.encoder
+    )
 
 
 def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
