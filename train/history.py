@@ -6,8 +6,8 @@ for :data:`RESET_BARS` bars. Here the same: a part's windows (of the notes store
 are one *segment* until a silence that long, and a student's state runs along each segment.
 
 - :func:`successors`: the next window of each window's segment, for training on chunks;
-- :func:`part_step`: the loss of a batch of chunks (the window answer's loss, as any student's,
-  plus the running answer's cross-entropy at every step);
+- :func:`history_step`: the loss of a batch of chunks (the running answer's cross-entropy at
+  every step), for a student whose window encoder has learnt first;
 - :func:`running_answers`: every window's window answer and running answer, causally, for
   validation and test; :func:`answers_after` reads the part-level answers after N bars.
 """
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from live.taxonomy import N_CLASSES
 from train.data.notes import NotesStore
 from train.models import PartStudent
-from train.steps import Index, LossFn, Source, StepFn
+from train.steps import Index, Source, StepFn
 
 #: A part silent for this many bars starts afresh (so does the daemon).
 RESET_BARS = 4
@@ -73,20 +73,20 @@ def chunks(
     return idx, valid
 
 
-def part_step(
-    source: Source, nxt: npt.NDArray[np.int64], length: int, loss: LossFn, device: torch.device
+def history_step(
+    source: Source, nxt: npt.NDArray[np.int64], length: int, device: torch.device
 ) -> StepFn:
-    """Chunks of up to ``length`` windows from each sampled start: ``loss`` on every window of
-    them (the window answer's: cross-entropy or distillation), plus the cross-entropy of the
-    running answer at every step (a part keeps its instrument: its label)."""
+    """Chunks of up to ``length`` successive windows from each sampled start: the
+    cross-entropy of the running answer at every step (a part keeps its instrument: its
+    label). The window encoder is frozen by then (``PartStudent.freeze_window``), so this
+    trains the history alone."""
 
     def step(model: torch.nn.Module, idx: npt.NDArray[np.int64]) -> dict[str, torch.Tensor]:
         grid, valid = chunks(idx, nxt, length)
         x, y = (t.to(device) for t in source(grid[valid]))
-        window, part = model(x, torch.from_numpy(valid).to(device))  # one forward (for DDP)
-        named = loss(window, y, grid[valid])
+        _, part = model(x, torch.from_numpy(valid).to(device))  # one forward (for DDP)
         ce = F.cross_entropy(part, y)
-        return named | {"loss": named["loss"] + ce, "part/ce": ce}
+        return {"loss": ce, "part/ce": ce}
 
     return step
 

@@ -485,9 +485,24 @@ class PartStudent(KdModel):
         self.window = encoders[encoder](in_channels=len(inputs), n_classes=n_classes, **cnn)
         self.embedding_dim = self.window.embedding_dim
         self.state_dim = state
+        self.window_frozen = False
         if state:
             self.history = GRUCell(self.embedding_dim, state)
             self.part_head = nn.Linear(state, n_classes)
+
+    def freeze_window(self) -> None:
+        """Keep the window encoder and answer as they are (no gradients, batch norm on its
+        running statistics), so that training moves the history alone."""
+        self.window_frozen = True
+        for p in [*self.select.parameters(), *self.window.parameters()]:
+            p.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> PartStudent:
+        super().train(mode)
+        if self.window_frozen:
+            self.window.eval()
+        return self
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.window.embed(self.select(x))

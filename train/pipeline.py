@@ -44,7 +44,7 @@ from train.data.store import WindowStore
 from train.errors import DataError
 from train.evaluate import evaluate, soft_targets
 from train.files import atomic_write
-from train.loop import Task, fit
+from train.loop import LoopState, Task, fit
 from train.models import KdModel, PartStudent, build_student, build_teacher, describe
 from train.progress import Reporter, Silent
 from train.steps import (
@@ -208,7 +208,12 @@ class Run:
         predict = predictor(self.mels(train=False), self.device)
 
         def train() -> dict[str, Any]:
-            return self._fit(new_teacher(self.cfg), "teacher", audio, step, predict)
+            model, state = self._fit(new_teacher(self.cfg), "teacher", audio, step, predict)
+            self._unlink_checkpoints("teacher")
+            return checkpoints.checkpoint(
+                model, role="teacher", config=to_json(self.cfg), history=state.history,
+                best_val_macro_f1=state.best_f1,
+            )  # fmt: skip
 
         return self._model("teacher", self.current_or_build("teacher.pt", train))
 
@@ -242,26 +247,41 @@ class Run:
         return audio[np.maximum(twin, 0)] * heard_notes[:, None], heard_notes
 
     def student(self, name: str, loss: LossFn) -> KdModel:
-        """NIC (cross-entropy) or KDIC (distillation): the student on its contract's windows."""
-        step, predict = self._student_step(loss), self._student_predict()
+        """NIC (cross-entropy) or KDIC (distillation): the student on its contract's windows.
+        A contract-2 student with a state learns in two phases: its window answer first, as
+        any student, then its history (the recurrent head over the frozen window embeddings)
+        on chunks of a part's successive windows."""
+        source, device = self.students.source, self.device
 
         def train() -> dict[str, Any]:
-            return self._fit(new_student(self.cfg), name, self.students, step, predict)
+            model = new_student(self.cfg)
+            step = window_step(source, loss, device)
+            model, state = self._fit(model, name, self.students, step, predictor(source, device))
+            histories = state.history
+            if isinstance(model, PartStudent) and model.state_dim and self.data.notes:
+                model.freeze_window()
+                model, state = self._fit(model, name, self.students, self._history_step(),
+                                         self._running_predict(), phase="history")  # fmt: skip
+                histories = histories + [r | {"phase": "history"} for r in state.history]
+            self._unlink_checkpoints(name)
+            return checkpoints.checkpoint(
+                model, role="student", config=to_json(self.cfg), history=histories,
+                best_val_macro_f1=state.best_f1,
+            )  # fmt: skip
 
         return self._model(name, self.current_or_build(f"{name}.pt", train))
 
-    def _student_step(self, loss: LossFn) -> StepFn:
-        source, state = self.students.source, self.cfg.model.state
-        if self.data.notes is None or not state:
-            return window_step(source, loss, self.device)
+    def _history_step(self) -> StepFn:
+        assert self.data.notes is not None
         nxt = history.successors(self.data.notes)
-        return history.part_step(source, nxt, self.cfg.student.sequence, loss, self.device)
+        return history.history_step(
+            self.students.source, nxt, self.cfg.student.sequence, self.device
+        )
 
-    def _student_predict(self) -> PredictFn:
-        """Contract 2 with a state: the running answers (what the daemon's part answer says)."""
-        if self.data.notes is None or not self.cfg.model.state:
-            return predictor(self.students.source, self.device)
+    def _running_predict(self) -> PredictFn:
+        """The running answers (what the daemon's part answer says), for validation."""
         notes, source = self.data.notes, self.students.source
+        assert notes is not None
 
         def predict(model: torch.nn.Module, idx: Index) -> npt.NDArray[np.float32]:
             assert isinstance(model, PartStudent)
@@ -274,13 +294,21 @@ class Run:
         return checkpoints.model_from_checkpoint(blob).to(self.device)
 
     def _fit(
-        self, model: KdModel, name: str, windows: Windows, step: StepFn, predict: PredictFn
-    ) -> dict[str, Any]:
+        self,
+        model: KdModel,
+        name: str,
+        windows: Windows,
+        step: StepFn,
+        predict: PredictFn,
+        *,
+        phase: str = "",
+    ) -> tuple[KdModel, LoopState]:
+        """Train ``model`` (resumable: its state file is named after the stage's fingerprint
+        and ``phase``); the checkpoint files are removed by :meth:`_unlink_checkpoints`."""
         cfg, role = self.cfg, "teacher" if name == "teacher" else "student"
         optim = cfg.teacher if role == "teacher" else cfg.student
-        if role == "student" and self.data.notes is not None and cfg.model.state:
-            # Chunks of ``sequence`` windows: the batch and the epoch count windows, as for
-            # any student, so a student with a history sees as many windows per step.
+        if phase == "history":
+            # Chunks of ``sequence`` windows: the batch and the epoch still count windows.
             per = optim.sequence
             optim = replace(
                 optim,
@@ -288,8 +316,9 @@ class Run:
                 samples_per_epoch=optim.samples_per_epoch // per,
             )
         val = self._validation(windows, role)
+        label = "AIC" if role == "teacher" else name.upper()
         task = Task(
-            name="AIC" if role == "teacher" else name.upper(),
+            name=f"{label} {phase}".strip(),
             step=step,
             predict=predict,
             train_labels=windows.labels[windows.split["train"]],
@@ -300,25 +329,17 @@ class Run:
         self.report.say(task.name, "training")
         torch.manual_seed(cfg.seed)
         # The fingerprint is in the name: an interrupted run resumes only the same stage.
-        state_file = self.dir / "checkpoints" / f"{name}.{self.fingerprints[name + '.pt']}.pt"
-        model, state = fit(
-            model.to(self.device),
-            task,
-            optim,
-            seed=cfg.seed,
-            checkpoint=state_file,
+        fp = self.fingerprints[name + ".pt"]
+        state_file = self.dir / "checkpoints" / f"{name}.{fp}{'.' + phase if phase else ''}.pt"
+        return fit(
+            model.to(self.device), task, optim, seed=cfg.seed, checkpoint=state_file,
             report=self.report,
-        )
-        blob = checkpoints.checkpoint(
-            model,
-            role=role,
-            config=to_json(cfg),
-            history=state.history,
-            best_val_macro_f1=state.best_f1,
-        )
+        )  # fmt: skip
+
+    def _unlink_checkpoints(self, name: str) -> None:
         if self.rank == 0:
-            state_file.unlink(missing_ok=True)
-        return blob
+            for path in (self.dir / "checkpoints").glob(f"{name}.*.pt"):
+                path.unlink(missing_ok=True)
 
     def _validation(self, windows: Windows, role: str) -> Index:
         """The validation windows; contract 2's, those of at most :data:`VALIDATION_SONGS`
