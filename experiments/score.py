@@ -27,8 +27,11 @@ from train.checkpoints import load_model  # noqa: E402
 from train.data.notes import NotesStore  # noqa: E402
 from train.pipeline import evaluate_windows  # noqa: E402
 
-FIGURES = (("window", lambda m: m["macro_f1"]), ("running", lambda m: m["running"]["macro_f1"]),
-           ("after 8 bars", lambda m: m["parts"]["8"]["macro_f1"]))  # fmt: skip
+FIGURES = (
+    ("window", lambda m: m["macro_f1"]),
+    ("running", lambda m: m["running"]["macro_f1"]),
+    ("after 8 bars", lambda m: m["parts"]["8"]["macro_f1"]),
+)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from live.taxonomy import CLASSES
 from live.transport import Transport
 
 PERIOD = 20_833_320  # ns per MIDI clock, ~120 BPM
-#: What ``on_emit`` recorded of a window: channel, bar, roll, probabilities.
+#: What ``on_emit`` recorded of a window: channel, bar, inputs (contract 2), probabilities.
 Emitted = tuple[int, int, np.ndarray, np.ndarray]
 
 
@@ -49,6 +49,48 @@ def model() -> Model:
     return Model()  # the shipped bundle
 
 
+@pytest.fixture(scope="module", params=["shipped", "contract 1", "contract 2, no state"])
+def any_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Model:
+    """The shipped bundle, and bundles of the other kinds a user may pass with ``--model``
+    (untrained students of the paper's contract, and of contract 2 without a history)."""
+    if request.param == "shipped":
+        return Model()
+    from export.bundle import write_bundle
+    from train import checkpoints
+    from train.models import build_student
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    kind = {"contract 1": {}, "contract 2, no state": {"contract": 2, "inputs": (0, 1, 2, 3, 4)}}
+    student = build_student("tiny", **kind[request.param]).eval()  # type: ignore[arg-type]
+    folder = tmp_path_factory.mktemp("bundle")
+    config = {"model": {"preset": "tiny"}}
+    blob = checkpoints.checkpoint(
+        student, role="student", fingerprint="test", config=config, history=[]
+    )
+    checkpoints.save(blob, folder / "kdic.pt")
+    bundle, _ = write_bundle(folder / "kdic.pt", folder / "bundle")
+    return Model(bundle.dir)
+
+
+def expected_answers(model: Model, inputs: list[np.ndarray]) -> tuple[list, list]:
+    """A channel's window answers and running answers, from the model itself: its state
+    carried window to window, or (without one) the mean of the window answers so far."""
+    windows, parts, total = [], [], np.zeros(8)
+    state = np.zeros((1, model.state_size), np.float32)
+    for x in inputs:
+        x = x[None, : model.input_shape[0]].astype(np.float32)
+        if model.state_size:
+            w, part, state = model.step(x, state)
+        else:
+            w = model.predict(x)
+            total = total + w[0]
+            part = (total / (len(windows) + 1))[None]
+        windows.append(w[0])
+        parts.append(part[0])
+    return windows, parts
+
+
 def make(
     model: Model | CountingModel, **kw: Any
 ) -> tuple[Daemon, Recorder, Recorder, list[list[Emitted]]]:
@@ -64,7 +106,7 @@ def make(
         osc=[osc],
         on_emit=lambda closed, answers: emitted.append(
             [
-                (w.channel, w.bar, w.roll.copy(), p.copy())
+                (w.channel, w.bar, w.inputs.copy(), p.copy())
                 for w, p in zip(closed, answers.window, strict=True)
             ]
         ),
@@ -104,40 +146,42 @@ def run(
     d.stop()
 
 
-def test_cc_and_osc_carry_the_models_probabilities(model: Model) -> None:
+def test_cc_and_osc_carry_the_models_probabilities(any_model: Model) -> None:
+    model = any_model
     d, midi, osc, emitted = make(model)
     run(d, song_messages(channels=(1, 5)), expect_batches=3)
     assert [len(b) for b in emitted] == [2, 2, 2]  # bars 1-2, 2-3, 3-4 on channels 1 and 5
-    first = {ch: (roll, p) for ch, bar, roll, p in emitted[0]}
-    # The probabilities are the model's on the engine's roll.
-    for roll, p in first.values():
-        assert np.allclose(model.predict(roll[None, None].astype(np.float32))[0], p, atol=1e-6)
+    # The answers are the model's on the engine's inputs: each window's own, and the running
+    # answer (the state carried from window to window, or the mean of the windows so far).
+    expected = {
+        ch: expected_answers(model, [x for batch in emitted for c, _, x, _ in batch if c == ch])
+        for ch in (1, 5)
+    }
+    for ch in (1, 5):
+        windows = [p for batch in emitted for c, _, _, p in batch if c == ch]
+        assert np.allclose(windows, expected[ch][0], atol=1e-5)
+        parts = [args for address, args in osc.sent if address == f"/kdlive/{ch}/part"]
+        assert len(parts) == len(windows) == 3
+        for k in range(3):
+            assert parts[k] == pytest.approx(list(expected[ch][1][k]), abs=1e-5)
     # 10 CCs per window on the part's own channel: first every window's class index (CC 28),
     # then every part's running class (CC 30), then the probabilities (CC 20-27).
     ccs = [m for m in midi.sent[:20]]
     assert [m[1] for m in ccs[:4]] == [28, 28, 30, 30]
     for ch in (1, 5):
         mine = [m for m in ccs if m[0] == 0xB0 | (ch - 1)]
-        p = first[ch][1]
+        p, part = expected[ch][0][0], expected[ch][1][0]
         assert [m[1] for m in mine] == [28, 30, *range(20, 28)]
-        assert mine[0][2] == mine[1][2] == int(p.argmax())  # a first window: the same answer
+        assert (mine[0][2], mine[1][2]) == (int(p.argmax()), int(part.argmax()))
         assert [m[2] for m in mine[2:]] == [int(round(x * 127)) for x in p]
     # OSC: /kdlive/<ch>/probs (8 floats, contract order), /kdlive/<ch>/class (name, conf) and
     # /kdlive/<ch>/part (the running answer's 8 floats).
     sent = dict(osc.sent[:6])
     for ch in (1, 5):
-        p = first[ch][1]
-        assert sent[f"/kdlive/{ch}/probs"] == pytest.approx(list(p), abs=1e-6)
+        p = expected[ch][0][0]
+        assert sent[f"/kdlive/{ch}/probs"] == pytest.approx(list(p), abs=1e-5)
         name, conf = sent[f"/kdlive/{ch}/class"]
-        assert name == CLASSES[int(p.argmax())] and conf == pytest.approx(float(p.max()))
-        assert sent[f"/kdlive/{ch}/part"] == pytest.approx(list(p), abs=1e-6)
-    # The running answer of the shipped model (no state): the mean of the windows so far.
-    for ch in (1, 5):
-        windows = [p for batch in emitted for c, _, _, p in batch if c == ch]
-        parts = [args for address, args in osc.sent if address == f"/kdlive/{ch}/part"]
-        assert len(parts) == len(windows) == 3
-        for k in range(3):
-            assert parts[k] == pytest.approx(list(np.mean(windows[: k + 1], axis=0)), abs=1e-6)
+        assert name == CLASSES[int(p.argmax())] and conf == pytest.approx(float(p.max()), abs=1e-5)
     assert d.stats.percentiles()["n"] == 3
 
 
@@ -310,5 +354,5 @@ def test_a_note_after_the_computation_ahead_is_not_lost(model: Model) -> None:
         time.sleep(0.01)
     d.stop()
     assert d.speculations >= 2 and len(emitted) == 1
-    ((ch, bar, roll, p),) = emitted[0]
-    assert roll[100, 15] == 1  # the late note is in the last step of the window
+    ((ch, bar, x, p),) = emitted[0]
+    assert x[0, 100, 15] == 1  # the late note sounds in the last step of the window

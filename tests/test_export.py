@@ -180,8 +180,9 @@ def test_contract_2_students_export_with_their_state(
 ) -> None:
     """A contract-2 student: inputs [B,5,128,16] (and a state in and out) through the
     gauntlet; live's Model gives PyTorch's window answer, running answer and state."""
-    ckpt = _checkpoint(tmp_path / "kdic.pt", contract=2, inputs=(0, 1, 2, 3, 4), state=state,
-                       encoder=encoder)  # fmt: skip
+    ckpt = _checkpoint(
+        tmp_path / "kdic.pt", contract=2, inputs=(0, 1, 2, 3, 4), state=state, encoder=encoder
+    )
     b, report = write_bundle(ckpt, tmp_path / "b")
     assert report["passed"] and (b.contract, b.state_size, b.input_shape) == (
         2,

@@ -146,7 +146,11 @@ def test_report_and_checkpoints(tiny_run: Path) -> None:
         parts = report["models"][name]["parts"]
         assert "2" in parts and 0 <= report["models"][name]["running"]["macro_f1"] <= 1
         assert parts["2"]["n"] == len(parts_tested(report))
-    assert "## Part-level answers" in md
+    for name in ("NIC", "KDIC"):  # with a state: also scored with the window answers averaged
+        mean = report["models"][name]["mean"]
+        assert mean["parts"]["2"]["n"] == report["models"][name]["parts"]["2"]["n"]
+    assert "mean" not in report["models"]["baseline"]
+    assert "## Part-level answers" in md and "KDIC, window answers averaged" in md
     # the resolved config beside the run, and in every checkpoint
     assert json.loads((tiny_run / "config.json").read_text()) == report["config"]
     for name in ("teacher", "nic", "kdic"):

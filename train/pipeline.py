@@ -211,9 +211,12 @@ class Run:
             model, state = self._fit(new_teacher(self.cfg), "teacher", audio, step, predict)
             self._unlink_checkpoints("teacher")
             return checkpoints.checkpoint(
-                model, role="teacher", config=to_json(self.cfg), history=state.history,
+                model,
+                role="teacher",
+                config=to_json(self.cfg),
+                history=state.history,
                 best_val_macro_f1=state.best_f1,
-            )  # fmt: skip
+            )
 
         return self._model("teacher", self.current_or_build("teacher.pt", train))
 
@@ -260,14 +263,23 @@ class Run:
             histories = state.history
             if isinstance(model, PartStudent) and model.state_dim and self.data.notes:
                 model.freeze_window()
-                model, state = self._fit(model, name, self.students, self._history_step(),
-                                         self._running_predict(), phase="history")  # fmt: skip
+                model, state = self._fit(
+                    model,
+                    name,
+                    self.students,
+                    self._history_step(),
+                    self._running_predict(),
+                    phase="history",
+                )
                 histories = histories + [r | {"phase": "history"} for r in state.history]
             self._unlink_checkpoints(name)
             return checkpoints.checkpoint(
-                model, role="student", config=to_json(self.cfg), history=histories,
+                model,
+                role="student",
+                config=to_json(self.cfg),
+                history=histories,
                 best_val_macro_f1=state.best_f1,
-            )  # fmt: skip
+            )
 
         return self._model(name, self.current_or_build(f"{name}.pt", train))
 
@@ -332,9 +344,13 @@ class Run:
         fp = self.fingerprints[name + ".pt"]
         state_file = self.dir / "checkpoints" / f"{name}.{fp}{'.' + phase if phase else ''}.pt"
         return fit(
-            model.to(self.device), task, optim, seed=cfg.seed, checkpoint=state_file,
+            model.to(self.device),
+            task,
+            optim,
+            seed=cfg.seed,
+            checkpoint=state_file,
             report=self.report,
-        )  # fmt: skip
+        )
 
     def _unlink_checkpoints(self, name: str) -> None:
         if self.rank == 0:
@@ -437,10 +453,15 @@ def evaluate_windows(
     """Metrics of a contract-2 student (or any scorer of windows) on the windows ``idx`` of a
     notes store (whole parts): the window answer's (:func:`train.evaluate.evaluate`), the
     running answer's (``"running"``) and each part's after 2, 4, 8 and 16 bars (``"parts"``;
-    without a state, the running answer is the mean of the window answers)."""
+    without a state, the running answer is the mean of the window answers). A student with a
+    state is also scored as if it had none (``"mean"``: its window answers averaged), which
+    measures what the learned history adds over averaging."""
     source = NotesSource(notes)
+    mean = None
     if isinstance(model, PartStudent):
         window, running = history.running_answers(model, source, notes, idx, device)
+        if model.state_dim:
+            mean = history.running_mean(notes, idx, window)
     else:
         if isinstance(model, torch.nn.Module):
             window = predictor(source, device)(model, idx)
@@ -449,8 +470,17 @@ def evaluate_windows(
         running = history.running_mean(notes, idx, window)
     y = notes.labels[idx]
     result = evaluate(y, window)
-    result["running"] = _brief(evaluate(y, running))
-    result["parts"] = {}
+    result.update(_running(notes, idx, y, running))
+    if mean is not None:
+        result["mean"] = _running(notes, idx, y, mean)
+    return result
+
+
+def _running(
+    notes: NotesStore, idx: Index, y: npt.NDArray[np.int64], running: npt.NDArray[np.float32]
+) -> dict:
+    """The running answer's metrics, and each part's after :data:`history.BARS_HEARD` bars."""
+    result: dict = {"running": _brief(evaluate(y, running)), "parts": {}}
     for bars in history.BARS_HEARD:
         labels, probs = history.answers_after(notes, idx, running, bars)
         if len(labels):

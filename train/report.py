@@ -203,10 +203,15 @@ def _parts_section(models: dict[str, dict]) -> str:
         return ""
     bars = sorted({int(b) for m in with_parts.values() for b in m["parts"]})
     header = ["Model", "window", "running", *(f"after {b} bars" for b in bars)]
-    rows = [
-        [name, _number(m.get("macro_f1")), _number(m["running"]["macro_f1"])]
-        + [_number(m["parts"].get(str(b), {}).get("macro_f1")) for b in bars]
+    answers = [(name, m, m) for name, m in with_parts.items()] + [
+        (f"{name}, window answers averaged", m, m["mean"])
         for name, m in with_parts.items()
+        if "mean" in m
+    ]
+    rows = [
+        [name, _number(m.get("macro_f1")), _number(r["running"]["macro_f1"])]
+        + [_number(r["parts"].get(str(b), {}).get("macro_f1")) for b in bars]
+        for name, m, r in answers
     ]
     some = next(iter(with_parts.values()))
     rows.append(
@@ -216,7 +221,9 @@ def _parts_section(models: dict[str, dict]) -> str:
         "## Part-level answers (test split)\n\nMacro-F1 of the window answer, of the running "
         "answer at every window (what the part has played so far: the student's state, or the "
         "mean of the window answers for a model without one), and of each part's running "
-        "answer after it has been heard for N bars (parts at least that long)."
+        "answer after it has been heard for N bars (parts at least that long). A student with "
+        "a state is also scored with its window answers averaged instead: what the learned "
+        "history adds over averaging."
     )
     figure = "![part-level macro-F1 by bars heard](part_curves.png)"
     return intro + "\n\n" + _table(header, rows, "l" + "r" * (len(bars) + 2)) + "\n\n" + figure
