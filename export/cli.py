@@ -136,3 +136,7 @@ def _print_bench(result: dict, echo: Callable[[str], None]) -> None:
             f"{g['speedup_p50']:.1f}x faster than the paper student (>= {g['speedup_min']}): "
             f"{'met' if g['met'] else 'NOT met'}"
         )
+        echo(
+            f"goal: a bar line of 16 channels, p99 {g['p99_ms_bar_line_cpu']:.3f} ms "
+            f"(<= {g['bar_line_limit_ms']}): {'met' if g['bar_line_met'] else 'NOT met'}"
+        )

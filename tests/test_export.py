@@ -302,8 +302,9 @@ def test_bench_writes_json_with_percentiles(bundle: Path, tmp_path: Path) -> Non
     paper = data["paper_student"]["cpu"]
     assert paper["available"] and paper["batch1"]["p50_ms"] > 0
     assert data["paper_student"]["model"]["parameters"] > 1_000_000
-    assert set(data["goal"]) >= {"p99_ms_batch1_cpu", "speedup_p50", "met"}
-    assert "goal:" in result.output
+    assert set(data["goal"]) >= {"p99_ms_batch1_cpu", "speedup_p50", "met", "bar_line_met"}
+    assert data["goal"]["p99_ms_bar_line_cpu"] == cpu["batch16"]["p99_ms"]
+    assert "goal:" in result.output and "a bar line of 16 channels" in result.output
 
 
 def test_bench_without_the_paper_student(bundle: Path) -> None:
