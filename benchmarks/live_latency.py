@@ -111,7 +111,13 @@ def bare_transport(server: JackServer, n: int, out: Any) -> dict:
 
 
 def daemon_latency(
-    server: JackServer, channels: int, windows: int, bpm: float, player: Any, metro: Any
+    server: JackServer,
+    channels: int,
+    windows: int,
+    bpm: float,
+    player: Any,
+    metro: Any,
+    model: Path | None = None,
 ) -> dict:
     env = server.env
     proc = subprocess.Popen(
@@ -128,6 +134,7 @@ def daemon_latency(
             "1",
             "--channels",
             "1-16",
+            *(["--model", str(model)] if model else []),
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -219,6 +226,7 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=30, help="windows per measurement")
     ap.add_argument("--bpm", type=float, default=480.0)
     ap.add_argument("--bare", type=int, default=1000, help="messages for the bare transport")
+    ap.add_argument("--model", type=Path, help="the bundle to run (default: the shipped one)")
     ap.add_argument("--json", type=Path, default=REPO / "benchmarks/results/live_latency.json")
     args = ap.parse_args()
     why = JackServer.available()
@@ -254,7 +262,13 @@ def main() -> None:
             "bare_transport": bare_transport(server, args.bare, senders["bare-send"]),
             "daemon": {
                 str(c): daemon_latency(
-                    server, c, args.windows, args.bpm, senders[f"player{c}"], senders[f"metro{c}"]
+                    server,
+                    c,
+                    args.windows,
+                    args.bpm,
+                    senders[f"player{c}"],
+                    senders[f"metro{c}"],
+                    args.model,
                 )
                 for c in (1, 16)
             },

@@ -84,8 +84,8 @@ class ModelConfig:
     state: int = 64
     #: Contract 2: the window encoder, ``steps`` (a dense embedding of each step, then
     #: convolutions over time; see train.models.StepCNN) or ``cnn`` (the roll CNN over the
-    #: channels). ``steps``: p99 0.67 ms per bar line of 16 channels on one CPU thread, where
-    #: ``cnn`` takes 5.2 ms, at the same accuracy (docs/results.md).
+    #: channels). ``steps`` meets the live budget (p99 0.8 ms per bar line of 16 channels on
+    #: one CPU thread, ``cnn`` 5.2 ms) at a cost of about 0.015 window macro-F1 (docs/results.md).
     encoder: str = "steps"
 
     def __post_init__(self) -> None:
