@@ -38,10 +38,17 @@ class CountingModel:
         self.state_size, self.input_shape = model.state_size, model.input_shape
 
     def predict(self, rolls: np.ndarray) -> np.ndarray:
-        self.calls.append(len(rolls))
+        self._count(len(rolls))
+        return self.model.predict(rolls)
+
+    def step(self, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, ...]:
+        self._count(len(x))
+        return self.model.step(x, state)
+
+    def _count(self, n: int) -> None:
+        self.calls.append(n)
         if self.fail_first and len(self.calls) == 1:
             raise RuntimeError("simulated inference failure")
-        return self.model.predict(rolls)
 
 
 @pytest.fixture(scope="module")

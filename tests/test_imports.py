@@ -195,7 +195,9 @@ def test_live_model_runs_without_torch() -> None:
         "from live.model import Model\n"
         "from live.bundle import default_bundle_dir\n"
         "m = Model(default_bundle_dir())\n"
-        "m.predict(np.zeros((2, 1, 128, 16), np.float32))\n"
+        "x = np.zeros((2, *m.input_shape), np.float32)\n"
+        "m.predict(x)\n"
+        "m.step(x, np.zeros((2, m.state_size), np.float32)) if m.state_size else None\n"
         f"print(json.dumps(sorted(m for m in {FORBIDDEN_IN_LIVE!r} if m in sys.modules)))\n"
     )
     assert _run(code) == []
