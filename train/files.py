@@ -8,6 +8,7 @@ append to the same store. Every file the project writes whole goes through :func
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import sys
@@ -76,3 +77,27 @@ def folder_lock(folder: Path, what: str = "building") -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def read_log(path: Path, key: str) -> dict[str, dict]:
+    """The records a resume log (JSON lines, each written after its data) vouches for, by
+    ``record[key]``. A last line cut short by a crash is dropped and cut from the file, so
+    that item is redone and the log appends cleanly."""
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    raw = path.read_bytes()
+    good = 0
+    for line in raw.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        done[record[key]] = record
+        good += len(line)
+    if good != len(raw):
+        with open(path, "r+b") as fh:
+            fh.truncate(good)
+    return done

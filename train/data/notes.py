@@ -42,7 +42,7 @@ from train.data import slakh
 from train.data.collection import audible_parts, check_tempo, in_task, split_of
 from train.data.store import WindowStore
 from train.errors import DataError
-from train.files import atomic_write
+from train.files import atomic_write, read_log
 
 #: Bumped when what a song's record or windows mean changes: a store of another version is
 #: rebuilt, not resumed.
@@ -213,7 +213,7 @@ class NotesWriter:
             shutil.rmtree(self.folder)  # made another way: mixing would be silent skew
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write(params, json.dumps(want))
-        self.done = _read_log(self.folder / "songs.jsonl")
+        self.done = read_log(self.folder / "songs.jsonl", "sha1")
         self.n_windows = sum(r["windows"] for r in self.done.values())
         self.n_cells = sum(r.get("cells", 0) for r in self.done.values())
         self._truncate()
@@ -265,28 +265,6 @@ class NotesWriter:
         atomic_write(self.folder / "meta.json", json.dumps(meta, indent=1))
 
 
-def _read_log(path: Path) -> dict[str, dict]:
-    """The songs a log vouches for; a last line cut short by a crash is dropped (redone)."""
-    done: dict[str, dict] = {}
-    if not path.exists():
-        return done
-    raw = path.read_bytes()
-    good = 0
-    for line in raw.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        done[record["sha1"]] = record
-        good += len(line)
-    if good != len(raw):
-        with open(path, "r+b") as f:
-            f.truncate(good)
-    return done
-
-
 def build_notes(
     files: list[Path], out: Path, *, workers: int = 1, progress: Progress | None = None
 ) -> dict:
@@ -332,10 +310,10 @@ class NotesStore:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         if not (self.folder / "meta.json").exists():
-            raise DataError(f"no notes store at {self.folder}: build it with `kdtrain notes`")
+            raise DataError(f"no notes store at {self.folder}: build it with `kdtrain data`")
         meta = json.loads((self.folder / "meta.json").read_text())
         self.songs = sorted(
-            _read_log(self.folder / "songs.jsonl").values(), key=lambda r: r["index"]
+            read_log(self.folder / "songs.jsonl", "sha1").values(), key=lambda r: r["index"]
         )
         n, m = int(meta["windows"]), int(meta["cells"])
         table = _memmap(self.folder / "windows.i32", np.int32, (n, len(COLUMNS)))

@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from live.contract import CONTRACT_VERSION, MEL, WINDOW
 from train.errors import DataError
-from train.files import atomic_write
+from train.files import atomic_write, read_log
 
 COLUMNS = (
     "window",
@@ -69,7 +69,7 @@ class StoreWriter:
     def __init__(self, folder: Path, params: dict | None = None) -> None:
         self.folder = Path(folder)
         self._start_fresh_if_params_changed(params or {})
-        self.done: dict[str, dict] = _read_done(self.folder / "done.jsonl")
+        self.done: dict[str, dict] = read_log(self.folder / "done.jsonl", "stem")
         self.n_windows = sum(d["windows"] for d in self.done.values())
         self.n_frames = sum(d["frames"] for d in self.done.values())
         self._truncate()
@@ -151,28 +151,6 @@ class StoreWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _read_done(path: Path) -> dict[str, dict]:
-    done: dict[str, dict] = {}
-    if not path.exists():
-        return done
-    good = 0
-    with open(path, "rb") as f:
-        raw = f.read()
-    for line in raw.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break  # a line cut short by a crash: that stem is redone
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        done[record["stem"]] = record
-        good += len(line)
-    if good != len(raw):
-        with open(path, "r+b") as f:
-            f.truncate(good)
-    return done
 
 
 class WindowStore:
