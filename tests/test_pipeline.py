@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,12 @@ from conftest import TIMGM, Track, melody, write_song
 from live.taxonomy import CLASSES
 from train.checkpoints import load_model
 from train.cli import app as kdtrain
+from train.config import DataConfig, preset_config
 from train.data.collection import split_of
 from train.data.notes import NotesStore
 from train.data.store import WindowStore
+from train.pipeline import load_data
+from train.progress import Silent
 
 pytestmark = pytest.mark.fluidsynth
 
@@ -127,7 +131,7 @@ def rerun(tiny_run: Path, run: Path, *options: str) -> dict[str, dict]:
 @pytest.mark.slow
 def test_report_and_checkpoints(tiny_run: Path) -> None:
     report = json.loads((tiny_run / "report.json").read_text())
-    assert list(report["models"]) == ["AIC", "NIC", "KDIC", "baseline"]
+    assert list(report["models"]) == ["AIC", "NIC", "KDIC", "baseline", "lookup"]
     for name, m in report["models"].items():
         assert 0.0 <= m["macro_f1"] <= 1.0, name
         assert set(m["per_class"]) == set(CLASSES)
@@ -150,6 +154,11 @@ def test_report_and_checkpoints(tiny_run: Path) -> None:
         mean = report["models"][name]["mean"]
         assert mean["parts"]["2"]["n"] == report["models"][name]["parts"]["2"]["n"]
     assert "mean" not in report["models"]["baseline"]
+    split = report["data"]["split"]  # the song split, and what it leaks, measured every run
+    assert split["kind"] == "song" and "duplicates" not in split
+    assert split["leakage"]["test_windows"] == report["models"]["NIC"]["n"]
+    assert 0 <= split["leakage"]["same_roll_and_label"] <= split["leakage"]["same_roll"]
+    assert "## Split" in md and "`lookup` row" in md
     assert "## Part-level answers" in md and "KDIC, window answers averaged" in md
     # the resolved config beside the run, and in every checkpoint
     assert json.loads((tiny_run / "config.json").read_text()) == report["config"]
@@ -248,7 +257,7 @@ def test_a_train_fraction_trains_every_model_on_a_subset_of_the_songs(
     """train_fraction f: the teacher, both students and the baseline learn from the songs
     whose stable share is below f (the same songs in the audio and the notes store);
     validation and test are untouched, the report says it."""
-    from train.pipeline import song_shares
+    from train.splits import song_shares
 
     notes = NotesStore(tiny_run / "data" / "notes")
     train = notes.split("train")
@@ -272,6 +281,33 @@ def test_a_train_fraction_trains_every_model_on_a_subset_of_the_songs(
     assert sum(map(sum, report["models"]["NIC"]["confusion"])) == sum(
         map(sum, reference["models"]["NIC"]["confusion"])
     )  # the same test windows
+
+
+@pytest.mark.slow
+def test_the_window_split_spreads_songs_over_both_sides_and_the_report_says_so(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """--split window: the same windows, each on its own side, so songs straddle train and
+    test (under the song split none does); the report names the split and its leakage."""
+    run = tmp_path / "run"
+    rerun(tiny_run, run, "--split", "window", "--set", "model.contract=1")
+    report = json.loads((run / "report.json").read_text())
+    assert report["config"]["split"] == "window" and report["data"]["split"]["kind"] == "window"
+    assert "`window`: each window on its own side" in (run / "report.md").read_text()
+    data_cfg = DataConfig(
+        out=tiny_run / "data", midi=[tiny_run.parent / "midi"], soundfonts=[TIMGM], workers=1
+    )
+    cfg = replace(preset_config("tiny"), data=data_cfg, split="window")
+    cfg = replace(cfg, model=replace(cfg.model, contract=1))
+    data = load_data(cfg, Silent())
+    songs = data.store.index["song"]
+    train, test = (set(songs[data.audio.split[s]]) for s in ("train", "test"))
+    assert train & test
+    honest = load_data(replace(cfg, split="song"), Silent())
+    assert not set(songs[honest.audio.split["train"]]) & set(songs[honest.audio.split["test"]])
+    leak = report["data"]["split"]["leakage"]
+    assert leak["test_windows"] == len(data.audio.split["test"])
+    assert report["models"]["lookup"]["n"] == leak["test_windows"]
 
 
 @pytest.mark.slow
@@ -299,7 +335,7 @@ def test_contract_1_trains_and_exports_the_papers_input(tiny_run: Path, tmp_path
 
 
 def test_song_shares_nest_and_keep_songs_whole() -> None:
-    from train.pipeline import song_shares
+    from train.splits import song_shares
 
     songs = np.array([f"Track{i:05d}" for i in range(2000) for _ in range(3)])
     shares = song_shares(songs)

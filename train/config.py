@@ -28,6 +28,7 @@ from train.errors import ConfigError
 #: before retrain that stage instead of being trusted.
 FINGERPRINT_VERSION = 2
 DEVICES = ("auto", "cpu", "cuda")
+SPLITS = ("song", "window", "slakh-orig")  # train.splits.KINDS, without importing numpy here
 
 
 def _check(ok: bool, message: str) -> None:
@@ -185,9 +186,19 @@ class RunConfig:
     #: Validation and test stay whole. 1 = all.
     train_fraction: float = 1.0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    #: How windows are split (``train.splits``): song (honest), window (each window at
+    #: random) or slakh-orig (Slakh2100's split with its duplicates; emulated on a collection).
+    split: str = "song"
+    #: ``slakh-orig`` on a collection: the share of the test songs that is also in train.
+    split_duplicates: float = 0.25
 
     def __post_init__(self) -> None:
         _check(0 < self.train_fraction <= 1, "train_fraction is a share of the songs, in (0, 1]")
+        _check(
+            self.split in SPLITS,
+            f"split is one of {', '.join(SPLITS)}, got {self.split!r}",
+        )
+        _check(0 <= self.split_duplicates <= 1, "split_duplicates is a share, in [0, 1]")
         _check(
             self.device.split(":")[0] in DEVICES,
             f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}",

@@ -17,7 +17,6 @@ teacher has heard the window.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -39,7 +38,6 @@ from train.config import RunConfig, fingerprint, to_json
 from train.data import slakh
 from train.data.build import build
 from train.data.notes import NotesStore, audio_twins
-from train.data.slakh import SPLITS
 from train.data.store import WindowStore
 from train.errors import DataError
 from train.evaluate import evaluate, soft_targets
@@ -47,6 +45,16 @@ from train.files import atomic_write
 from train.loop import LoopState, Task, fit
 from train.models import KdModel, PartStudent, build_student, build_teacher, describe
 from train.progress import Reporter, Silent
+from train.splits import (
+    LookupTable,
+    leakage,
+    roll_keys,
+    song_hashes,
+    song_shares,
+    sparse_roll_keys,
+    split_windows,
+    window_keys,
+)
 from train.steps import (
     Index,
     LossFn,
@@ -135,6 +143,7 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
     baseline = run.baseline()
     if run.rank != 0:
         return {}
+    leak, lookup = run.memory()
     audio_test, test = run.data.audio.split["test"], run.students.split["test"]
     run.report.say("evaluate", f"{len(test)} test windows")
     mels = predictor(run.mels(train=False), run.device)
@@ -143,6 +152,7 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
         "NIC": run.evaluate(nic),
         "KDIC": run.evaluate(kdic),
         "baseline": run.evaluate(baseline),
+        "lookup": run.evaluate(lookup),
     }
     train = run.students.split["train"]
     train = train[taught[train]]  # the windows the teacher has heard
@@ -155,7 +165,7 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
     write_report(
         run.dir,
         models=models,
-        data=run.data.summary | run.used(),
+        data=run.data.summary | run.used() | {"split": run.split_info(leak)},
         config=to_json(cfg),
         histories=run.histories,
         teacher_targets=targets,
@@ -175,7 +185,7 @@ class Run:
         if self.rank == 0:
             atomic_write(self.dir / "config.json", json.dumps(to_json(cfg), indent=1) + "\n")
         self.data = load_data(cfg, report, self.rank)
-        self.students = student_windows(self.data, cfg.train_fraction)
+        self.students = student_windows(self.data, cfg)
         self.fingerprints = fingerprints(cfg, self.data.fingerprint)
         self.histories: dict[str, list[dict]] = {}
 
@@ -365,7 +375,7 @@ class Run:
             return val
         songs = self.data.notes.index["song"][val]
         keep = np.unique(songs)
-        keep = keep[np.argsort(_song_hashes(keep))][:VALIDATION_SONGS]
+        keep = keep[np.argsort(song_hashes(keep))][:VALIDATION_SONGS]
         return val[np.isin(songs, keep)]
 
     def baseline(self) -> Callable[[Index], npt.NDArray[np.float32]]:
@@ -412,6 +422,39 @@ class Run:
         out = np.empty_like(feats)
         out[order] = feats
         return out
+
+    # ------------------------------------------------------------------- what leaks
+
+    def roll_keys(self, idx: Index) -> npt.NDArray[np.uint64]:
+        """The key of each student window's own roll (:func:`train.splits.roll_keys`)."""
+        out = np.zeros(len(idx), np.uint64)
+        for s in range(0, len(idx), 65536):
+            part = idx[s : s + 65536]
+            if self.data.notes is None:
+                out[s : s + len(part)] = roll_keys(self.data.store.rolls[part])
+            else:
+                rows, cells = self.data.notes.part_cells(part)
+                out[s : s + len(part)] = sparse_roll_keys(rows, cells, len(part))
+        return out
+
+    def memory(self) -> tuple[dict, Callable[[Index], npt.NDArray[np.float32]]]:
+        """What the split leaks (:func:`train.splits.leakage`), and the lookup table of the
+        training rolls as a scorer of student windows."""
+        train, test = self.students.split["train"], self.students.split["test"]
+        labels = self.students.labels
+        keys = self.roll_keys(train)
+        leak = leakage(keys, labels[train], self.roll_keys(test), labels[test])
+        table = LookupTable.fit(keys, labels[train])
+        return leak, lambda idx: table(self.roll_keys(idx))
+
+    def split_info(self, leak: dict) -> dict:
+        """The split, for the report: its kind, the emulated duplicates, its leakage."""
+        cfg = self.cfg
+        emulated = cfg.split == "slakh-orig" and cfg.data.slakh is None
+        info: dict[str, Any] = {"kind": cfg.split}
+        if emulated:
+            info["duplicates"] = cfg.split_duplicates
+        return info | {"leakage": leak}
 
     # --------------------------------------------------------------------- evaluation
 
@@ -510,10 +553,27 @@ def load_data(cfg: RunConfig, report: Reporter, rank: int = 0) -> Data:
     # A song is its file's hash where the layout records it (a rendered collection), so a
     # share of the songs is the same songs for the teacher and for the notes store.
     uuid = {track: m.get("UUID", track) for track, m in slakh.metadata(_slakh_root(cfg)).items()}
-    songs = np.array([uuid.get(t, t) for t in store.index["song"]])
-    split = _with_share({s: store.split(s) for s in SPLITS}, songs, cfg.train_fraction)
-    audio = Windows(RollSource(store, labels), labels, split)
-    fp = fingerprint("data", summary, CONTRACT_VERSION, cfg.model.contract, cfg.train_fraction)
+    tracks = store.index["song"]
+    songs = np.array([uuid.get(t, t) for t in tracks])
+    side = store.index["split"]
+    shipped = cfg.data.slakh is not None
+    if shipped and cfg.split == "slakh-orig":  # the redux layout renumbers nothing: undo it
+        side = np.array([slakh.original_split(slakh.track_number(Path(t))) for t in tracks])
+    split = split_windows(
+        cfg.split,
+        side,
+        songs,
+        window_keys(songs, store.index["stem"], store.index["bar"]),
+        shipped=shipped,
+        duplicates=cfg.split_duplicates,
+    )
+    audio = Windows(
+        RollSource(store, labels), labels, _with_share(split, songs, cfg.train_fraction)
+    )
+    how = () if cfg.split == "song" and not shipped else (cfg.split, cfg.split_duplicates)
+    fp = fingerprint(
+        "data", summary, CONTRACT_VERSION, cfg.model.contract, cfg.train_fraction, *how
+    )
     return Data(store, audio, NotesStore(out / "notes") if notes else None, summary, fp)
 
 
@@ -530,14 +590,23 @@ def _with_share(split: dict[str, Index], songs: np.ndarray, fraction: float) -> 
     return split
 
 
-def student_windows(data: Data, fraction: float) -> Windows:
+def student_windows(data: Data, cfg: RunConfig) -> Windows:
     """The students' windows: contract 1, the audio store's rolls (the teacher's windows);
-    contract 2, the notes store's, with a share ``fraction`` of its training songs."""
+    contract 2, the notes store's, split as ``cfg.split`` says, with a share
+    ``cfg.train_fraction`` of its training songs."""
     windows = data.audio
     if data.notes is not None:
         notes = data.notes
-        songs = np.array([s["sha1"] for s in notes.songs])[notes.index["song"]]
-        split = _with_share({s: notes.split(s) for s in SPLITS}, songs, fraction)
+        song = notes.index["song"]
+        sha1 = np.array([s["sha1"] for s in notes.songs])[song]
+        split = split_windows(
+            cfg.split,
+            notes.song_split[song],
+            notes.song_key[song],  # versions of a song count as one
+            window_keys(sha1, notes.index["part"], notes.index["bar"]),
+            duplicates=cfg.split_duplicates,
+        )
+        split = _with_share(split, sha1, cfg.train_fraction)
         windows = Windows(NotesSource(notes), notes.labels, split)
     for name, hint in (
         ("train", "use more songs or a larger train_fraction"),
@@ -547,18 +616,6 @@ def student_windows(data: Data, fraction: float) -> Windows:
         if len(windows.split[name]) == 0:
             raise DataError(f"the {name} split has no windows: {hint}")
     return windows
-
-
-def song_shares(songs: np.ndarray) -> np.ndarray:
-    """A number in [0, 1) per window, the same for every window of a song: the songs with a
-    share below f are a fraction f of them, and a subset of those below any larger f."""
-    return _song_hashes(songs).astype(np.float64) / 2.0**32
-
-
-def _song_hashes(songs: np.ndarray) -> npt.NDArray[np.int64]:
-    return np.array(
-        [int(hashlib.sha1(str(s).encode()).hexdigest()[:8], 16) for s in songs], np.int64
-    )
 
 
 # ------------------------------------------------------------------------------ plumbing

@@ -37,6 +37,7 @@ MODEL_KINDS: dict[str, tuple[str, str]] = {
     "NIC": ("notes", "hard"),
     "KDIC": ("notes", "soft (from AIC)"),
     "baseline": ("note statistics", "hard"),
+    "lookup": ("exact roll", "memory: its labels in train"),
 }
 SPLIT_ORDER: tuple[str, ...] = ("train", "validation", "test")
 DASH = "—"
@@ -120,6 +121,7 @@ def render_markdown(
     sections = [
         "# kdlive run report",
         _results_section(models, preset),
+        _split_section(data.get("split")),
         _distillation_section(models),
         _parts_section(models),
         _targets_section(teacher_targets),
@@ -268,9 +270,42 @@ def _per_class_section(models: dict[str, dict], data: dict) -> str:
     return "## Per-class F1 (test split)\n\n" + _table(header, rows, "l" + "r" * (len(names) + 1))
 
 
+#: What each ``--split`` means, for the report (train.splits has the details).
+SPLIT_MEANING: dict[str, str] = {
+    "song": "every window of a song, and of its versions or duplicates, on one side",
+    "window": "each window on its own side at random (its neighbours mostly in train)",
+    "slakh-orig": "Slakh2100's split as shipped, duplicates across it kept",
+}
+
+
+def _split_section(split: dict | None) -> str:
+    """Which split, and how much of the test split a memory of the training rolls covers."""
+    if not split:
+        return ""
+    kind = split.get("kind", "song")
+    text = f"## Split\n\n`{kind}`: {SPLIT_MEANING.get(kind, kind)}"
+    if split.get("duplicates") is not None:
+        text += (
+            f"; emulated on a collection: {split['duplicates']:.0%} of the test songs are "
+            "also in train"
+        )
+    leak = split.get("leakage")
+    if leak:
+        n = max(int(leak["test_windows"]), 1)
+        text += (
+            f".\n\nOf {int(leak['test_windows']):,} test windows, "
+            f"{int(leak['same_roll_and_label']):,} ({leak['same_roll_and_label'] / n:.1%}) have "
+            "a training window with the identical roll and the same label, "
+            f"{int(leak['same_roll']):,} ({leak['same_roll'] / n:.1%}) the identical roll. "
+            "The `lookup` row scores that memory alone: a seen roll gets the labels it had in "
+            "train, an unseen one the most common class."
+        )
+    return text
+
+
 def _data_section(data: dict) -> str:
     """Scalar facts of the data set, then windows per split and class."""
-    facts = [f"- {k}: {_fact(v)}" for k, v in data.items() if k != "windows"]
+    facts = [f"- {k}: {_fact(v)}" for k, v in data.items() if k not in ("windows", "split")]
     parts = ["## Data", "\n".join(facts)]
     if data.get("windows"):
         parts.append("Windows per split and class:\n\n" + _windows_table(data["windows"]))

@@ -329,7 +329,9 @@ class NotesStore:
         first: dict[int, str] = {}
         for g, song in zip(self.group, self.songs, strict=True):
             first[g] = min(first.get(g, song["sha1"]), song["sha1"])
-        self.song_split = np.array([split_of(first[g]) for g in self.group])
+        #: Each song's group, named by its least hash; the group's split is that hash's.
+        self.song_key = np.array([first[g] for g in self.group])
+        self.song_split = np.array([split_of(k) for k in self.song_key])
 
     def __len__(self) -> int:
         return len(self.offset)
@@ -350,13 +352,29 @@ class NotesStore:
         flat = batch.reshape(len(idx), -1)
         if out is not None:
             flat.fill(0)
-        counts = self.index["n_cells"][idx].astype(np.int64)
-        starts = self.offset[idx]
-        take = np.repeat(
-            starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts
-        ) + np.arange(counts.sum())
-        flat[np.repeat(np.arange(len(idx)), counts), self.cells[take]] = self.values[take]
+        rows, take = self._cells_of(idx)
+        flat[rows, self.cells[take]] = self.values[take]
         return batch
+
+    def _cells_of(
+        self, idx: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """``(row in idx, position in cells.u16)`` of every stored cell of the windows."""
+        counts = self.index["n_cells"][idx].astype(np.int64)
+        take = np.repeat(
+            self.offset[idx] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts
+        ) + np.arange(counts.sum())
+        return np.repeat(np.arange(len(idx)), counts), take
+
+    def part_cells(
+        self, idx: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The sounding cells of each window's own part (channel 0, contract 1's roll), as
+        ``(row in idx, flat cell of [128, 16])`` pairs, rows ascending."""
+        rows, take = self._cells_of(idx)
+        cells = self.cells[take].astype(np.int64)
+        own = cells < SHAPE[1] * SHAPE[2]
+        return rows[own], cells[own]
 
     def summary(self) -> dict:
         """Songs, groups of versions, windows per split and class, skipped files and parts."""

@@ -57,7 +57,7 @@ def find_tracks(root: Path) -> tuple[list[tuple[Path, str]], list[dict]]:
     if not root.is_dir():
         raise DataError(f"Slakh folder not found: {root} (pass the folder that holds the tracks)")
     if (root / "metadata.yaml").is_file():  # a single track folder
-        return [(root, original_split(_track_number(root)))], []
+        return [(root, original_split(track_number(root)))], []
     redux = [s for s in (*SPLITS, "omitted") if (root / s).is_dir()]
     tracks: list[tuple[Path, str]] = []
     skipped: list[dict] = []
@@ -69,7 +69,7 @@ def find_tracks(root: Path) -> tuple[list[tuple[Path, str]], list[dict]]:
                 else:
                     tracks.append((folder, split))
     else:
-        tracks = [(folder, original_split(_track_number(folder))) for folder in _track_dirs(root)]
+        tracks = [(folder, original_split(track_number(folder))) for folder in _track_dirs(root)]
     if not tracks:
         raise DataError(
             f"no Slakh tracks under {root}: expected TrackNNNNN folders, directly or in "
@@ -82,7 +82,8 @@ def _track_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _track_number(folder: Path) -> int:
+def track_number(folder: Path) -> int:
+    """The number in a track folder's name (``Track00042``: 42)."""
     digits = "".join(c for c in folder.name if c.isdigit())
     return int(digits) if digits else 0
 
