@@ -156,6 +156,8 @@ class Daemon:
         #: The clock of event times: perf_counter, or the JACK sample clock (native input).
         self.clock: Callable[[], int] = time.perf_counter_ns if midi_in is None else midi_in.now_ns
         self.worker_errors = 0
+        #: The bar line whose windows failed to compute ahead: not tried again before it.
+        self.gave_up_ahead: int | None = None
 
     # ----------------------------------------------------------------------- worker
 
@@ -198,6 +200,7 @@ class Daemon:
                     except Exception:  # the close will compute it again
                         self.worker_errors += 1
                         self.engine.peek_key = None
+                        self.gave_up_ahead = self.engine.next_close()  # once per bar line
                         log.exception("error while computing ahead (kept running)")
                     continue
             if self.stop_event.is_set():
@@ -224,7 +227,10 @@ class Daemon:
                     log.exception("input port check failed (will retry)")
 
     def _worth_speculating(self, t_ns: int) -> bool:
-        left = self.transport.ns_until(self.engine.next_close(), t_ns)
+        close = self.engine.next_close()
+        if close == self.gave_up_ahead:
+            return False
+        left = self.transport.ns_until(close, t_ns)
         return left is not None and left > SPECULATE_MARGIN_NS
 
     def speculate(self) -> None:
