@@ -150,7 +150,14 @@ BackendOpt = Annotated[
     str, typer.Option("--backend", help="Inference: auto, tensorrt, cuda or cpu.")
 ]
 HopOpt = Annotated[int, typer.Option("--hop-bars", help="A window every 1 or 2 bars.")]
-ChannelsOpt = Annotated[str, typer.Option("--channels", help="MIDI channels to follow.")]
+ChannelsOpt = Annotated[
+    str,
+    typer.Option(
+        "--channels",
+        help="MIDI channels to classify (every channel is heard as context). Default: all but "
+        "10, General MIDI's drums; 1-16 classifies them too.",
+    ),
+]
 
 
 # ----------------------------------------------------------------------------------- replay
@@ -162,7 +169,7 @@ def replay(
     model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     hop_bars: HopOpt = 1,
-    channels: ChannelsOpt = "1-16",
+    channels: ChannelsOpt = "1-9,11-16",
     backend: BackendOpt = "auto",
 ) -> None:
     """Classify a MIDI file's parts, window by window, with the daemon's own code (no ports).
@@ -238,7 +245,7 @@ def listen(
     cc_part: Annotated[
         int, typer.Option("--cc-part", help="CC carrying the part's running class index.")
     ] = 30,
-    channels: ChannelsOpt = "1-16",
+    channels: ChannelsOpt = "1-9,11-16",
     hop_bars: HopOpt = 1,
     bpm: Annotated[float, typer.Option("--bpm", help="Tempo when no MIDI clock arrives.")] = 120.0,
     meter: Annotated[str, typer.Option("--meter", help="Meter (MIDI clock has none).")] = "4/4",

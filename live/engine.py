@@ -33,6 +33,9 @@ TICKS_PER_CLOCK = 40
 LIVE_TICKS_PER_QUARTER = 24 * TICKS_PER_CLOCK
 NOT_SOUNDING = -1
 CHANNELS = tuple(range(1, 17))
+#: The channels followed unless asked otherwise: all but General MIDI's drums (channel 10),
+#: which are heard as the others' context but are no instrument of the 8 classes.
+PITCHED = tuple(c for c in CHANNELS if c != DRUM_CHANNEL + 1)
 
 
 class Bars:

@@ -16,7 +16,7 @@ import mido
 import numpy as np
 import numpy.typing as npt
 
-from live.engine import CHANNELS, ClosedWindow, GridBars, WindowEngine
+from live.engine import PITCHED, ClosedWindow, GridBars, WindowEngine
 from live.midifile import load_midi, read_song
 
 NOTE_ON, NOTE_OFF, TRACK_END = 1, 0, 2  # same-tick order: offs before ons, as in a file's own
@@ -62,7 +62,7 @@ def file_events(midi: mido.MidiFile) -> list[Event]:
 
 
 def replay_windows(
-    path: Path | str, *, hop_bars: int = 1, channels: Iterable[int] = CHANNELS
+    path: Path | str, *, hop_bars: int = 1, channels: Iterable[int] = PITCHED
 ) -> Iterator[list[ReplayWindow]]:
     """The windows of a file, one list per bar line where windows close (a batch). The file is
     read now (a bad file raises :class:`live.errors.MidiFileError` here), windows lazily."""

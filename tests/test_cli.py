@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import slakh_stem, write_slakh_track
+from conftest import Track, slakh_stem, write_slakh_track, write_song
 from live.cli import app as kdlive
 from train.cli import app as kdtrain
 
@@ -87,3 +87,25 @@ def test_soundfonts_found_once_each() -> None:
     found = find_soundfonts()
     assert len({p.resolve() for p in found}) == len(found)
     assert len({p.stem.lower().replace("_lite", "") for p in found}) == len(found)
+
+
+def test_replay_leaves_the_drums_alone_unless_asked(tmp_path: Path) -> None:
+    """Channel 10 (General MIDI's drums) is heard as the others' context but not classified,
+    unless --channels names it; the other channels' answers do not change with that choice."""
+    beats = [(60 + (k % 5), k / 2, 0.5, 90) for k in range(32)]
+    drums = [(36 if k % 2 == 0 else 38, k, 0.25, 100) for k in range(16)]
+    path = write_song(
+        tmp_path / "song.mid",
+        [Track("piano", 0, 0, beats), Track("drums", 0, 9, drums)],
+    )
+
+    def replay(*options: str) -> list[dict]:
+        result = runner.invoke(kdlive, ["replay", str(path), "--json", *options])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.output.splitlines()]
+
+    default, every = replay(), replay("--channels", "1-16")
+    assert {w["channel"] for w in default} == {1}
+    assert {w["channel"] for w in every} == {1, 10}
+    assert default == [w for w in every if w["channel"] == 1]
+    assert "1-16 classifies them too" in runner.invoke(kdlive, ["replay", "--help"]).output

@@ -105,6 +105,9 @@ def song(tmp_path: Path, name: str = "live.mid") -> Path:
             length = (10 + 12 * int(rng.integers(0, 2))) / 24  # 10 or 22 clocks
             notes.append((int(low + rng.integers(0, 12)), k / 2, length, 90))
         tracks.append(Track(f"ch{ch}", 0, ch, notes))
+    # drums on channel 10: heard as the others' context, not classified by default
+    kicks = [(36 + 2 * (k % 2), k, 10 / 24, 100) for k in range(6 * 4)]
+    tracks.append(Track("drums", 0, 9, kicks))
     return write_song(tmp_path / name, tracks, tpb=960, bpm=BPM)
 
 
