@@ -222,9 +222,21 @@ class Daemon:
             if self.midi_in is not None and mono >= next_check:
                 next_check = mono + 1.0
                 try:
+                    losses = self.midi_in.losses
                     self.midi_in.check()
+                    if self.midi_in.losses != losses:
+                        self.end_notes(self.clock())
                 except Exception:
                     log.exception("input port check failed (will retry)")
+
+    def end_notes(self, t_ns: int) -> None:
+        """The input vanished or was disconnected: its note-offs are lost, so every note it
+        left sounding ends now (an All Notes Off on each channel), and a channel's next
+        window holds only what comes after."""
+        for channel in range(16):
+            closed = self.transport.handle(t_ns, [0xB0 | channel, 123, 0])
+            if closed:
+                self.emit(closed, t_ns)
 
     def _worth_speculating(self, t_ns: int) -> bool:
         close = self.engine.next_close()

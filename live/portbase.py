@@ -47,6 +47,8 @@ class WatchedInput:
     connected_name: str | None = None
     lost = False
     reconnects = 0
+    #: Times the source vanished or was disconnected: the daemon ends the notes it left.
+    losses = 0
 
     def _sources(self) -> list[str]:
         raise NotImplementedError
@@ -77,10 +79,13 @@ class WatchedInput:
         present = self.connected_name in names
         if present and not self.lost and self._is_connected():
             return
-        if not present and not self.lost:
+        if not self.lost:  # vanished, or still there but no longer connected to us
             self.lost = True
+            self.losses += 1
             log.warning(
-                "input port %r disappeared; waiting for it to come back", self.connected_name
+                "input port %r %s; the notes it left sounding end now; waiting for it to come back",
+                self.connected_name,
+                "disappeared" if not present else "was disconnected",
             )
         try:
             i = find_port(names, self.wanted, "input")

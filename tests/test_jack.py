@@ -350,6 +350,36 @@ def test_reconnects_when_the_input_port_comes_back(jack: JackServer, tmp_path: P
 
 
 @pytest.mark.slow
+def test_a_vanished_sender_ends_the_notes_it_left_sounding(jack: JackServer) -> None:
+    """A keyboard holds a note and its client dies: the note-off never comes. The daemon ends
+    the note when it notices (within a second), so the channel's windows stop a bar or two
+    later instead of answering for a silent channel for up to --max-note-bars (8 bars)."""
+    import rtmidi
+
+    keys = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="keyboard")
+    keys.open_virtual_port("keys")
+    jack.wait_port("keyboard:keys")
+    # internal clock at 240 BPM (a bar a second), from the first note
+    daemon = Daemon(jack, "--port", "keyboard:keys", "--bpm", "240", "--stats", "0.5")
+    listener = Listener(":kdlive out", jack)
+    try:
+        for k in range(4):  # a chord, held
+            keys.send_message([0x90, 60 + 4 * k, 100])
+        time.sleep(0.3)
+        keys.close_port()
+        keys.delete()  # the client goes, the note-offs with it
+        daemon.wait_for("the notes it left sounding end now", timeout=5)
+        time.sleep(6.5)  # bars 2-8 close
+    finally:
+        listener.close()
+        code = daemon.stop()
+    assert code == 0
+    windows = [m for _, m in listener.received if m[:2] == [0xB0, 28]]  # one class CC a window
+    # the windows closing at bars 2 and 3 hold the chord (bars 0-1, 1-2), later ones nothing
+    assert 1 <= len(windows) <= 2, listener.received
+
+
+@pytest.mark.slow
 def test_missing_port_and_bad_bundle_are_one_line(jack: JackServer, tmp_path: Path) -> None:
     cmd = [*KDLIVE, "listen", "--api", "jack"]
     r = subprocess.run(

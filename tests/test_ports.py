@@ -57,7 +57,7 @@ def test_a_vanished_source_is_logged_once_and_reconnected_when_back(
     sources.remove("IAC Driver Bus 1")
     port.check()
     port.check()
-    assert port.lost and port.reconnects == 0
+    assert port.lost and port.reconnects == 0 and port.losses == 1  # the daemon ends notes once
     assert sum("disappeared" in r.message for r in caplog.records) == 1
 
     sources.append("IAC Driver Bus 1 #2")  # the driver came back under a new name
@@ -80,6 +80,7 @@ def test_an_ambiguous_comeback_waits_and_a_dropped_connection_is_restored() -> N
     port.connected = None  # someone disconnected it by hand (JACK): connect again
     port.check()
     assert port.connected == "synth A" and port.reconnects == 2
+    assert port.losses == 2  # the note-offs sent meanwhile were lost too: notes end
 
 
 def test_virtual_ports_are_not_watched() -> None:
