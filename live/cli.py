@@ -125,6 +125,23 @@ def parse_channels(text: str) -> list[int]:
     return sorted(out)
 
 
+def parse_declarations(items: list[str]) -> dict[int, str]:
+    """``["3=Strings", "1=piano"]`` -> ``{3: "Strings", 1: "Piano"}``."""
+    from live.taxonomy import CLASSES
+
+    out: dict[int, str] = {}
+    for item in items:
+        channel, _, name = item.partition("=")
+        match = [c for c in CLASSES if c.lower() == name.strip().lower()]
+        if not channel.strip().isdigit() or not 1 <= int(channel) <= 16 or not match:
+            raise typer.BadParameter(
+                f"--declare {item!r}: write CHANNEL=CLASS, a channel 1-16 and one of "
+                f"{', '.join(CLASSES)} (e.g. 3=Strings)"
+            )
+        out[int(channel)] = match[0]
+    return out
+
+
 def parse_meter(text: str) -> tuple[int, int]:
     try:
         num, den = (int(x) for x in text.split("/"))
@@ -245,6 +262,21 @@ def listen(
     cc_part: Annotated[
         int, typer.Option("--cc-part", help="CC carrying the part's running class index.")
     ] = 30,
+    cc_likeness: Annotated[
+        int,
+        typer.Option(
+            "--cc-likeness", help="CC carrying a declared channel's likeness (see --declare)."
+        ),
+    ] = 29,
+    declare: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--declare",
+            help="CHANNEL=CLASS (repeatable), e.g. 3=Strings: the instrument the channel is "
+            "written for; each window then reports how much it sounds like it. A Program "
+            "Change declares too.",
+        ),
+    ] = None,
     channels: ChannelsOpt = "1-9,11-16",
     hop_bars: HopOpt = 1,
     bpm: Annotated[float, typer.Option("--bpm", help="Tempo when no MIDI clock arrives.")] = 120.0,
@@ -279,8 +311,9 @@ def listen(
         raise typer.BadParameter("--hop-bars must be 1 or 2")
     if port is None and virtual is None:
         raise typer.BadParameter("give --port NAME (an existing input) or --virtual NAME")
+    declared = parse_declarations(declare or [])
     try:
-        mapping = OutputMap(cc_base, cc_class, cc_part)
+        mapping = OutputMap(cc_base, cc_class, cc_part, cc_likeness)
         engine = WindowEngine(
             FixedMeter(num, den), hop_bars=hop_bars, channels=chans, max_note_bars=max_note_bars
         )
@@ -305,11 +338,13 @@ def listen(
         outputs=mapping,
         stats_every=stats,
         on_emit=_window_logger(m, log) if verbose else None,
+        declared=declared,
     )
     osc_text = "".join(f", OSC {t}" for t in osc or [])
     ready = (
         f"listening on {midi_in.connected_name!r} -> CC {cc_base}-{cc_base + 7} (+{cc_class} "
-        f"class, {cc_part} part) on {out_port or out_virtual!r}{osc_text}; model "
+        f"class, {cc_part} part, {cc_likeness} likeness) on {out_port or out_virtual!r}"
+        f"{osc_text}; model "
         f"{m.bundle.dir.name} (contract {m.contract}) on "
         f"{m.backend}; channels {channels}"
     )

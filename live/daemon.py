@@ -14,12 +14,15 @@ own. For each window the part's own channel gets CC ``cc_class`` = the index of 
 most likely class (all windows' first), CC ``cc_part`` = the running answer's, then CC
 ``cc_base + i`` = the window's probability of class i scaled to 0-127; OSC gets
 ``/kdlive/<channel>/probs`` (8 floats, contract order), ``/kdlive/<channel>/class`` (name,
-confidence) and ``/kdlive/<channel>/part`` (the running answer's 8 floats). An empty window
-emits nothing.
+confidence) and ``/kdlive/<channel>/part`` (the running answer's 8 floats). A channel that
+declares its instrument (``--declare``, or a Program Change of a program in the classes) also
+gets its likeness: CC ``cc_likeness`` = the window's probability of the declared class, 0-127,
+and ``/kdlive/<channel>/likeness`` (class name, probability). An empty window emits nothing.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import sys
@@ -30,10 +33,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from live.engine import ClosedWindow, WindowEngine
 from live.inbox import Inbox
+from live.midifile import DRUM_CHANNEL
 from live.parts import Answers, PartTracker, StepModel
+from live.taxonomy import class_of_program
 from live.transport import NS, Transport
 
 log = logging.getLogger("kdlive")
@@ -54,6 +60,9 @@ class Predictor(StepModel, Protocol):
 
 class MidiInput(Protocol):
     """The input port, as the worker sees it (:class:`live.portbase.WatchedInput`)."""
+
+    #: Times the source vanished or was disconnected (its notes end then).
+    losses: int
 
     def check(self) -> None:
         """Notice a vanished source and reconnect (called about once a second)."""
@@ -78,19 +87,26 @@ class OutputMap:
     cc_base: int = 20
     cc_class: int = 28
     cc_part: int = 30
+    cc_likeness: int = 29
 
     def __post_init__(self) -> None:
-        ccs = (self.cc_base, self.cc_base + 7, self.cc_class, self.cc_part)
+        ccs = (self.cc_base, self.cc_base + 7, self.cc_class, self.cc_part, self.cc_likeness)
         if not all(0 <= cc <= 127 for cc in ccs):
             raise ValueError("CC numbers must be 0-127 (cc_base + 7 included)")
-        for flag, cc in (("--cc-class", self.cc_class), ("--cc-part", self.cc_part)):
+        single = {
+            "--cc-class": self.cc_class,
+            "--cc-part": self.cc_part,
+            "--cc-likeness": self.cc_likeness,
+        }
+        for flag, cc in single.items():
             if self.cc_base <= cc <= self.cc_base + 7:
                 raise ValueError(
                     f"{flag} {cc} collides with the probability CCs "
                     f"{self.cc_base}-{self.cc_base + 7}"
                 )
-        if self.cc_class == self.cc_part:
-            raise ValueError(f"--cc-class and --cc-part are both {self.cc_part}: pick two CCs")
+        for (a, x), (b, y) in itertools.combinations(single.items(), 2):
+            if x == y:
+                raise ValueError(f"{a} and {b} are both {x}: pick two CCs")
 
 
 class Stats:
@@ -138,8 +154,11 @@ class Daemon:
         outputs: OutputMap = OutputMap(),
         stats_every: float = 0.0,
         on_emit: Callable[[list[ClosedWindow], Answers], None] | None = None,
+        declared: dict[int, str] | None = None,
     ) -> None:
         self.model, self.engine, self.transport = model, engine, transport
+        #: Channel -> class the user declared (``--declare``); a Program Change declares too.
+        self.declared = dict(declared or {})
         self.inbox = Inbox() if inbox is None else inbox
         self.midi_in, self.midi_out, self.osc, self.map = midi_in, midi_out, list(osc), outputs
         self.classes = list(model.classes)
@@ -272,6 +291,7 @@ class Daemon:
         values = np.rint(probs * 127).astype(np.int64).tolist()
         best = probs.argmax(axis=1).tolist()
         part_best = answers.part.argmax(axis=1).tolist()
+        likeness = [self.likeness(w.channel, p) for w, p in zip(closed, probs, strict=True)]
         if self.midi_out is not None:
             send = self.midi_out.send_message
             status = [0xB0 | (w.channel - 1) for w in closed]
@@ -280,19 +300,24 @@ class Daemon:
                     send([st, m.cc_class, k])
                 for st, k in zip(status, part_best, strict=True):
                     send([st, m.cc_part, k])
+                for st, like in zip(status, likeness, strict=True):
+                    if like is not None:
+                        send([st, m.cc_likeness, int(round(like[1] * 127))])
                 for st, vals in zip(status, values, strict=True):
                     for i, v in enumerate(vals):
                         send([st, m.cc_base + i, v])
             except Exception:  # a vanished output port must not kill us
                 self.stats.send_errors += 1
         for client in self.osc:
-            for w, p, k, q in zip(closed, probs, best, answers.part, strict=True):
+            for w, p, k, q, like in zip(closed, probs, best, answers.part, likeness, strict=True):
                 try:
                     client.send_message(f"/kdlive/{w.channel}/probs", [float(x) for x in p])
                     client.send_message(
                         f"/kdlive/{w.channel}/class", [self.classes[k], float(p[k])]
                     )
                     client.send_message(f"/kdlive/{w.channel}/part", [float(x) for x in q])
+                    if like is not None:
+                        client.send_message(f"/kdlive/{w.channel}/likeness", list(like))
                 except OSError:
                     self.stats.send_errors += 1
         self.stats.add(self.clock() - t_event_ns)
@@ -301,6 +326,17 @@ class Daemon:
         if self.on_emit is not None:
             self.on_emit(closed, answers)
         self.engine.tidy()
+
+    def likeness(self, channel: int, probs: npt.NDArray[np.float32]) -> tuple[str, float] | None:
+        """The class the channel declares (``--declare``, else its last Program Change, if that
+        program is one of the classes) and the window's probability of it, or None."""
+        name = self.declared.get(channel)
+        program = self.transport.programs[channel]
+        if name is None and program is not None:
+            name = class_of_program(program, is_drum=channel == DRUM_CHANNEL + 1)
+        if name is None or name not in self.classes:
+            return None
+        return name, float(probs[self.classes.index(name)])
 
     # ------------------------------------------------------------------------ stats
 

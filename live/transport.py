@@ -105,6 +105,9 @@ class Transport:
         #: After Start / Continue the next clock marks the current position, later ones step.
         self.first_clock_pending = False
         self.clock_lost = False
+        #: The last Program Change of each channel (index 1-16), or None: the instrument the
+        #: channel declares (``kdlive listen`` reports how much each window sounds like it).
+        self.programs: list[int | None] = [None] * 17
 
     # ----------------------------------------------------------------------- tempo
 
@@ -244,6 +247,9 @@ class Transport:
 
     def _voice(self, t_ns: int, status: int, msg: Sequence[int]) -> list[ClosedWindow]:
         kind, channel = status & 0xF0, (status & 0x0F) + 1
+        if kind == 0xC0:
+            self.programs[channel] = msg[1]
+            return []
         if kind not in (0x80, 0x90, 0xB0):
             self.counters.ignored += 1
             return []

@@ -109,3 +109,9 @@ def test_replay_leaves_the_drums_alone_unless_asked(tmp_path: Path) -> None:
     assert {w["channel"] for w in every} == {1, 10}
     assert default == [w for w in every if w["channel"] == 1]
     assert "1-16 classifies them too" in runner.invoke(kdlive, ["replay", "--help"]).output
+
+
+def test_a_bad_declaration_is_one_line_naming_the_classes() -> None:
+    result = runner.invoke(kdlive, ["listen", "--virtual", "x", "--declare", "3=Flute"])
+    assert result.exit_code == 2
+    assert "CHANNEL=CLASS" in result.output and "Strings" in result.output

@@ -199,6 +199,35 @@ def test_custom_cc_numbers(model: Model) -> None:
     assert sorted({m[1] for m in midi.sent}) == [*range(70, 78), 80, 81]
 
 
+def test_a_declared_instrument_gets_its_likeness_on_cc_and_osc(model: Model) -> None:
+    """Channel 1 declared on the command line (Strings), channel 2 by a Program Change (33,
+    Fingered Bass), channel 3 by a program outside the classes (81, a synth lead), channel 5
+    not at all: the first two get CC 29 = the window's probability of their class and OSC
+    /likeness; the others neither."""
+    d, midi, osc, emitted = make(model, declared={1: "Strings"})
+    messages = song_messages(channels=(1, 2, 3, 5), bars=3)
+    messages = [(0, [0xC1, 33]), (0, [0xC2, 81]), *messages]
+    run(d, messages, expect_batches=2)
+    assert len(emitted) == 2
+    classes = list(model.classes)
+    want_cc, want_osc = [], []
+    for batch in emitted:
+        for ch, _, _, p in batch:
+            name = {1: "Strings", 2: "Bass"}.get(ch)
+            if name:
+                like = float(p[classes.index(name)])
+                want_cc.append([0xB0 | (ch - 1), 29, int(round(like * 127))])
+                want_osc.append((f"/kdlive/{ch}/likeness", [name, like]))
+    assert [m for m in midi.sent if m[1] == 29] == want_cc and len(want_cc) == 4
+    got = [(a, v) for a, v in osc.sent if a.endswith("/likeness")]
+    assert [a for a, _ in got] == [a for a, _ in want_osc]
+    assert all(
+        v[0] == w[0] and abs(v[1] - w[1]) < 1e-6
+        for (_, v), (_, w) in zip(got, want_osc, strict=True)
+    )
+    assert d.transport.counters.ignored == 0  # a Program Change is not an ignored message
+
+
 def test_colliding_cc_numbers_are_refused() -> None:
     with pytest.raises(ValueError, match="collides"):
         OutputMap(cc_base=20, cc_class=23)
@@ -206,6 +235,8 @@ def test_colliding_cc_numbers_are_refused() -> None:
         OutputMap(cc_base=20, cc_part=25)
     with pytest.raises(ValueError, match="both"):
         OutputMap(cc_class=40, cc_part=40)
+    with pytest.raises(ValueError, match="--cc-class and --cc-likeness are both 28"):
+        OutputMap(cc_likeness=28)
 
 
 def test_an_empty_window_emits_nothing(model: Model) -> None:
@@ -271,7 +302,7 @@ def test_the_input_port_is_checked_and_its_counters_reported(model: Model) -> No
 
     class WatchedPort:
         def __init__(self) -> None:
-            self.checks, self.clock_reads = 0, 0
+            self.checks, self.clock_reads, self.losses = 0, 0, 0
 
         def check(self) -> None:
             self.checks += 1

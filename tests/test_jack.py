@@ -233,6 +233,46 @@ def test_listen_sends_the_replay_classes_as_cc_and_osc(jack: JackServer, tmp_pat
 
 
 @pytest.mark.slow
+def test_a_declared_instrument_gets_its_likeness_over_jack(
+    jack: JackServer, tmp_path: Path
+) -> None:
+    """Channel 1 declares Strings by a Program Change (48), channel 2 Bass with --declare;
+    channel 5 declares nothing. Each window of the first two gets CC 29 = the probability of
+    its class in the window's answer (as `kdlive replay` computes it), and OSC /likeness."""
+    path = song(tmp_path)
+    want = expected(path)
+    osc_port = free_udp_port()
+    server, osc = osc_server(osc_port)
+    daemon = Daemon(jack, "--osc", f"127.0.0.1:{osc_port}", "--declare", "2=bass")
+    listener = Listener(":kdlive out", jack)
+    player = Player(":kdin", jack)
+    classes = list(Model().classes)
+    declared = {1: "Strings", 2: "Bass"}
+    try:
+        player.send([0xC0, 48])  # String Ensemble 1
+        perform(player, path)
+        n = sum(len(want[ch]) for ch in declared)
+        wait_until(lambda: sum(m[1] == 29 for _, m in listener.received) >= n)
+        wait_until(lambda: sum(a.endswith("/likeness") for a, _ in osc) >= n)
+    finally:
+        player.close()
+        listener.close()
+        server.shutdown()
+        code = daemon.stop(signal.SIGINT)
+    assert code == 0
+    for ch in (1, 2, 5):
+        got = [m[2] for _, m in listener.received if m[:2] == [0xAF + ch, 29]]
+        sent = [args for a, args in osc if a == f"/kdlive/{ch}/likeness"]
+        if ch not in declared:
+            assert got == [] and sent == []
+            continue
+        k = classes.index(declared[ch])
+        assert got == [int(round(float(p[k]) * 127)) for p, _ in want[ch]], f"channel {ch}"
+        assert [name for name, _ in sent] == [declared[ch]] * len(want[ch])
+        assert np.allclose([v for _, v in sent], [p[k] for p, _ in want[ch]], atol=1e-6)
+
+
+@pytest.mark.slow
 def test_garbage_on_the_wire_changes_nothing(jack: JackServer, tmp_path: Path) -> None:
     """Malformed messages sent over JACK between the notes: the daemon counts them, stays up,
     and sends the same CC as for the clean performance."""
