@@ -291,6 +291,14 @@ def listen(
         int, typer.Option("--max-note-bars", help="End notes held longer (lost note-offs).")
     ] = 8,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every window.")] = False,
+    view: Annotated[
+        bool | None,
+        typer.Option(
+            "--view/--no-view",
+            help="Show a table of the channels, updated at every bar line (default: when "
+            "stdout is a terminal); --no-view: plain log lines.",
+        ),
+    ] = None,
 ) -> None:
     """Listen to a MIDI port; per channel and 2-bar window, send the instrument as CC and OSC."""
     from live.daemon import Daemon, OutputMap
@@ -298,12 +306,21 @@ def listen(
     from live.listen import run_until_signal
     from live.transport import Transport
 
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s kdlive: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    console = None
+    if view if view is not None else sys.stdout.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        console = Console()  # log lines print above the view
+        handler = RichHandler(console=console, show_path=False, markup=False)
+        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
+    else:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s kdlive: %(message)s",
+            datefmt="%H:%M:%S",
+            stream=sys.stderr,
+        )
     log = logging.getLogger("kdlive")
     chans = parse_channels(channels)
     num, den = parse_meter(meter)
@@ -348,7 +365,7 @@ def listen(
         f"{m.bundle.dir.name} (contract {m.contract}) on "
         f"{m.backend}; channels {channels}"
     )
-    run_until_signal(daemon, midi_in, midi_out, ready)
+    run_until_signal(daemon, midi_in, midi_out, ready, console)
 
 
 def _window_logger(m: Model, log: logging.Logger) -> Callable[[list[ClosedWindow], Answers], None]:

@@ -37,10 +37,12 @@ import numpy.typing as npt
 
 from live.engine import ClosedWindow, WindowEngine
 from live.inbox import Inbox
+from live.inputs import ONSET
 from live.midifile import DRUM_CHANNEL
 from live.parts import Answers, PartTracker, StepModel
 from live.taxonomy import class_of_program
 from live.transport import NS, Transport
+from live.view import ChannelRow
 
 log = logging.getLogger("kdlive")
 
@@ -159,6 +161,9 @@ class Daemon:
         self.model, self.engine, self.transport = model, engine, transport
         #: Channel -> class the user declared (``--declare``); a Program Change declares too.
         self.declared = dict(declared or {})
+        #: Each channel's latest window for the terminal view (:mod:`live.view`): replaced
+        #: whole at every bar line, so a reader on another thread never sees it half-made.
+        self.board: dict[int, ChannelRow] = {}
         self.inbox = Inbox() if inbox is None else inbox
         self.midi_in, self.midi_out, self.osc, self.map = midi_in, midi_out, list(osc), outputs
         self.classes = list(model.classes)
@@ -321,11 +326,34 @@ class Daemon:
                 except OSError:
                     self.stats.send_errors += 1
         self.stats.add(self.clock() - t_event_ns)
+        self.board = self.board | self._rows(closed, answers, likeness)
         self.stats.batches += 1
         self.stats.emitted += b
         if self.on_emit is not None:
             self.on_emit(closed, answers)
         self.engine.tidy()
+
+    def _rows(
+        self, closed: list[ClosedWindow], answers: Answers, likeness: list[tuple[str, float] | None]
+    ) -> dict[int, ChannelRow]:
+        """The view's rows of the windows just sent (after the outputs: off the latency)."""
+        names, bars = self.classes, self.engine.spec.bars
+        rows = {}
+        for w, p, q, like in zip(closed, answers.window, answers.part, likeness, strict=True):
+            k, j = int(p.argmax()), int(q.argmax())
+            onsets = np.count_nonzero(w.inputs[ONSET]) if len(w.inputs) > ONSET else 0
+            rows[w.channel] = ChannelRow(
+                w.channel,
+                w.bar + 1,
+                names[k],
+                float(p[k]),
+                names[j],
+                float(q[j]),
+                onsets / bars,
+                like[0] if like else None,
+                like[1] if like else None,
+            )
+        return rows
 
     def likeness(self, channel: int, probs: npt.NDArray[np.float32]) -> tuple[str, float] | None:
         """The class the channel declares (``--declare``, else its last Program Change, if that

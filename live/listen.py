@@ -20,10 +20,12 @@ log = logging.getLogger("kdlive")
 CLOSE_TIMEOUT_S = 3.0
 
 
-def run_until_signal(daemon: Daemon, midi_in: WatchedInput, midi_out: Any, ready: str) -> None:
+def run_until_signal(
+    daemon: Daemon, midi_in: WatchedInput, midi_out: Any, ready: str, console: Any = None
+) -> None:
     """Log ``ready`` once a signal stops the daemon cleanly, start the worker, wait for SIGINT
     or SIGTERM (or the worker's end), then stop it, close the ports and, with ``--stats``,
-    print the last counters."""
+    print the last counters. With a rich ``console``, draw the live view there meanwhile."""
     received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -38,6 +40,8 @@ def run_until_signal(daemon: Daemon, midi_in: WatchedInput, midi_out: Any, ready
     log.info("%s", ready)
     daemon.start()
     try:
+        if console is not None:
+            watch(daemon, console)
         while daemon.thread is not None and daemon.thread.is_alive():
             daemon.thread.join(0.2)
     finally:
@@ -46,6 +50,20 @@ def run_until_signal(daemon: Daemon, midi_in: WatchedInput, midi_out: Any, ready
         if daemon.stats_every:
             daemon.print_stats()
         log.info("stopped (%s)", signal.Signals(received[0]).name if received else "")
+
+
+def watch(daemon: Daemon, console: Any) -> None:
+    """Redraw the view (:mod:`live.view`) from a snapshot a few times a second, on this thread,
+    until the worker ends; the last drawing stays on the terminal."""
+    from rich.live import Live
+
+    from live.view import REFRESH_PER_SECOND, render, snapshot
+
+    period = 1 / REFRESH_PER_SECOND
+    with Live(render(snapshot(daemon)), console=console, auto_refresh=False) as live:
+        while daemon.thread is not None and daemon.thread.is_alive():
+            daemon.thread.join(period)
+            live.update(render(snapshot(daemon)), refresh=True)
 
 
 def close_within(midi_in: WatchedInput, midi_out: Any, timeout: float) -> None:

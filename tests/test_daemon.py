@@ -228,6 +228,25 @@ def test_a_declared_instrument_gets_its_likeness_on_cc_and_osc(model: Model) -> 
     assert d.transport.counters.ignored == 0  # a Program Change is not an ignored message
 
 
+def test_the_view_snapshot_follows_the_last_window_of_each_channel(model: Model) -> None:
+    from live.view import snapshot
+
+    d, _, _, emitted = make(model, declared={5: "Piano"})
+    run(d, song_messages(channels=(1, 5), bars=4), expect_batches=3)
+    snap = snapshot(d)
+    classes = list(model.classes)
+    last = {ch: (bar, p) for ch, bar, _, p in emitted[-1]}
+    assert [r.channel for r in snap.rows] == [1, 5]
+    for r in snap.rows:
+        bar, p = last[r.channel]
+        assert (r.bar, r.window, r.confidence) == (bar + 1, classes[int(p.argmax())], p.max())
+        assert r.notes_per_bar == 8.0  # an eighth note every eighth
+    assert (snap.rows[0].declared, snap.rows[1].declared) == (None, "Piano")
+    assert snap.rows[1].likeness == float(last[5][1][classes.index("Piano")])
+    assert snap.windows == 6 and snap.clock == "clock" and snap.latency["n"] == 3
+    assert snap.bar == 5 and abs(snap.bpm - 60 * 1e9 / (PERIOD * 24)) < 0.5
+
+
 def test_colliding_cc_numbers_are_refused() -> None:
     with pytest.raises(ValueError, match="collides"):
         OutputMap(cc_base=20, cc_class=23)

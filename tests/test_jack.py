@@ -273,6 +273,56 @@ def test_a_declared_instrument_gets_its_likeness_over_jack(
 
 
 @pytest.mark.slow
+def test_listen_in_a_terminal_shows_a_row_per_channel(jack: JackServer, tmp_path: Path) -> None:
+    """`kdlive listen` in a real pseudo-terminal (util-linux `script`) draws the view: a row
+    per channel played, with the class `kdlive replay` gives its last window, and the footer;
+    Ctrl-C typed into the terminal stops it cleanly."""
+    import re
+    import shlex
+
+    path = song(tmp_path)
+    want = expected(path)
+    classes = list(Model().classes)
+    cmd = shlex.join([*KDLIVE, "listen", "--api", "jack", "--virtual", "kdin"])
+    env = {**jack.env, "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"}
+    proc = subprocess.Popen(
+        ["script", "-qfec", cmd, "/dev/null"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    chunks: list[bytes] = []
+    threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stdout.read1(4096), b"")),
+                     daemon=True).start()  # fmt: skip
+
+    def screen() -> str:
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+
+    try:
+        jack.wait_port(":kdin")
+        player = Player(":kdin", jack)
+        try:
+            perform(player, path)
+            wait_until(lambda: "windows 12" in screen(), timeout=10)
+        finally:
+            player.close()
+        time.sleep(0.5)  # a redraw after the last window
+        proc.stdin.write(b"\x03")  # Ctrl-C in the terminal
+        proc.stdin.flush()
+        code = proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = screen()
+    assert code == 0, out[-3000:]
+    assert "window" in out and "likeness" in out and "MIDI clock" in out
+    final = out[out.rindex("notes/bar") :]  # the last drawing of the table
+    rows = {int(m[1]): m[2] for m in re.finditer(r"^\s*(\d+)\s+\d+\s+(\w+)", final, re.M)}
+    assert rows == {ch: classes[int(answers[-1][0].argmax())] for ch, answers in want.items()}
+
+
+@pytest.mark.slow
 def test_garbage_on_the_wire_changes_nothing(jack: JackServer, tmp_path: Path) -> None:
     """Malformed messages sent over JACK between the notes: the daemon counts them, stays up,
     and sends the same CC as for the clean performance."""
