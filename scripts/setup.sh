@@ -18,6 +18,8 @@ APT_PACKAGES=(
   # a real MIDI transport without a sound card (the daemon's tests start `jackd -d dummy`), an
   # independent MIDI clock source, and an OSC receiver (oscdump)
   jackd2 jack-midi-clock liblo-tools
+  # Pure Data, headless: runs the OSC receiver in examples/ (its test)
+  puredata-core
 )
 
 if command -v apt-get >/dev/null; then

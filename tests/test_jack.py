@@ -8,6 +8,7 @@ jackd2, jack-midi-clock and liblo-tools); they skip, saying why, where no JACK s
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -320,6 +321,56 @@ def test_listen_in_a_terminal_shows_a_row_per_channel(jack: JackServer, tmp_path
     final = out[out.rindex("notes/bar") :]  # the last drawing of the table
     rows = {int(m[1]): m[2] for m in re.finditer(r"^\s*(\d+)\s+\d+\s+(\w+)", final, re.M)}
     assert rows == {ch: classes[int(answers[-1][0].argmax())] for ch, answers in want.items()}
+
+
+@pytest.mark.slow
+def test_the_pure_data_example_prints_each_windows_class_and_probabilities(
+    jack: JackServer, tmp_path: Path
+) -> None:
+    """examples/kdlive.pd, run by Pure Data headless, receives the daemon's OSC: each
+    window's class and probabilities, as `kdlive replay` computes them."""
+    pd = shutil.which("pd")
+    if pd is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install puredata-core (see scripts/setup.sh)")
+        pytest.skip("needs Pure Data (apt install puredata-core)")
+    port = free_udp_port()
+    patch = Path(__file__).resolve().parents[1] / "examples" / "kdlive.pd"
+    args = ["-nogui", "-stderr", "-noaudio", "-nomidi", "-open", str(patch)]
+    proc = subprocess.Popen(
+        [pd, *args, "-send", f"kdlive-port {port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    path = song(tmp_path)
+    want = expected(path)
+    classes = list(Model().classes)
+    n = sum(len(v) for v in want.values())
+    try:
+        wait_until(lambda: f"kdlive-port: {port}" in "".join(lines), timeout=10)
+        daemon = Daemon(jack, "--osc", f"127.0.0.1:{port}")
+        player = Player(":kdin", jack)
+        try:
+            perform(player, path)
+            wait_until(lambda: sum(" probs " in line for line in lines) >= n, timeout=10)
+        finally:
+            player.close()
+            daemon.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+    got: dict[tuple[int, str], list[list[str]]] = {}
+    for line in lines:
+        if line.startswith("kdlive: "):
+            ch, kind, *values = line.split()[1:]
+            got.setdefault((int(float(ch)), kind), []).append(values)
+    for ch, answers in want.items():
+        assert [v[0] for v in got[(ch, "class")]] == [classes[int(p.argmax())] for p, _ in answers]
+        probs = np.array(got[(ch, "probs")], float)
+        assert np.allclose(probs, [p for p, _ in answers], atol=1e-4)
 
 
 @pytest.mark.slow
