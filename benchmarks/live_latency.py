@@ -3,22 +3,23 @@
 Usage::
 
     python benchmarks/live_latency.py                  # writes benchmarks/results/live_latency.json
-    python benchmarks/live_latency.py --windows 60 --period 64 --json /tmp/l.json
+    python benchmarks/live_latency.py --windows 80 --period 64 --json /tmp/l.json
 
 1. Start ``jackd --no-realtime -S -d dummy -r 48000 -p PERIOD`` (its own server name).
-2. Bare transport: a sender client sends a note-on every few ms to a listener client;
-   one-way latency = the listener's callback time - the time just before ``send_message``.
-3. The daemon (``kdlive listen --virtual kdin``, a subprocess): a player sends MIDI clock at
-   ``--bpm`` and notes on 1, then 16, busy channels (at most 17 events per JACK period: a
-   64-frame MIDI buffer holds about 28). A metronome client sends the same clock ticks at the
-   same moments to the listener's "clock" port; the daemon's CC go to its "cc" port. Latency
-   of a window = arrival at the listener of its class CC - arrival there of the clock tick on
-   the bar line that closed it (that tick reached the daemon in the same JACK cycle). So it
-   counts the daemon's work plus one trip through the transport.
+2. Every sender is a :class:`jackkit.Performer`: a JACK client that writes each event into
+   its port buffer from its own process callback, at the event's frame, and records what
+   arrives with the frame it arrived at. Nothing can block (rtmidi senders queue into a ring
+   buffer, and stalled when JACK stopped running their client), and both ends are exact.
+3. Bare transport: a performer's output wired to its own input. An event written in one cycle
+   arrives in the next: one period, the floor for any client that answers an event (as the
+   daemon does) rather than forwarding it within the cycle it came in.
+4. The daemon (``kdlive listen --virtual kdin --no-view``, a subprocess): a performer sends
+   MIDI clock at ``--bpm`` and notes on 1, then 16, busy channels (at most 17 events per JACK
+   period: a 64-frame MIDI buffer holds about 28) and records the daemon's CC. Latency of a
+   window = arrival frame of its class CC - frame of the clock tick on the bar line that
+   closed it: the daemon's work plus its trip through the transport.
 
-Goal (live issue): p99 <= the bare transport's p99 + 1 ms. Arrival times are the listener's
-``perf_counter_ns`` at the start of the JACK cycle that delivered the event: what a JACK
-application listening to the daemon sees.
+Goal (live issue): p99 <= the bare transport's p99 + 1 ms.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from jackkit import JackServer, die_with_parent  # noqa: E402
+from jackkit import JackServer, Performer, die_with_parent  # noqa: E402
 
 
 def stats(ms: list[float]) -> dict:
@@ -54,60 +55,50 @@ def stats(ms: list[float]) -> dict:
     }
 
 
-class Recorder:
-    """A JACK client (JACK-Client) with MIDI inputs ``ports``, recording (wall ns at its
-    process cycle, port, bytes) of each event: every event of a cycle gets the cycle's time, as
-    a synth reading the port would, so a burst of CC is not stretched by per-message Python
-    callbacks. Separate ports keep a clock and the CC from crowding one buffer."""
-
-    def __init__(self, name: str, ports: tuple[str, ...] = ("in",)) -> None:
-        import jack
-
-        self.events: list[tuple[int, str, list[int]]] = []
-        self.client = jack.Client(
-            name, no_start_server=True, servername=os.environ.get("JACK_DEFAULT_SERVER")
-        )
-        inputs = [(p, self.client.midi_inports.register(p)) for p in ports]
-        clock, events = time.perf_counter_ns, self.events
-
-        def process(frames: int) -> None:
-            now = clock()
-            for name, port in inputs:
-                for _offset, data in port.incoming_midi_events():
-                    events.append((now, name, list(bytes(data))))
-
-        self.client.set_process_callback(process)
-        self.client.activate()
-
-    def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
+def frames_to_ms(frames: list[int] | np.ndarray, rate: int) -> list[float]:
+    return [1000.0 * f / rate for f in frames]
 
 
-def sender(name: str) -> Any:
-    import rtmidi
+def bare_transport(server: JackServer, n: int) -> dict:
+    perf = Performer("bare", outputs=("out",), inputs=("in",))
+    try:
+        server.run(["jack_connect", perf.port("out"), perf.port("in")], check=True)
+        time.sleep(0.3)
+        rng = np.random.default_rng(0)
+        times = np.cumsum(rng.uniform(0.002, 0.006, n))  # not locked to the JACK period
+        start = perf.play([(float(t), "out", [0x90, i % 128, 1]) for i, t in enumerate(times)])
+        wait_for(lambda: perf.done and len(perf.received) >= n, 5 + float(times[-1]))
+        time.sleep(0.1)
+    finally:
+        perf.close()
+    sent = start + np.round(times * perf.rate).astype(np.int64)
+    got = np.array([f for f, _, _ in perf.received], np.int64)
+    assert len(got) == n, f"lost {n - len(got)} of {n} messages ({perf.dropped} did not fit)"
+    return stats(frames_to_ms(got - sent, perf.rate))
 
-    out = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name=name)
-    out.open_virtual_port("out")
-    return out
 
-
-def bare_transport(server: JackServer, n: int, out: Any) -> dict:
-    rec = Recorder("bare-recv")
-    server.run(["jack_connect", "bare-send:out", "bare-recv:in"], check=True)
-    time.sleep(0.3)
-    sent = []
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        t = time.perf_counter_ns()
-        out.send_message([0x90, i % 128, 1])
-        sent.append(t)
-        time.sleep(float(rng.uniform(0.002, 0.006)))  # not locked to the JACK period
-    time.sleep(0.3)
-    rec.close()
-    got = [t for t, _, m in rec.events]
-    assert len(got) == n, f"lost {n - len(got)} of {n} messages"
-    return stats([(g - s) / 1e6 for s, g in zip(sent, got, strict=True)])
+def song(channels: int, windows: int, bpm: float) -> tuple[list, list[float]]:
+    """Start, MIDI clock for ``windows + 2`` bars of 4/4, and an eighth note on each busy
+    channel, released 6 clocks later: ``(events, clock tick times)``."""
+    period = 60 / bpm / 24
+    rng = np.random.default_rng(channels)
+    events: list[tuple[float, str, list[int]]] = [(0.0, "out", [0xFA])]
+    ticks = []
+    held: list[tuple[int, int]] = []
+    for k in range((windows + 2) * 96 + 1):
+        t = 0.005 + k * period
+        ticks.append(t)
+        events.append((t, "out", [0xF8]))
+        if k % 12 == 0:
+            for ch in range(channels):
+                p = int(rng.integers(36, 90))
+                events.append((t, "out", [0x90 | ch, p, 90]))
+                held.append((ch, p))
+        elif k % 12 == 6:
+            events += [(t, "out", [0x80 | ch, p, 0]) for ch, p in held]
+            held.clear()
+    events.append((ticks[-1] + period, "out", [0xFC]))
+    return events, ticks
 
 
 def daemon_latency(
@@ -115,11 +106,9 @@ def daemon_latency(
     channels: int,
     windows: int,
     bpm: float,
-    player: Any,
-    metro: Any,
     model: Path | None = None,
+    extra: tuple[str, ...] = (),
 ) -> dict:
-    env = server.env
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -134,50 +123,32 @@ def daemon_latency(
             "1",
             "--channels",
             "1-16",
+            "--no-view",
             *(["--model", str(model)] if model else []),
+            *extra,
         ],
-        env=env,
+        env=server.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         preexec_fn=die_with_parent,
     )
+    perf = None
     try:
         target = server.wait_port("kdlive:kdin", timeout=60)
         out_port = server.wait_port(":kdlive out", timeout=60)
-        rec = Recorder(f"listen{channels}", ports=("clock", "cc"))
-        for src, dst in (
-            (f"player{channels}:out", target),
-            (f"metro{channels}:out", f"listen{channels}:clock"),
-            (out_port, f"listen{channels}:cc"),
-        ):
-            server.run(["jack_connect", src, dst], check=True)
+        perf = Performer(f"player{channels}", outputs=("out",), inputs=("cc",))
+        server.run(["jack_connect", perf.port("out"), target], check=True)
+        server.run(["jack_connect", out_port, perf.port("cc")], check=True)
         time.sleep(0.5)
-        period = 60 / bpm / 24
+        events, ticks = song(channels, windows, bpm)
         print(f"daemon, {channels} busy channel(s): playing {windows + 2} bars", flush=True)
-        rng = np.random.default_rng(channels)
-        clocks = (windows + 2) * 96 + 1  # 4/4: a window closes at every bar line from bar 3
-        player.send_message([0xFA])
-        metro.send_message([0xFA])
-        t0 = time.perf_counter()
-        held: list[tuple[int, int]] = []
-        for k in range(clocks):
-            time.sleep(max(0.0, t0 + k * period - time.perf_counter()))
-            player.send_message([0xF8])
-            metro.send_message([0xF8])
-            if k % 12 == 0:  # an eighth note on every busy channel, released 6 clocks later:
-                for ch in range(channels):  # at most 17 events per JACK period
-                    p = int(rng.integers(36, 90))
-                    player.send_message([0x90 | ch, p, 90])
-                    held.append((ch, p))
-            elif k % 12 == 6:
-                for ch, p in held:
-                    player.send_message([0x80 | ch, p, 0])
-                held.clear()
-        player.send_message([0xFC])
+        start = perf.play(events)
+        wait_for(lambda: perf.done, 30 + ticks[-1])
         time.sleep(0.5)
-        rec.close()  # before any rtmidi client closes: see main()
     finally:
+        if perf is not None:
+            perf.close()
         proc.send_signal(2)
         try:
             out, _ = proc.communicate(timeout=30)
@@ -187,46 +158,51 @@ def daemon_latency(
             print(f"note: the daemon ({channels} channels) did not exit on SIGINT within 30 s")
 
     stats_lines = [x for x in out.splitlines() if x.startswith("[stats]")]
-    # Clock ticks seen by the listener, in order (0 = the first after Start). Window i of a
-    # channel (bars i+1..i+2) closes on tick 192 + 96 i. Its first CC is the class (CC 28; all
-    # windows' class CC go first), its last the probability of Pipe (CC 27).
-    ticks = [t for t, port, m in rec.events if port == "clock" and m == [0xF8]]
-    n_cc = sum(1 for _, port, m in rec.events if port == "cc")
+    # Window i of a channel (bars i+1..i+2) closes on tick 192 + 96 i. Its first CC is the
+    # class (CC 28; all windows' class CC go first), its last the probability of Pipe (CC 27).
+    tick_frames = start + np.round(np.array(ticks) * perf.rate).astype(np.int64)
     seen: dict[tuple[int, int], int] = {}
     lat, lat_all = [], []
-    for t, port, m in rec.events:
-        if port == "cc" and m[0] & 0xF0 == 0xB0 and m[1] in (28, 27):
+    for frame, _, m in perf.received:
+        if m[0] & 0xF0 == 0xB0 and m[1] in (28, 27):
             key = (m[0] & 0x0F, m[1])
             i = seen.get(key, 0)
             seen[key] = i + 1
             k = 192 + 96 * i
-            if k < len(ticks):
-                (lat if m[1] == 28 else lat_all).append((t - ticks[k]) / 1e6)
-    batches = max(seen.values(), default=0)
-    result = stats(lat) if lat else {"n": 0}
+            if k < len(tick_frames):
+                (lat if m[1] == 28 else lat_all).append(int(frame - tick_frames[k]))
+    per_channel = [seen.get((ch, 28), 0) for ch in range(channels)]
+    result = stats(frames_to_ms(lat, perf.rate)) if lat else {"n": 0}
     result.update(
         channels=channels,
         windows_expected=windows + 1,
-        batches=batches,
-        cc_messages=n_cc,
-        ticks=len(ticks),
+        windows_per_channel=per_channel,
+        cc_messages=len(perf.received),
+        sent=perf.sent,
+        did_not_fit=perf.dropped,
         bpm=bpm,
         daemon_stats=stats_lines[-1] if stats_lines else None,
-        all_nine_cc=stats(lat_all) if lat_all else None,
+        all_nine_cc=stats(frames_to_ms(lat_all, perf.rate)) if lat_all else None,
     )
     return result
+
+
+def wait_for(done: Any, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > end:
+            raise TimeoutError(f"not done within {timeout:.0f} s")
+        time.sleep(0.05)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--period", type=int, default=64, help="JACK frames per period")
-    # 30 windows: with 80, the 16-channel run (29k messages from one rtmidi sender in 41 s)
-    # stalls on this 2-core VM: the sender's JACK client stops being run and its send_message
-    # blocks (cause not found yet); 30 completes reliably.
-    ap.add_argument("--windows", type=int, default=30, help="windows per measurement")
+    ap.add_argument("--windows", type=int, default=80, help="windows per measurement")
     ap.add_argument("--bpm", type=float, default=480.0)
     ap.add_argument("--bare", type=int, default=1000, help="messages for the bare transport")
     ap.add_argument("--model", type=Path, help="the bundle to run (default: the shipped one)")
+    ap.add_argument("--view", action="store_true", help="the daemon draws its view (--view)")
     ap.add_argument("--json", type=Path, default=REPO / "benchmarks/results/live_latency.json")
     args = ap.parse_args()
     why = JackServer.available()
@@ -234,16 +210,12 @@ def main() -> None:
         sys.exit(f"cannot run: {why}")
     server = JackServer(f"kdbench{os.getpid()}", period=args.period).start()
     # Never hang: if a measurement or the teardown stalls, print every thread's stack and exit
-    # 3 (a C-level timer: a stalled rtmidi call holds the GIL, so no Python timer would run).
-    # The daemon and jackd die with this process. Under heavy CPU load JACK can drop a client
-    # from the graph, and an rtmidi sender whose ring buffer then fills blocks for good.
+    # 3. The daemon and jackd die with this process.
     faulthandler.dump_traceback_later(
         120 + 2 * (args.windows + 3) * 4 * 60 / args.bpm + args.bare * 0.006, exit=True
     )
     os.environ["JACK_DEFAULT_SERVER"] = server.name
-    # Every rtmidi client first: opening one holds the GIL while JACK (synchronous mode) waits
-    # for every active client's cycle, and a JACK-Client listener's cycle waits for the GIL.
-    senders = {n: sender(n) for n in ("bare-send", "player1", "metro1", "player16", "metro16")}
+    extra = ("--view",) if args.view else ()
     try:
         result = {
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -259,26 +231,15 @@ def main() -> None:
                 "sync": True,
                 "period_ms": args.period / 48.0,
             },
-            "bare_transport": bare_transport(server, args.bare, senders["bare-send"]),
+            "sender": "JACK-Client process callback (jackkit.Performer), frame-accurate",
+            "view": args.view,
+            "bare_transport": bare_transport(server, args.bare),
             "daemon": {
-                str(c): daemon_latency(
-                    server,
-                    c,
-                    args.windows,
-                    args.bpm,
-                    senders[f"player{c}"],
-                    senders[f"metro{c}"],
-                    args.model,
-                )
+                str(c): daemon_latency(server, c, args.windows, args.bpm, args.model, extra)
                 for c in (1, 16)
             },
         }
     finally:
-        # Teardown order matters in synchronous mode. Every JACK-Client listener is already
-        # closed; an rtmidi close holds the GIL while JACK waits for every client's cycle, so
-        # it must not overlap a Python process callback. Then the server goes.
-        for out in senders.values():
-            out.close_port()
         server.stop()
     bare = result["bare_transport"]["p99_ms"]
     result["goal"] = {

@@ -311,7 +311,8 @@ def listen(
         from rich.console import Console
         from rich.logging import RichHandler
 
-        console = Console()  # log lines print above the view
+        # log lines print above the view; an explicit --view draws into a pipe too
+        console = Console(force_terminal=True if view else None)
         handler = RichHandler(console=console, show_path=False, markup=False)
         logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
     else:

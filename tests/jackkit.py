@@ -142,3 +142,81 @@ class Listener:
         self.midi.cancel_callback()
         self.midi.close_port()
         del self.midi
+
+
+class Performer:
+    """A JACK client (JACK-Client) that plays MIDI from its own process callback, each event at
+    its frame, and records what arrives at its inputs with the frame it arrived at.
+
+    Nothing here can block: events are written straight into the cycle's port buffers (one
+    that does not fit is counted in :attr:`dropped`, never waited for), where an rtmidi sender
+    queues them into a ring buffer that a stalled JACK client stops draining. Times are JACK
+    frames, exact on both ends: a latency is (arrival frame - send frame) / rate.
+    """
+
+    def __init__(
+        self, name: str, outputs: tuple[str, ...] = ("out",), inputs: tuple[str, ...] = ()
+    ):
+        import jack
+
+        self.client = jack.Client(
+            name, no_start_server=True, servername=os.environ.get("JACK_DEFAULT_SERVER")
+        )
+        self.rate = self.client.samplerate
+        self.outs = {p: self.client.midi_outports.register(p) for p in outputs}
+        self.ins = [(p, self.client.midi_inports.register(p)) for p in inputs]
+        self.received: list[tuple[int, str, bytes]] = []  # (frame, port, bytes)
+        self.sent = 0
+        self.dropped = 0
+        self._events: Any = iter(())
+        self._next: tuple[int, str, bytes] | None = None
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def port(self, name: str) -> str:
+        """The full JACK name of one of this client's ports."""
+        return f"{self.client.name}:{name}"
+
+    def play(self, events: Any, lead: float = 0.3) -> int:
+        """Play ``events``, an iterable of ``(seconds, port, bytes)`` in time order, from
+        ``lead`` seconds from now; returns the frame of second 0. Replaces what was playing."""
+        start = self.client.frame_time + int(lead * self.rate)
+        rate = self.rate
+        self._events = iter((start + int(round(t * rate)), p, bytes(m)) for t, p, m in events)
+        self._next = None
+        self.done = False
+        return start
+
+    done = True
+
+    def _process(self, frames: int) -> None:
+        start = self.client.last_frame_time
+        end = start + frames
+        # Inputs first: a port wired to one of our outputs reads that output's buffer, which
+        # still holds what we wrote last cycle (a loop takes one period, as between clients).
+        for name, port in self.ins:
+            for offset, data in port.incoming_midi_events():
+                self.received.append((start + offset, name, bytes(data)))
+        for port in self.outs.values():
+            port.clear_buffer()
+        event = self._next
+        while True:
+            if event is None:
+                event = next(self._events, None)
+                if event is None:
+                    self.done = True
+                    break
+            frame, name, data = event
+            if frame >= end:
+                break
+            try:
+                self.outs[name].write_midi_event(max(0, frame - start), data)
+                self.sent += 1
+            except Exception:  # the cycle's buffer is full: count it, never wait
+                self.dropped += 1
+            event = None
+        self._next = event
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
