@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,17 @@ class Performer:
             event = None
         self._next = event
 
-    def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop playing and leave the graph; False if JACK did not let the client go within
+        ``timeout`` (in synchronous mode a deactivation waits for every client's cycle), in
+        which case the client is left behind rather than hanging the caller."""
+        self._events, self._next = iter(()), None
+
+        def close() -> None:
+            self.client.deactivate()
+            self.client.close()
+
+        closer = threading.Thread(target=close, daemon=True)
+        closer.start()
+        closer.join(timeout)
+        return not closer.is_alive()
