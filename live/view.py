@@ -10,12 +10,10 @@ the worker one dict per bar line, whatever the terminal does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
-
-    from live.daemon import Daemon
 
 #: Redraws per second at most.
 REFRESH_PER_SECOND = 4
@@ -58,8 +56,9 @@ class Snapshot:
     errors: int = 0
 
 
-def snapshot(daemon: Daemon) -> Snapshot:
-    """The daemon's board and counters now (called from the drawing thread)."""
+def snapshot(daemon: Any) -> Snapshot:
+    """A :class:`live.daemon.Daemon`'s board and counters now (called from the drawing
+    thread; typed loosely so that the daemon can import this module's rows)."""
     engine, transport = daemon.engine, daemon.transport
     pos = engine.position
     bar = engine.bars.index(pos)
