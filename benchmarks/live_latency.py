@@ -41,7 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from jackkit import JackServer, Performer, die_with_parent  # noqa: E402
+from jackkit import JackServer, Performer, start_listen  # noqa: E402
 
 
 def stats(ms: list[float]) -> dict:
@@ -109,30 +109,7 @@ def daemon_latency(
     model: Path | None = None,
     extra: tuple[str, ...] = (),
 ) -> dict:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from live.cli import app; app()",
-            "listen",
-            "--api",
-            "jack",
-            "--virtual",
-            "kdin",
-            "--stats",
-            "1",
-            "--channels",
-            "1-16",
-            "--no-view",
-            *(["--model", str(model)] if model else []),
-            *extra,
-        ],
-        env=server.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=die_with_parent,
-    )
+    proc = start_listen(server, "--stats", "1", *(["--model", str(model)] if model else []), *extra)
     perf = None
     try:
         target = server.wait_port("kdlive:kdin", timeout=60)

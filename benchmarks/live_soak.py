@@ -40,7 +40,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from jackkit import JackServer, Performer, die_with_parent  # noqa: E402
+from jackkit import JackServer, Performer, start_listen  # noqa: E402
 
 CHANNELS = 16
 
@@ -91,28 +91,7 @@ def rss_kb(pid: int) -> int:
 
 def play(server: JackServer, minutes: float, bpm: float, garbage: int, tag: str) -> dict:
     """One run of the daemon on the song; what it answered, its memory, its latency."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from live.cli import app; app()",
-            "listen",
-            "--api",
-            "jack",
-            "--virtual",
-            "kdin",
-            "--channels",
-            "1-16",
-            "--stats",
-            "60",
-            "--no-view",
-        ],
-        env=server.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=die_with_parent,
-    )
+    proc = start_listen(server, "--stats", "60")
     perf = None
     rss: list[tuple[float, int]] = []
     try:

@@ -232,3 +232,17 @@ class Performer:
         closer.start()
         closer.join(timeout)
         return not closer.is_alive()
+
+
+def start_listen(server: JackServer, *args: str) -> subprocess.Popen:
+    """``kdlive listen --api jack --virtual kdin --channels 1-16 --no-view ARGS`` in a
+    subprocess that dies with this one, its output (log, ``--stats``) piped as text."""
+    cmd = [sys.executable, "-c", "from live.cli import app; app()", "listen", "--api", "jack"]
+    return subprocess.Popen(
+        [*cmd, "--virtual", "kdin", "--channels", "1-16", "--no-view", *args],
+        env=server.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=die_with_parent,
+    )
