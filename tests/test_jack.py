@@ -284,7 +284,9 @@ def test_listen_in_a_terminal_shows_a_row_per_channel(jack: JackServer, tmp_path
     path = song(tmp_path)
     want = expected(path)
     classes = list(Model().classes)
-    cmd = shlex.join([*KDLIVE, "listen", "--api", "jack", "--virtual", "kdin"])
+    # exec: the daemon alone in the terminal's foreground, as when a musician types it;
+    # a `sh -c` left waiting (dash as $SHELL) would take the Ctrl-C too and exit 130
+    cmd = "exec " + shlex.join([*KDLIVE, "listen", "--api", "jack", "--virtual", "kdin"])
     env = {**jack.env, "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"}
     proc = subprocess.Popen(
         ["script", "-qfec", cmd, "/dev/null"],
