@@ -121,7 +121,9 @@ def daemon_latency(
         events, ticks = song(channels, windows, bpm)
         print(f"daemon, {channels} busy channel(s): playing {windows + 2} bars", flush=True)
         start = perf.play(events)
-        wait_for(lambda: perf.done, 30 + ticks[-1])
+        wait_for(lambda: perf.done or perf.error is not None, 30 + ticks[-1])
+        if perf.error is not None:
+            raise RuntimeError(f"the performer stopped: {perf.error}")
         time.sleep(0.5)
     finally:
         proc.send_signal(2)  # the daemon leaves the graph first, then the performer

@@ -94,6 +94,7 @@ def play(server: JackServer, minutes: float, bpm: float, garbage: int, tag: str)
     proc = start_listen(server, "--stats", "60")
     perf = None
     rss: list[tuple[float, int]] = []
+    load: list[tuple[float, float]] = []  # the machine's 1-minute load average, with the RSS
     try:
         target = server.wait_port("kdlive:kdin", timeout=60)
         out_port = server.wait_port(":kdlive out", timeout=60)
@@ -112,6 +113,7 @@ def play(server: JackServer, minutes: float, bpm: float, garbage: int, tag: str)
             now = time.monotonic()
             if now >= next_sample:
                 rss.append((now - t0, rss_kb(proc.pid)))
+                load.append((now - t0, os.getloadavg()[0]))
                 next_sample += 10.0
             if proc.poll() is not None:
                 raise RuntimeError(f"the daemon exited with {proc.returncode}")
@@ -120,7 +122,8 @@ def play(server: JackServer, minutes: float, bpm: float, garbage: int, tag: str)
             elif now - last_move > 10:  # JACK stopped running our client: say so, never hang
                 raise RuntimeError(
                     f"the performer's process callback stopped after {perf.sent} events "
-                    f"({now - t0:.0f} s in): JACK no longer runs the client"
+                    f"({now - t0:.0f} s in): JACK no longer runs the client; "
+                    f"{perf.error or 'no error from the client or the server'}"
                 )
             time.sleep(0.2)
         time.sleep(1.0)
@@ -156,6 +159,7 @@ def play(server: JackServer, minutes: float, bpm: float, garbage: int, tag: str)
         "windows_expected_per_channel": bars - 1,
         "windows_per_channel": [len(answers.get(ch, [])) for ch in range(CHANNELS)],
         "rss": rss,
+        "load": load,
         "latency": latency,
         "sent": perf.sent,
         "did_not_fit": perf.dropped,
@@ -221,6 +225,7 @@ def main() -> None:
         "garbage_bytes": args.garbage,
         "summary": summary(run, args.minutes),
         "rss_kb": run["rss"],
+        "load_average_1_min": run["load"],
         "daemon_stats": run["stats"],
     }
     if clean is not None:

@@ -10,8 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ class JackServer:
     def __init__(self, name: str, *, rate: int = 48000, period: int = 128) -> None:
         self.name, self.rate, self.period = name, rate, period
         self.proc: subprocess.Popen | None = None
+        self.log = Path(tempfile.gettempdir()) / f"jackd-{name}.log"
         self.env = {
             **os.environ,
             "JACK_DEFAULT_SERVER": name,
@@ -56,22 +59,29 @@ class JackServer:
     def start(self) -> JackServer:
         server = ["jackd", "-n", self.name, "--no-realtime", "-S"]
         driver = ["-d", "dummy", "-r", str(self.rate), "-p", str(self.period)]
-        self.proc = subprocess.Popen(
-            [*server, *driver],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=die_with_parent,
-        )
+        # jackd's log goes to a file, never to a pipe nobody reads: jackd logs every xrun,
+        # and once 64 KiB of them filled a pipe, jackd blocked writing the next line and its
+        # graph stopped (the benchmarks' "JACK no longer runs the client" stall).
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(
+                [*server, *driver],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
         end = time.monotonic() + 10
         while time.monotonic() < end:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jackd exited: {self.proc.stderr.read()[-500:]}")
+                raise RuntimeError(f"jackd exited: {self.log_tail()}")
             if self.run(["jack_lsp"]).returncode == 0:
                 return self
             time.sleep(0.1)
         raise RuntimeError("jackd did not come up in 10 s")
+
+    def log_tail(self, chars: int = 500) -> str:
+        """The end of jackd's log."""
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
     def run(self, args: list[str], **kw: Any) -> subprocess.CompletedProcess:
         return subprocess.run(args, env=self.env, capture_output=True, text=True, **kw)
@@ -95,6 +105,7 @@ class JackServer:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+            self.log.unlink(missing_ok=True)
 
 
 def free_udp_port() -> int:
@@ -171,7 +182,12 @@ class Performer:
         self.dropped = 0
         self._events: Any = iter(())
         self._next: tuple[int, str, bytes] | None = None
+        #: Why JACK stopped running this client, if it did: an exception in the process
+        #: callback (kept here: raised into JACK, it would take the client out of the graph),
+        #: or the server's shutdown reason.
+        self.error: str | None = None
         self.client.set_process_callback(self._process)
+        self.client.set_shutdown_callback(self._shutdown)
         self.client.activate()
 
     def port(self, name: str) -> str:
@@ -190,7 +206,17 @@ class Performer:
 
     done = True
 
+    def _shutdown(self, status: Any, reason: str) -> None:
+        self.error = self.error or f"JACK shut the client down: {reason} ({status})"
+
     def _process(self, frames: int) -> None:
+        try:
+            self._cycle(frames)
+        except Exception as exc:  # never into JACK: a failing callback leaves the graph
+            if self.error is None:
+                self.error = "".join(traceback.format_exception(exc))
+
+    def _cycle(self, frames: int) -> None:
         start = self.client.last_frame_time
         end = start + frames
         # Inputs first: a port wired to one of our outputs reads that output's buffer, which

@@ -592,3 +592,40 @@ def test_jack_xruns_are_counted_and_reported(
         hog.deactivate()
         hog.close()
         port.close()
+
+
+@pytest.mark.slow
+def test_jackd_keeps_running_the_graph_after_thousands_of_logged_xruns(jack: JackServer) -> None:
+    """jackd logs a line or two for every xrun. The fixture's server once logged into a pipe
+    that nobody read: 64 KiB later jackd blocked on the write and stopped running every client
+    (the live benchmarks' stall on a busy machine). A client that overruns every cycle makes
+    it log far more than that; a performer looped onto itself still hears what it plays."""
+    import jack as jackclient
+
+    from jackkit import Performer
+
+    hog = jackclient.Client("log-hog", no_start_server=True)
+    hog.set_process_callback(lambda frames: time.sleep(0.004))  # 4 ms in a 2.7 ms period
+    hog.activate()
+    try:
+        end = time.monotonic() + 60
+        while jack.log.stat().st_size < 96 * 1024 and time.monotonic() < end:
+            time.sleep(0.2)
+    finally:
+        # a blocked jackd never lets a client go: wait 10 s for it, not forever
+        closer = threading.Thread(target=lambda: (hog.deactivate(), hog.close()), daemon=True)
+        closer.start()
+        closer.join(10)
+    assert not closer.is_alive(), "jackd did not let a client leave: its graph has stopped"
+    assert jack.log.stat().st_size >= 96 * 1024, jack.log_tail()
+    loop = Performer("looped", outputs=("out",), inputs=("in",))
+    try:
+        jack.run(["jack_connect", loop.port("out"), loop.port("in")], check=True)
+        loop.play([(0.01 * i, "out", [0x90, 60, 1 + i]) for i in range(20)], lead=0.1)
+        end = time.monotonic() + 10
+        while len(loop.received) < 20 and time.monotonic() < end:
+            time.sleep(0.05)
+    finally:
+        assert loop.close()
+    assert [m[2] for _, _, m in loop.received] == list(range(1, 21)), loop.error
+    assert loop.error is None
