@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from jackkit import JackServer, Performer, start_listen  # noqa: E402
+from jackkit import JackServer, Performer, listen_output, start_listen  # noqa: E402
 
 CHANNELS = 16
 
@@ -130,11 +129,7 @@ def play(server: JackServer, minutes: float, bpm: float, garbage: int, tag: str)
         rss.append((time.monotonic() - t0, rss_kb(proc.pid)))
     finally:
         proc.send_signal(2)  # the daemon leaves the graph first, then the performer
-        try:
-            out, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
+        out = listen_output(proc, timeout=30)
         if perf is not None and not perf.close():
             print("note: JACK did not let the performer go within 5 s; left behind", flush=True)
     period_frames = perf.rate * 60 / bpm / 24

@@ -262,13 +262,33 @@ class Performer:
 
 def start_listen(server: JackServer, *args: str) -> subprocess.Popen:
     """``kdlive listen --api jack --virtual kdin --channels 1-16 --no-view ARGS`` in a
-    subprocess that dies with this one, its output (log, ``--stats``) piped as text."""
+    subprocess that dies with this one. Its output (log, ``--stats``) goes to a file, read back
+    with :func:`listen_output`: a pipe read only at the end fills (64 KiB: about 35 minutes of
+    xrun warnings and stats) and then blocks the daemon's worker on its next log line."""
     cmd = [sys.executable, "-c", "from live.cli import app; app()", "listen", "--api", "jack"]
-    return subprocess.Popen(
-        [*cmd, "--virtual", "kdin", "--channels", "1-16", "--no-view", *args],
-        env=server.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=die_with_parent,
-    )
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="kdlive-listen-", suffix=".log", delete=False
+    ) as log:
+        proc = subprocess.Popen(
+            [*cmd, "--virtual", "kdin", "--channels", "1-16", "--no-view", *args],
+            env=server.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+    proc.log_path = Path(log.name)  # type: ignore[attr-defined]
+    return proc
+
+
+def listen_output(proc: subprocess.Popen, timeout: float = 30.0) -> str:
+    """Wait for a :func:`start_listen` daemon to exit (killing it after ``timeout`` s) and
+    return everything it printed."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    path: Path = proc.log_path  # type: ignore[attr-defined]
+    out = path.read_text(errors="replace")
+    path.unlink(missing_ok=True)
+    return out
