@@ -139,7 +139,7 @@ def daemon_latency(
     seen: dict[tuple[int, int], int] = {}
     lat: list[int] = []
     lat_all: list[int] = []
-    late: list[int] = []  # periods after the earliest an answer can arrive (see below)
+    pairs: list[tuple[int, int]] = []  # (class CC arrival frame, its bar line's frame)
     period = server.period
     for frame, _, m in perf.received:
         if m[0] & 0xF0 == 0xB0 and m[1] in (28, 27):
@@ -152,11 +152,15 @@ def daemon_latency(
                 if m[1] == 28:
                     # The earliest: the daemon hears the bar line in the tick's cycle, writes
                     # at the start of the next one, and the performer reads that a cycle later
-                    # (the loop's one period, as in the bare transport). Cycles start at
-                    # multiples of the period, so this floor depends on where in its period
-                    # the bar line falls: up to a period more than the bare transport.
-                    floor = (int(tick_frames[k]) // period + 2) * period
-                    late.append((int(frame) - floor) // period)
+                    # (the loop's one period, as in the bare transport). So this floor depends
+                    # on where in its period the bar line falls: up to a period more than the
+                    # bare transport.
+                    pairs.append((int(frame), int(tick_frames[k])))
+    # Cycles start every period from an offset of the server's own: CC arrive at a cycle's
+    # first frame, so the most common arrival frame modulo the period is that offset.
+    arrivals = np.array([a for a, _ in pairs], dtype=np.int64)
+    grid = int(np.bincount(arrivals % period).argmax()) if len(pairs) else 0
+    late = [(a - ((t - grid) // period + 2) * period - grid) // period for a, t in pairs]
     per_channel = [seen.get((ch, 28), 0) for ch in range(channels)]
     result = stats(frames_to_ms(lat, perf.rate)) if lat else {"n": 0}
     result.update(
