@@ -303,70 +303,66 @@ def listen(
     """Listen to a MIDI port; per channel and 2-bar window, send the instrument as CC and OSC."""
     from live.daemon import Daemon, OutputMap
     from live.engine import FixedMeter, WindowEngine
-    from live.listen import run_until_signal
+    from live.listen import logging_off_the_worker, run_until_signal
     from live.transport import Transport
 
     console = None
     if view if view is not None else sys.stdout.isatty():
         from rich.console import Console
-        from rich.logging import RichHandler
 
         # log lines print above the view; an explicit --view draws into a pipe too
         console = Console(force_terminal=True if view else None)
-        handler = RichHandler(console=console, show_path=False, markup=False)
-        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
-    else:
-        logging.basicConfig(
-            level=logging.INFO,
-            format="%(asctime)s kdlive: %(message)s",
-            datefmt="%H:%M:%S",
-            stream=sys.stderr,
+    with logging_off_the_worker(console):
+        log = logging.getLogger("kdlive")
+        chans = parse_channels(channels)
+        num, den = parse_meter(meter)
+        if hop_bars not in (1, 2):
+            raise typer.BadParameter("--hop-bars must be 1 or 2")
+        if port is None and virtual is None:
+            raise typer.BadParameter("give --port NAME (an existing input) or --virtual NAME")
+        declared = parse_declarations(declare or [])
+        try:
+            mapping = OutputMap(cc_base, cc_class, cc_part, cc_likeness)
+            engine = WindowEngine(
+                FixedMeter(num, den), hop_bars=hop_bars, channels=chans, max_note_bars=max_note_bars
+            )
+            transport = Transport(engine, bpm=bpm, say=log.info)
+        except ValueError as exc:
+            fail(str(exc))
+        with clean_errors():
+            m = _load_model(model, backend, threads)
+            osc_clients = [_osc_client(target) for target in osc or []]
+            inbox = Inbox()
+            midi_in, midi_out = open_io(
+                inbox,
+                api=api,
+                port=port,
+                virtual=virtual,
+                out_port=out_port,
+                out_virtual=out_virtual,
+            )
+        daemon = Daemon(
+            m,
+            engine,
+            transport,
+            inbox=inbox,
+            midi_in=midi_in,
+            midi_out=midi_out,
+            osc=osc_clients,
+            outputs=mapping,
+            stats_every=stats,
+            on_emit=_window_logger(m, log) if verbose else None,
+            declared=declared,
         )
-    log = logging.getLogger("kdlive")
-    chans = parse_channels(channels)
-    num, den = parse_meter(meter)
-    if hop_bars not in (1, 2):
-        raise typer.BadParameter("--hop-bars must be 1 or 2")
-    if port is None and virtual is None:
-        raise typer.BadParameter("give --port NAME (an existing input) or --virtual NAME")
-    declared = parse_declarations(declare or [])
-    try:
-        mapping = OutputMap(cc_base, cc_class, cc_part, cc_likeness)
-        engine = WindowEngine(
-            FixedMeter(num, den), hop_bars=hop_bars, channels=chans, max_note_bars=max_note_bars
+        osc_text = "".join(f", OSC {t}" for t in osc or [])
+        ready = (
+            f"listening on {midi_in.connected_name!r} -> CC {cc_base}-{cc_base + 7} (+{cc_class} "
+            f"class, {cc_part} part, {cc_likeness} likeness) on {out_port or out_virtual!r}"
+            f"{osc_text}; model "
+            f"{m.bundle.dir.name} (contract {m.contract}) on "
+            f"{m.backend}; channels {channels}"
         )
-        transport = Transport(engine, bpm=bpm, say=log.info)
-    except ValueError as exc:
-        fail(str(exc))
-    with clean_errors():
-        m = _load_model(model, backend, threads)
-        osc_clients = [_osc_client(target) for target in osc or []]
-        inbox = Inbox()
-        midi_in, midi_out = open_io(
-            inbox, api=api, port=port, virtual=virtual, out_port=out_port, out_virtual=out_virtual
-        )
-    daemon = Daemon(
-        m,
-        engine,
-        transport,
-        inbox=inbox,
-        midi_in=midi_in,
-        midi_out=midi_out,
-        osc=osc_clients,
-        outputs=mapping,
-        stats_every=stats,
-        on_emit=_window_logger(m, log) if verbose else None,
-        declared=declared,
-    )
-    osc_text = "".join(f", OSC {t}" for t in osc or [])
-    ready = (
-        f"listening on {midi_in.connected_name!r} -> CC {cc_base}-{cc_base + 7} (+{cc_class} "
-        f"class, {cc_part} part, {cc_likeness} likeness) on {out_port or out_virtual!r}"
-        f"{osc_text}; model "
-        f"{m.bundle.dir.name} (contract {m.contract}) on "
-        f"{m.backend}; channels {channels}"
-    )
-    run_until_signal(daemon, midi_in, midi_out, ready, console)
+        run_until_signal(daemon, midi_in, midi_out, ready, console)
 
 
 def _window_logger(m: Model, log: logging.Logger) -> Callable[[list[ClosedWindow], Answers], None]:

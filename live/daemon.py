@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +44,8 @@ from live.transport import NS, Transport
 from live.view import ChannelRow
 
 log = logging.getLogger("kdlive")
+#: ``--stats`` lines (live.listen prints them as they are).
+stats_log = logging.getLogger("kdlive.stats")
 
 LATENCY_RING = 8192
 #: Compute ahead once the input has been quiet this long (a chord's notes arrive together)...
@@ -366,6 +367,22 @@ class Daemon:
             return None
         return name, float(probs[self.classes.index(name)])
 
+    def clear_to_draw(self, before_ns: int, after_ns: int) -> bool:
+        """Whether the worker is clear of bar lines now: the next closes more than
+        ``before_ns`` away, the last closed more than ``after_ns`` ago (or time stands still).
+        The view draws only then, so that its redraw never competes with a close for the GIL
+        (called from the drawing thread; a torn read only misplaces one redraw)."""
+        engine = self.engine
+        try:
+            now = self.clock()
+            nxt = self.transport.ns_until(engine.next_close(), now)
+            prev = self.transport.ns_until(engine.bars.start(engine.next_end_bar - engine.hop), now)
+        except Exception:
+            return True
+        if nxt is None or prev is None:
+            return True
+        return nxt > before_ns and -prev > after_ns
+
     # ------------------------------------------------------------------------ stats
 
     def counters(self) -> dict[str, Any]:
@@ -391,8 +408,5 @@ class Daemon:
             else "no windows yet"
         )
         c = self.counters()
-        print(
-            f"[stats] {lat}; " + ", ".join(f"{k} {v}" for k, v in c.items()),
-            flush=True,
-            file=sys.stderr,
-        )
+        # through logging: its queue keeps the worker off the terminal (live.listen)
+        stats_log.info("[stats] %s; %s", lat, ", ".join(f"{k} {v}" for k, v in c.items()))

@@ -4,9 +4,14 @@ SIGTERM, then stop it and close its ports without hanging."""
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import sys
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from logging.handlers import QueueHandler, QueueListener
 from types import FrameType
 from typing import Any
 
@@ -18,6 +23,57 @@ log = logging.getLogger("kdlive")
 
 #: How long closing the ports may take before the process exits anyway.
 CLOSE_TIMEOUT_S = 3.0
+#: The view redraws only this far from a bar line (before it, after it): see
+#: :meth:`live.daemon.Daemon.clear_to_draw`.
+DRAW_BEFORE_NS, DRAW_AFTER_NS = 30_000_000, 15_000_000
+#: ... unless no such moment came for this long (very short bars): then it draws anyway.
+DRAW_AT_LEAST_EVERY_S = 1.0
+#: The logger of ``--stats`` lines (printed as they are, without time or level).
+STATS_LOGGER = "kdlive.stats"
+
+
+@contextmanager
+def logging_off_the_worker(console: Any = None) -> Iterator[None]:
+    """Log lines (and ``--stats``) go through a queue to a thread of their own, which prints
+    them: on stderr as ``HH:MM:SS kdlive: ...``, or above the view on a rich ``console``. The
+    worker only appends a record: it never waits on a slow or paused terminal (Ctrl-S, a full
+    pipe) and never redraws the view (a line printed under rich's Live redraws it)."""
+    if console is not None:
+        from rich.logging import RichHandler
+
+        lines: logging.Handler = RichHandler(console=console, show_path=False, markup=False)
+        stats: logging.Handler = _ConsoleLines(console)
+    else:
+        lines = logging.StreamHandler(sys.stderr)
+        lines.setFormatter(logging.Formatter("%(asctime)s kdlive: %(message)s", "%H:%M:%S"))
+        stats = logging.StreamHandler(sys.stderr)
+    lines.addFilter(lambda record: record.name != STATS_LOGGER)
+    stats.addFilter(lambda record: record.name == STATS_LOGGER)
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers, root.level = [QueueHandler(records)], logging.INFO
+    listener = QueueListener(records, lines, stats, respect_handler_level=True)
+    listener.start()
+    try:
+        yield
+    finally:
+        listener.stop()  # prints what is queued
+        root.handlers, root.level = saved
+
+
+class _ConsoleLines(logging.Handler):
+    """A record's message, as it is, on a rich console (above its live view, if any)."""
+
+    def __init__(self, console: Any) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(record.getMessage(), markup=False, highlight=False, soft_wrap=True)
+        except Exception:
+            self.handleError(record)
 
 
 def run_until_signal(
@@ -54,16 +110,27 @@ def run_until_signal(
 
 def watch(daemon: Daemon, console: Any) -> None:
     """Redraw the view (:mod:`live.view`) from a snapshot a few times a second, on this thread,
-    until the worker ends; the last drawing stays on the terminal."""
+    until the worker ends; the last drawing stays on the terminal. A redraw waits for a moment
+    clear of bar lines, when the worker has nothing due (:meth:`Daemon.clear_to_draw`)."""
     from rich.live import Live
 
     from live.view import REFRESH_PER_SECOND, render, snapshot
 
     period = 1 / REFRESH_PER_SECOND
+    poll = min(period, DRAW_AFTER_NS / 1e9)
+    drawn = time.monotonic()
     with Live(render(snapshot(daemon)), console=console, auto_refresh=False) as live:
         while daemon.thread is not None and daemon.thread.is_alive():
-            daemon.thread.join(period)
+            daemon.thread.join(period if time.monotonic() - drawn < period else poll)
+            now = time.monotonic()
+            if now - drawn < period:
+                continue
+            if now - drawn < DRAW_AT_LEAST_EVERY_S and not daemon.clear_to_draw(
+                DRAW_BEFORE_NS, DRAW_AFTER_NS
+            ):
+                continue
             live.update(render(snapshot(daemon)), refresh=True)
+            drawn = time.monotonic()
 
 
 def close_within(midi_in: WatchedInput, midi_out: Any, timeout: float) -> None:

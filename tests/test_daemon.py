@@ -434,3 +434,25 @@ def test_a_note_after_the_computation_ahead_is_not_lost(model: Model) -> None:
     assert d.speculations >= 2 and len(emitted) == 1
     ((ch, bar, x, p),) = emitted[0]
     assert x[0, 100, 15] == 1  # the late note sounds in the last step of the window
+
+
+def test_the_view_draws_only_clear_of_bar_lines(model: Model) -> None:
+    """The drawing thread asks the worker's state whether a bar line is near: not within
+    30 ms before a close nor 15 ms after it (at 120 BPM a MIDI clock is 20.8 ms)."""
+    d, _, _, _ = make(model)
+    now = [0]
+    d.clock = lambda: now[0]
+    assert d.clear_to_draw(30_000_000, 15_000_000)  # no clock yet: time stands still
+
+    d.transport.handle(0, [0xFA])
+    drawable = {}
+    for k in range(3 * 96):  # the song at clock k (96 a bar), a ms after it came
+        d.transport.handle(k * PERIOD + 1, [0xF8])
+        now[0] = k * PERIOD + 1_000_000
+        if k > 96:
+            drawable[k] = d.clear_to_draw(30_000_000, 15_000_000)
+    assert drawable[96 + 48] and drawable[2 * 96 + 48]  # mid-bar
+    assert not drawable[2 * 96 - 1]  # 20 ms before the first close
+    assert not drawable[2 * 96] and drawable[2 * 96 + 1]  # 1 ms after it, then 22 ms after
+    assert not drawable[3 * 96 - 1] and drawable[3 * 96 - 2]  # 41 ms before the next
+    assert sum(not v for v in drawable.values()) == 3  # those three alone
