@@ -29,6 +29,7 @@ import faulthandler
 import json
 import os
 import platform
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -132,7 +133,9 @@ def daemon_latency(
         if perf is not None and not perf.close():
             print("note: JACK did not let the performer go within 5 s; left behind", flush=True)
 
-    stats_lines = [x for x in out.splitlines() if x.startswith("[stats]")]
+    # under --view the lines come with the terminal's cursor moves: drop those first
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "\n", out)
+    stats_lines = [x for x in plain.splitlines() if x.startswith("[stats]")]
     # Window i of a channel (bars i+1..i+2) closes on tick 192 + 96 i. Its first CC is the
     # class (CC 28; all windows' class CC go first), its last the probability of Pipe (CC 27).
     tick_frames = start + np.round(np.array(ticks) * perf.rate).astype(np.int64)

@@ -42,3 +42,12 @@ def test_each_channel_is_a_row_and_the_footer_says_where_the_song_is() -> None:
 def test_an_empty_board_says_it_waits() -> None:
     out = text_of(Snapshot())
     assert "no windows yet" in out and "waiting for clock or notes" in out and "latency —" in out
+
+
+def test_a_narrow_terminal_cuts_lines_instead_of_wrapping_them() -> None:
+    rows = [ChannelRow(c, 3, "Strings", 0.5, "Piano", 0.4, 8.0, "Piano", 0.3) for c in (1, 2)]
+    out = text_of(Snapshot(rows=rows, bar=4, beat=1, clock="internal"), width=30)
+    lines = out.splitlines()
+    assert len(lines) == 4  # header, two channels, footer: one line each
+    assert all(len(line) <= 30 for line in lines), lines
+    assert lines[1].startswith(" 1    3  Strings") and lines[3].startswith("bar 4.1")
