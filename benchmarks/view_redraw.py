@@ -7,8 +7,8 @@ Usage::
 
 For 1, 8 and 16 channel rows: ``--redraws`` redraws of a rich ``Live`` into an in-memory
 terminal (120 columns), each the renderable of a fresh snapshot, as ``live.listen.watch`` does;
-p50 / p99 / max in ms. A rich ``Table`` (the view up to commit a4cefa5) took 17 ms at 16 rows
-on the 2-core VM; the plain lines of ``live.view.render`` about 1 ms. The check that counts is
+p50 / p99 / max in ms. A rich ``Table`` (the view up to commit a4cefa5) took 24 ms (p50) at 16
+rows on the 2-core VM; the plain lines of ``live.view.render`` about 1 ms. The check that counts is
 the daemon's latency with the view on (`live_latency.py --view`): the view also redraws only
 clear of bar lines.
 """

@@ -97,8 +97,8 @@ GAP = "  "
 def render(snap: Snapshot) -> RenderableType:
     """The table of channels, and the footer: laid out here as plain lines, which rich only
     styles and cuts to the terminal's width. (A rich ``Table`` measures every cell again on
-    each redraw: 17 ms for 16 rows on a 2-core VM, all of it holding the GIL that the worker
-    and the JACK callback need; these lines take about 0.6 ms.)"""
+    each redraw: 24 ms for 16 rows on a 2-core VM, all of it holding the GIL that the worker
+    and the JACK callback need; these lines take about 1 ms: benchmarks/view_redraw.py.)"""
     from rich.style import Style
 
     bold, dim = Style(bold=True), Style(dim=True)
