@@ -44,8 +44,9 @@ from live.transport import NS, Transport
 from live.view import ChannelRow
 
 log = logging.getLogger("kdlive")
-#: ``--stats`` lines (live.listen prints them as they are).
-stats_log = logging.getLogger("kdlive.stats")
+#: The logger of ``--stats`` lines (live.listen prints them as they are, without time or level).
+STATS_LOGGER = "kdlive.stats"
+stats_log = logging.getLogger(STATS_LOGGER)
 
 LATENCY_RING = 8192
 #: Compute ahead once the input has been quiet this long (a chord's notes arrive together)...

@@ -15,7 +15,7 @@ from logging.handlers import QueueHandler, QueueListener
 from types import FrameType
 from typing import Any
 
-from live.daemon import Daemon
+from live.daemon import STATS_LOGGER, Daemon
 from live.portbase import WatchedInput
 from live.ports import close_io
 
@@ -28,8 +28,6 @@ CLOSE_TIMEOUT_S = 3.0
 DRAW_BEFORE_NS, DRAW_AFTER_NS = 30_000_000, 15_000_000
 #: ... unless no such moment came for this long (very short bars): then it draws anyway.
 DRAW_AT_LEAST_EVERY_S = 1.0
-#: The logger of ``--stats`` lines (printed as they are, without time or level).
-STATS_LOGGER = "kdlive.stats"
 
 
 @contextmanager

@@ -10,7 +10,8 @@ import time
 import pytest
 from rich.console import Console
 
-from live.listen import STATS_LOGGER, logging_off_the_worker
+from live.daemon import STATS_LOGGER
+from live.listen import logging_off_the_worker
 
 
 class StuckStream(io.StringIO):
