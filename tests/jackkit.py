@@ -264,7 +264,8 @@ def start_listen(server: JackServer, *args: str) -> subprocess.Popen:
     """``kdlive listen --api jack --virtual kdin --channels 1-16 --no-view ARGS`` in a
     subprocess that dies with this one. Its output (log, ``--stats``) goes to a file, read back
     with :func:`listen_output`: a pipe read only at the end fills (64 KiB: about 35 minutes of
-    xrun warnings and stats) and then blocks the daemon's worker on its next log line."""
+    xrun warnings and stats) and then blocks whoever writes the next line (the daemon's log
+    thread now; its worker, before log lines went through a queue)."""
     cmd = [sys.executable, "-c", "from live.cli import app; app()", "listen", "--api", "jack"]
     with tempfile.NamedTemporaryFile(
         "w", prefix="kdlive-listen-", suffix=".log", delete=False
