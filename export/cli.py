@@ -85,7 +85,10 @@ def tensorrt(
         int, typer.Option("--max-batch", help="Largest batch of the profile.")
     ] = 16,
 ) -> None:
-    """Build a TensorRT engine for this GPU into BUNDLE/engines/ (verified before it is kept)."""
+    """Build a TensorRT engine for this GPU into BUNDLE/engines/ (verified before it is kept).
+
+    Needs an NVIDIA GPU and `pip install 'kdlive[tensorrt]'`; contract-1 and contract-2
+    bundles, one profile of batch 1..--max-batch on every input."""
     with clean_errors():
         from export.tensorrt import build_engine
 

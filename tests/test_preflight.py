@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from export.cli import app as kdexport
 from export.onnx import export_onnx
 from export.preflight import DATA_PATH, TENSORRT_VERSION, preflight, supported_list
-from live.bundle import read_bundle
+from live.bundle import default_bundle_dir, read_bundle
 from train import checkpoints
 from train.models import build_student
 
@@ -264,3 +264,14 @@ def test_kdexport_bundle_records_the_preflight_and_says_what_blocks(
     pre = read_bundle(tmp_path / "no").manifest["export"]["tensorrt_preflight"]
     assert not pre["passed"] and pre["blockers"][0].startswith("Gemm")
 
+
+def test_kdexport_tensorrt_stops_before_a_build_the_preflight_says_would_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = json.loads(DATA_PATH.read_text())
+    data["opset"]["max"] = 16
+    monkeypatch.setattr("export.preflight.supported_list", lambda: data)
+    result = CliRunner().invoke(kdexport, ["tensorrt", str(default_bundle_dir())])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "would not build with TensorRT 10.1: opset 17" in lines[0]
