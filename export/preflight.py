@@ -39,7 +39,7 @@ TENSORRT_VERSION = "10.1"
 DATA_PATH = Path(__file__).resolve().parent / "data" / f"onnx_tensorrt_{TENSORRT_VERSION}.json"
 
 #: ONNX element types by the names the operator list uses (DOUBLE is cast down to FP32).
-_TYPE_NAMES = {
+_TYPE_NAMES: dict[int, str] = {
     TensorProto.FLOAT: "FP32",
     TensorProto.FLOAT16: "FP16",
     TensorProto.BFLOAT16: "BF16",
@@ -52,6 +52,11 @@ _TYPE_NAMES = {
     TensorProto.FLOAT8E4M3FN: "FP8",
     TensorProto.INT4: "INT4",
 }
+
+
+def _type_name(elem_type: int) -> str:
+    """The operator list's name of an ONNX element type (ONNX's own name if it has none)."""
+    return _TYPE_NAMES.get(elem_type) or str(TensorProto.DataType.Name(elem_type))
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,7 @@ def _check_io(proto: onnx.ModelProto, data: dict[str, Any]) -> list[str]:
             if value.name in initializers:
                 continue
             tensor = value.type.tensor_type
-            dtype = _TYPE_NAMES.get(tensor.elem_type, TensorProto.DataType.Name(tensor.elem_type))
+            dtype = _type_name(tensor.elem_type)
             if dtype not in data["io_types"]:
                 problems.append(f"{kind} {value.name}: type {dtype} cannot be a network {kind}")
             problems += _check_dims(kind, value.name, list(tensor.shape.dim))
@@ -241,7 +246,7 @@ def _check_type(
 ) -> list[str]:
     if not node.input or node.input[0] not in types or not entry["types"]:
         return []
-    name = _TYPE_NAMES.get(types[node.input[0]], TensorProto.DataType.Name(types[node.input[0]]))
+    name = _type_name(types[node.input[0]])
     name = "FP32" if name == "DOUBLE" else name  # cast down by TensorRT (the list's note)
     if name in entry["types"]:
         return []
