@@ -15,6 +15,7 @@ import torch
 
 from export.errors import ExportError
 from export.onnx import OPSET, export_onnx, gauntlet
+from export.preflight import preflight
 from live.bundle import MANIFEST_NAME, ONNX_NAME, Bundle, make_manifest, read_bundle
 from train import checkpoints
 from train.data.notes import NotesStore
@@ -105,6 +106,9 @@ def write_bundle(
         onnx_path = tmp / ONNX_NAME
         graph = export_onnx(model, onnx_path)
         report = gauntlet(model, onnx_path, real_inputs=real)
+        tensorrt = preflight(onnx_path)
+        for line in tensorrt.blockers:
+            (say or _quiet)(f"TensorRT {tensorrt.tensorrt} would not build it: {line}")
         config = blob.get("config") or {}
         metrics, data = _run_results(run, which)
         manifest = make_manifest(
@@ -131,6 +135,7 @@ def write_bundle(
             "torch": torch.__version__,
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "gauntlet": report.to_json(),
+            "tensorrt_preflight": tensorrt.to_json(),
         }
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
         read_bundle(tmp)  # the reader accepts what the writer wrote

@@ -37,16 +37,22 @@ def bundle(
         str, typer.Option(help="Which student of a run folder: kdic or nic.")
     ] = "kdic",
 ) -> None:
-    """Export a student to ONNX, run the parity gauntlet, and write the bundle."""
+    """Export a student to ONNX, run the parity gauntlet and the TensorRT pre-flight, and write
+    the bundle (the pre-flight's problems are printed, one line each)."""
     if student not in ("kdic", "nic"):
         raise typer.BadParameter("--student must be kdic or nic")
     with clean_errors():
         from export.bundle import write_bundle
 
         b, report = write_bundle(source, out, which=student, say=_say)
+    pre = b.manifest["export"]["tensorrt_preflight"]
+    problems = len(pre["blockers"])
+    verdict = f"TensorRT {pre['tensorrt']} " + (
+        f"would not build it: {problems} problem(s) above" if problems else "pre-flight passed"
+    )
     typer.echo(
         f"bundle: {b.dir}  ({report['windows']} windows, max |Δ logit| "
-        f"{report['max_abs_logit_diff']:.1e}, argmax identical, ops TensorRT-safe)"
+        f"{report['max_abs_logit_diff']:.1e}, argmax identical; {verdict})"
     )
 
 
@@ -79,7 +85,10 @@ def tensorrt(
         int, typer.Option("--max-batch", help="Largest batch of the profile.")
     ] = 16,
 ) -> None:
-    """Build a TensorRT engine for this GPU into BUNDLE/engines/ (verified before it is kept)."""
+    """Build a TensorRT engine for this GPU into BUNDLE/engines/ (verified before it is kept).
+
+    Needs an NVIDIA GPU and `pip install 'kdlive[tensorrt]'`; contract-1 and contract-2
+    bundles, one profile of batch 1..--max-batch on every input."""
     with clean_errors():
         from export.tensorrt import build_engine
 
