@@ -234,3 +234,7 @@ def _config(
     )
     cfg = replace(cfg, run=run, data=data, seed=seed, device=device, split=split)
     return override(cfg, sets or [])
+
+
+if __name__ == "__main__":  # `python -m train.cli` was documented for torchrun until kdapp
+    raise SystemExit("error: kdtrain is `python -m kdapp.kdtrain ...` now (it adds the bundle)")
