@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import Track, slakh_stem, write_slakh_track, write_song
-from live.cli import app as kdlive
-from train.cli import app as kdtrain
+from kdapp.kdlive import app as kdlive
+from kdapp.kdtrain import app as kdtrain
 
 runner = CliRunner()
 

@@ -1,10 +1,11 @@
-"""Imports flow one way: live -> nothing of ours, train -> live, export -> train and live.
+"""Imports flow one way: live -> nothing of ours, train -> live, export -> train and live, and
+the application (``kdapp``, the three console scripts) -> all three; nothing imports ``kdapp``.
 
-The graph is read from the source (every ``import``, those inside functions included; only
-``if TYPE_CHECKING:`` blocks are left out, since they never run), so an import moved into a
-function to dodge a cycle is still seen. The three command-line modules are entry points on top
-of the graph: nothing imports them, and ``train.cli`` composes ``train`` and ``export`` for
-``kdtrain all``.
+The rule has no exemption: the command-line modules (``live.cli``, ``train.cli``,
+``export.cli``) follow their package's rule like every other module. The graph is read from the
+source (every ``import``, those inside functions included; only ``if TYPE_CHECKING:`` blocks are
+left out, since they never run), so an import moved into a function to dodge a cycle, or to
+slip torch into a ``live`` command, is still seen.
 """
 
 from __future__ import annotations
@@ -18,9 +19,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("live", "train", "export")
-MAY_IMPORT = {"live": {"live"}, "train": {"train", "live"}, "export": {"export", "train", "live"}}
-ENTRY_POINTS = {"live.cli", "train.cli", "export.cli"}
+PACKAGES = ("live", "train", "export", "kdapp")
+#: Package -> the packages of ours its modules may import. Nobody may import kdapp.
+MAY_IMPORT = {
+    "live": {"live"},
+    "train": {"train", "live"},
+    "export": {"export", "train", "live"},
+    "kdapp": {"live", "train", "export"},
+}
+#: The console scripts (pyproject.toml) and the module each one starts.
+SCRIPTS = {"kdtrain": "kdapp.kdtrain", "kdexport": "kdapp.kdexport", "kdlive": "kdapp.kdlive"}
 #: What only the `train` extra installs (and our other packages): never imported by live.
 FORBIDDEN_IN_LIVE = (
     "torch",
@@ -37,7 +45,7 @@ FORBIDDEN_IN_LIVE = (
 
 
 def our_modules() -> dict[str, Path]:
-    """Module name -> file, for every module of the three packages."""
+    """Module name -> file, for every module of our packages."""
     out = {}
     for package in PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):
@@ -46,8 +54,9 @@ def our_modules() -> dict[str, Path]:
     return out
 
 
-def imports_of(path: Path, name: str, modules: set[str]) -> set[str]:
-    """Our modules that ``path`` (module ``name``) imports, anywhere in it."""
+def imported_names(path: Path, name: str, modules: set[str]) -> set[str]:
+    """Every module that ``path`` (module ``name``) imports, anywhere in it: ours as their
+    module's name, others as written (``pythonosc.udp_client``)."""
     tree = ast.parse(path.read_text())
     skip = {
         id(n)
@@ -69,7 +78,12 @@ def imports_of(path: Path, name: str, modules: set[str]) -> set[str]:
                 base = ".".join([*up, base] if base else up)
             for alias in node.names:
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
-    return {m for m in found if m in modules and m != name}
+    return found
+
+
+def imports_of(path: Path, name: str, modules: set[str]) -> set[str]:
+    """Our modules that ``path`` (module ``name``) imports, anywhere in it."""
+    return {m for m in imported_names(path, name, modules) if m in modules and m != name}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -105,35 +119,93 @@ def test_find_cycle_sees_a_cycle_and_only_a_cycle() -> None:
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
+def against_the_rule(graph: dict[str, set[str]]) -> list[str]:
+    """``module -> target`` for every import of ``graph`` that :data:`MAY_IMPORT` forbids."""
+    return [
+        f"{module} -> {target}"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if target.split(".")[0] not in MAY_IMPORT[module.split(".")[0]]
+    ]
+
+
+def forbidden_in_live() -> list[str]:
+    """``module -> name`` for every import in a ``live`` module (inside functions too) of
+    something that only the train extra installs, or of our other packages."""
+    modules = our_modules()
+    return [
+        f"{name} -> {imported}"
+        for name, path in modules.items()
+        if name.split(".")[0] == "live"
+        for imported in sorted(imported_names(path, name, set(modules)))
+        if imported.split(".")[0] in FORBIDDEN_IN_LIVE
+    ]
+
+
 def test_the_graph_sees_imports_inside_functions(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import train.models\n"
         "def f():\n    from export.bundle import write_bundle\n    import live.model\n"
+        "    import torch.nn\n"
     )
     modules = {"export.bundle", "live.model", "train.models"}
     assert imports_of(module, "m", modules) == {"export.bundle", "live.model"}
+    assert "torch.nn" in imported_names(module, "m", modules)
+
+
+def test_the_rule_has_no_exemption_for_command_lines() -> None:
+    """A command-line module is held to its package's rule like any other."""
+    graph = {
+        "live.cli": {"live.model", "export.bundle"},
+        "train.cli": {"train.pipeline", "export.bundle"},
+        "export.cli": {"export.bundle", "kdapp.kdtrain"},
+        "kdapp.kdtrain": {"train.cli", "export.bundle", "live.console"},
+    }
+    assert against_the_rule(graph) == [
+        "export.cli -> kdapp.kdtrain",
+        "live.cli -> export.bundle",
+        "train.cli -> export.bundle",
+    ]
 
 
 def test_the_module_graph_has_no_cycle() -> None:
     graph = import_graph()
     assert len(graph) > 40 and "train.pipeline" in graph["train.cli"]
+    assert "export.bundle" in graph["kdapp.kdtrain"]  # kdtrain all ends with a bundle
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
 def test_packages_import_one_way() -> None:
-    wrong = [
-        f"{module} -> {target}"
-        for module, targets in import_graph().items()
-        for target in targets
-        if target in ENTRY_POINTS
-        or (
-            module not in ENTRY_POINTS
-            and target.split(".")[0] not in MAY_IMPORT[module.split(".")[0]]
-        )
-    ]
+    graph = import_graph()
+    assert {"live.cli", "train.cli", "export.cli", *SCRIPTS.values()} <= set(graph)
+    wrong = against_the_rule(graph)
     assert not wrong, wrong
+
+
+def test_live_imports_no_training_extra_anywhere() -> None:
+    """Not even inside a function: ``kdlive`` runs in an install without the train extra."""
+    wrong = forbidden_in_live()
+    assert not wrong, wrong
+
+
+def test_kdlive_starts_only_live() -> None:
+    """Everything the ``kdlive`` script's module reaches, directly or not, is ``live``."""
+    graph = import_graph()
+    reached, todo = set(), [SCRIPTS["kdlive"]]
+    while todo:
+        for target in graph[todo.pop()] - reached:
+            reached.add(target)
+            todo.append(target)
+    outside = sorted(m for m in reached if m.split(".")[0] != "live")
+    assert "live.cli" in reached and not outside, outside
+
+
+def test_the_console_scripts_are_kdapps() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {name: f"{module}:app" for name, module in SCRIPTS.items()}
 
 
 def _loaded_after_importing(modules: list[str], forbidden: tuple[str, ...]) -> dict:
@@ -162,16 +234,23 @@ def _run(code: str) -> list:
     return json.loads(out.stdout)
 
 
-def test_kdlive_help_does_not_import_torch() -> None:
+def test_kdlive_runs_without_the_train_extra() -> None:
+    """The ``kdlive`` script answers with torch, librosa, ..., train and export all made
+    unimportable, as in an install of the live runtime alone."""
     code = (
         "import sys, json\n"
+        f"for m in {FORBIDDEN_IN_LIVE!r}:\n    sys.modules[m] = None\n"
         "from typer.testing import CliRunner\n"
-        "from live.cli import app\n"
-        "r = CliRunner().invoke(app, ['--help'])\n"
-        "assert r.exit_code == 0, r.output\n"
-        f"print(json.dumps(sorted(m for m in {FORBIDDEN_IN_LIVE!r} if m in sys.modules)))\n"
+        f"from {SCRIPTS['kdlive']} import app\n"
+        "out = []\n"
+        "for args in (['--help'], ['contract'], ['replay', '--help']):\n"
+        "    r = CliRunner().invoke(app, args)\n"
+        "    out.append([r.exit_code, r.output])\n"
+        "print(json.dumps(out))\n"
     )
-    assert _run(code) == []
+    results = _run(code)
+    assert all(code_ == 0 for code_, _ in results), results
+    assert json.loads(results[1][1])["classes"][0] == "Piano"
 
 
 def test_kdtrain_help_is_light() -> None:
@@ -179,7 +258,7 @@ def test_kdtrain_help_is_light() -> None:
     code = (
         "import sys, json\n"
         "from typer.testing import CliRunner\n"
-        "from train.cli import app\n"
+        f"from {SCRIPTS['kdtrain']} import app\n"
         "for args in (['--help'], ['all', '--help'], ['data', '--help']):\n"
         "    r = CliRunner().invoke(app, args)\n"
         "    assert r.exit_code == 0, r.output\n"
@@ -205,7 +284,7 @@ def test_live_model_runs_without_torch() -> None:
 
 @pytest.mark.parametrize(
     ("cli", "args"),
-    [("train.cli", ["all", "--run", "RUN"]), ("export.cli", ["bench", "BUNDLE"])],
+    [(SCRIPTS["kdtrain"], ["all", "--run", "RUN"]), (SCRIPTS["kdexport"], ["bench", "BUNDLE"])],
 )
 def test_a_missing_extra_is_one_line_naming_it(cli: str, args: list[str], tmp_path: Path) -> None:
     """Without the `train` extra (torch blocked here), kdtrain and kdexport say what to

@@ -13,9 +13,9 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import TIMGM, Track, melody, write_song
+from kdapp.kdtrain import app as kdtrain
 from live.taxonomy import CLASSES
 from train.checkpoints import load_model
-from train.cli import app as kdtrain
 from train.config import DataConfig, preset_config
 from train.data.collection import split_of
 from train.data.notes import NotesStore
@@ -388,7 +388,7 @@ def test_two_runs_started_together_on_one_data_folder_build_it_once(tmp_path: Pa
     cmd = [
         sys.executable,
         "-m",
-        "train.cli",
+        "kdapp.kdtrain",
         "data",
         "--midi",
         str(midi),

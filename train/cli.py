@@ -1,16 +1,17 @@
-"""`kdtrain`: the training pipeline's command line, a thin layer over ``train``.
+"""`kdtrain`'s commands, a thin layer over ``train``: :func:`build_app` makes the command line.
 
 The options are the few a user turns every day; every other setting is a field of the preset's
 :class:`train.config.RunConfig`, changed with ``--set KEY=VALUE`` (``kdtrain config`` lists them).
-``kdtrain all`` ends by exporting the distilled student as a bundle for ``kdlive``: this entry
-point is the one place that composes ``train`` and ``export`` (nothing imports it).
+Training ends at the report; a stage after it (the bundle) is handed in by whoever builds the app:
+``kdapp.kdtrain``, the console script, passes ``export``'s, so ``train`` never imports ``export``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,13 +21,8 @@ from live.console import clean_errors
 
 if TYPE_CHECKING:
     from train.config import RunConfig
+    from train.progress import Reporter
 
-app = typer.Typer(
-    help="Train kdlive: data (Slakh2100 or any MIDI collection rendered with FluidSynth), "
-    "teacher, students, report, bundle.",
-    no_args_is_help=True,
-    add_completion=False,
-)
 
 Midi = Annotated[
     list[Path] | None,
@@ -51,12 +47,38 @@ Sets = Annotated[
 ]
 
 
-@app.callback()
+@dataclass(frozen=True)
+class LastStage:
+    """A stage that ``kdtrain all`` runs after the report, handed in by the application.
+
+    ``run(run_folder, reporter)`` does it (inside the command's one-line errors) and returns
+    the line printed last, e.g. where its output is and how to use it.
+    """
+
+    name: str  # as the help and the progress lines call it, e.g. "bundle"
+    run: Callable[[Path, Reporter], str]
+
+
+def build_app(last: LastStage | None = None) -> typer.Typer:
+    """The ``kdtrain`` command line: ``data``, ``all`` (ending with ``last`` when given, at the
+    report otherwise) and ``config``. Building it imports nothing heavy."""
+    app = typer.Typer(
+        help="Train kdlive: data (Slakh2100 or any MIDI collection rendered with FluidSynth), "
+        f"teacher, students, report{', ' + last.name if last else ''}.",
+        no_args_is_help=True,
+        add_completion=False,
+    )
+    app.callback()(main)
+    app.command()(data)
+    app.command(name="all", help=_all_help(last))(_all_command(last))
+    app.command()(config)
+    return app
+
+
 def main() -> None:
     """kdlive training pipeline."""
 
 
-@app.command()
 def data(
     out: Annotated[Path, typer.Option(help="Folder to write the data set into.")] = Path("data"),
     midi: Midi = None,
@@ -100,71 +122,80 @@ def _print_summary(summary: dict, out: Path) -> None:
     )
 
 
-@app.command(name="all")
-def all_(
-    midi: Midi = None,
-    slakh: Slakh = None,
-    soundfont: Soundfont = None,
-    run: Annotated[Path, typer.Option(help="Run folder (checkpoints, report, bundle).")] = Path(
-        "runs/demo"
-    ),
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data", help="Data folder (default RUN/data); share it between runs."),
-    ] = None,
-    preset: Preset = "fast",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    split: Annotated[
-        str,
-        typer.Option(
-            help="song (default: whole songs and their versions on one side), window (each "
-            "window at random) or slakh-orig (Slakh2100's split, duplicates kept; emulated on "
-            "MIDI files). The report measures what the split leaks."
+def _all_help(last: LastStage | None) -> str:
+    stages = "Data -> teacher (AIC) -> NIC -> KDIC -> baseline -> evaluation -> report"
+    return (
+        f"{stages}{' -> ' + last.name if last else ''}.\n\n"
+        "Each stage is skipped when its output exists and is current: run it again to resume."
+    )
+
+
+def _all_command(last: LastStage | None) -> Callable[..., None]:
+    """``kdtrain all``, ending with ``last`` (its options are the command's options)."""
+
+    def all_(
+        midi: Midi = None,
+        slakh: Slakh = None,
+        soundfont: Soundfont = None,
+        run: Annotated[Path, typer.Option(help="Run folder (checkpoints, report, bundle).")] = Path(
+            "runs/demo"
         ),
-    ] = "song",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    workers: Workers = CPUS,
-    limit_songs: LimitSongs = None,
-    set_: Sets = None,
-) -> None:
-    """Data -> teacher (AIC) -> NIC -> KDIC -> baseline -> evaluation -> report -> bundle.
+        data_dir: Annotated[
+            Path | None,
+            typer.Option("--data", help="Data folder (default RUN/data); share it between runs."),
+        ] = None,
+        preset: Preset = "fast",
+        seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+        split: Annotated[
+            str,
+            typer.Option(
+                help="song (default: whole songs and their versions on one side), window (each "
+                "window at random) or slakh-orig (Slakh2100's split, duplicates kept; emulated "
+                "on MIDI files). The report measures what the split leaks."
+            ),
+        ] = "song",
+        device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+        workers: Workers = CPUS,
+        limit_songs: LimitSongs = None,
+        set_: Sets = None,
+    ) -> None:
+        with clean_errors():
+            cfg = _config(
+                preset,
+                set_,
+                run=run,
+                data_dir=data_dir,
+                midi=midi,
+                slakh=slakh,
+                soundfont=soundfont,
+                workers=workers,
+                limit_songs=limit_songs,
+                seed=seed,
+                device=device,
+                split=split,
+            )
+            _train(cfg, last)
 
-    Each stage is skipped when its output exists and is current: run it again to resume.
-    """
-    with clean_errors():
-        from export.bundle import write_bundle
-        from train.pipeline import run_all
-        from train.progress import reporter
+    return all_
 
-        cfg = _config(
-            preset,
-            set_,
-            run=run,
-            data_dir=data_dir,
-            midi=midi,
-            slakh=slakh,
-            soundfont=soundfont,
-            workers=workers,
-            limit_songs=limit_songs,
-            seed=seed,
-            device=device,
-            split=split,
-        )
-        with reporter() as report:
-            result = run_all(cfg, report)
-            if result:
-                report.say("bundle", f"exporting KDIC to {run / 'bundle'}")
-                write_bundle(
-                    run, run / "bundle", which="kdic", say=lambda m: report.say("bundle", m)
-                )
+
+def _train(cfg: RunConfig, last: LastStage | None) -> None:
+    """Run every stage of ``cfg`` (``last`` after the report), then print the table's figures
+    and where the outputs are."""
+    from train.pipeline import run_all
+    from train.progress import reporter
+
+    with reporter() as report:
+        result = run_all(cfg, report)
+        after = last.run(cfg.run, report) if result and last else None
     for name, m in result.get("models", {}).items():
         typer.echo(f"{name:>10}: macro-F1 {m['macro_f1']:.3f}  accuracy {m['accuracy']:.3f}")
     if result:
-        typer.echo(f"report: {run / 'report.md'}")
-        typer.echo(f"bundle: {run / 'bundle'}  (kdlive listen --model {run / 'bundle'})")
+        typer.echo(f"report: {cfg.run / 'report.md'}")
+    if after:
+        typer.echo(after)
 
 
-@app.command()
 def config(preset: Preset = "fast", set_: Sets = None) -> None:
     """Print a preset's resolved settings (with --set applied) as JSON: every key --set takes."""
     with clean_errors():
@@ -205,5 +236,5 @@ def _config(
     return override(cfg, sets or [])
 
 
-if __name__ == "__main__":
-    app()
+if __name__ == "__main__":  # `python -m train.cli` was documented for torchrun until kdapp
+    raise SystemExit("error: kdtrain is `python -m kdapp.kdtrain ...` now (it adds the bundle)")

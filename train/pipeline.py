@@ -6,7 +6,7 @@ made from, and is skipped when that file is current: run the same command again 
 stages are kept, an interrupted one resumes from its checkpoint, and a changed setting redoes
 only the stages that depend on it. :func:`fingerprints` states that dependency graph in one
 place. (``kdtrain all`` then exports KDIC as a bundle for ``kdlive``: ``export`` does that, on
-top of this module; see ``train.cli``.)
+top of this module; see ``kdapp.kdtrain``.)
 
 The teacher always learns from the audio store. The students learn from the windows of their
 input contract (:class:`Windows`): contract 1, the audio store's rolls (the paper); contract 2,
