@@ -18,7 +18,6 @@ import numpy as np
 from export.errors import ExportError
 from export.onnx import random_rolls
 from live.bundle import read_bundle
-from live.contract import WINDOW
 from live.trt import TrtRunner, current_gpu, engine_stem, tensorrt_module
 from train.files import atomic_write
 
@@ -53,7 +52,7 @@ def build_engine(
             say(f"note: {gpu.name} has no fast fp16; building anyway")
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
-    shape = WINDOW.input_shape
+    shape = bundle.input_shape
     profile.set_shape(bundle.input_name, (1, *shape), (1, *shape), (max_batch, *shape))
     config.add_optimization_profile(profile)
     bundle.engine_dir.mkdir(exist_ok=True)

@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from live.contracts import Contract
 from live.taxonomy import N_CLASSES
 
 #: A part back after more than this many bars without a window starts afresh.
@@ -38,7 +39,7 @@ class Window(Protocol):
 class StepModel(Protocol):
     """What the tracker needs of :class:`live.model.Model`."""
 
-    contract: int
+    contract: Contract
     state_size: int
     input_shape: tuple[int, int, int]
 
@@ -84,7 +85,7 @@ class PartTracker:
         count = np.where(fresh, 0, self.count[channels]) + 1
         batch = self.batch[: len(windows)]
         for i, w in enumerate(windows):
-            batch[i] = w.inputs[: self.model.input_shape[0]]
+            batch[i] = self.model.contract.model_input(w.inputs)
         if self.model.state_size:
             window, part, state = self.model.step(batch, state)
         else:

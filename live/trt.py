@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from live.bundle import Bundle
-from live.contract import WINDOW
+from live.contracts import V1
 from live.errors import BackendError
 
 
@@ -96,7 +96,7 @@ def engine_stem(gpu: GpuInfo, trt_version: str, fp16: bool) -> str:
 def matching_engine(bundle: Bundle) -> Path:
     """The bundle's engine for this GPU and TensorRT version (fp16 preferred), or
     :class:`BackendError` saying what is missing."""
-    if bundle.contract != 1:
+    if bundle.contract.version != 1:
         raise BackendError(
             f"{bundle.dir}: TensorRT runs contract-1 bundles only so far; this one (contract "
             f"{bundle.contract}) runs on ONNX Runtime"
@@ -142,7 +142,7 @@ class TrtRunner:
         self.context = self.engine.create_execution_context()
         self.input_name, self.output_name = bundle.input_name, bundle.output_name
         self.n_classes = len(bundle.classes)
-        in_bytes = self.max_batch * int(np.prod(WINDOW.input_shape)) * 4
+        in_bytes = self.max_batch * int(np.prod(V1.input_shape)) * 4
         out_bytes = self.max_batch * self.n_classes * 4
         self.d_in = check(self.cudart.cudaMalloc(in_bytes))
         self.d_out = check(self.cudart.cudaMalloc(out_bytes))
@@ -168,7 +168,7 @@ class TrtRunner:
     def _run(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         b = len(x)
         if b != self._shape:
-            self.context.set_input_shape(self.input_name, (b, *WINDOW.input_shape))
+            self.context.set_input_shape(self.input_name, (b, *V1.input_shape))
             self._shape = b
         cudart = self.cudart
         check(cudart.cudaMemcpyAsync(self.d_in, x.ctypes.data, x.nbytes, self._h2d, self.stream))
