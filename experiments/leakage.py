@@ -46,7 +46,7 @@ def main() -> None:
             run = Run(replace(base, split=kind, run=Path(tmp) / kind), Silent())
             leak, lookup = run.memory()
             entry = {
-                "windows": {s: len(v) for s, v in run.students.split.items()},
+                "windows": {s: len(v) for s, v in run.students.windows.split.items()},
                 "leakage": leak,
                 "lookup": run.evaluate(lookup)["macro_f1"],
             }

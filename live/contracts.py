@@ -120,8 +120,9 @@ CONTRACTS: dict[int, Contract] = {c.version: c for c in (V1, V2)}
 def contract(version: object) -> Contract:
     """The contract of ``version`` (a manifest's or a config's number); :class:`ContractError`
     for one this kdlive does not know."""
-    known = isinstance(version, int) and not isinstance(version, bool)
-    found = CONTRACTS.get(version) if known else None
+    found = None
+    if isinstance(version, int) and not isinstance(version, bool):
+        found = CONTRACTS.get(version)
     if found is None:
         raise ContractError(
             f"input contract {version!r} is not one this kdlive knows "

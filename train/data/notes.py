@@ -208,8 +208,11 @@ class NotesWriter:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        want = {"contract_version": V2.version, "notes_version": NOTES_VERSION}
-        want["columns"] = list(COLUMNS)
+        want = {
+            "contract_version": V2.version,
+            "notes_version": NOTES_VERSION,
+            "columns": list(COLUMNS),
+        }
         start_fresh_if_changed(self.folder, want, json.dumps(want))
         self.files = FlatFiles(self.folder, log="songs.jsonl", key="sha1")
         self.done = self.files.done
