@@ -41,7 +41,6 @@ class StepModel(Protocol):
 
     contract: Contract
     state_size: int
-    input_shape: tuple[int, int, int]
 
     def predict(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
 
@@ -73,7 +72,7 @@ class PartTracker:
         self.count = np.zeros(17, np.int64)
         self.last_bar = np.full(17, NEVER, np.int64)
         self.epoch = 0
-        self.batch = np.zeros((16, *model.input_shape), np.float32)
+        self.batch = np.zeros((16, *model.contract.input_shape), np.float32)
 
     def compute(self, windows: Sequence[Window], epoch: int) -> Answers:
         """The answers for ``windows`` (at most one per channel), given the engine's
