@@ -44,9 +44,9 @@ def main() -> None:
         for kind in SPLITS:
             t0 = time.perf_counter()
             run = Run(replace(base, split=kind, run=Path(tmp) / kind), Silent())
-            leak, lookup = run.memory()
+            leak, lookup = run.leakage_and_lookup()
             entry = {
-                "windows": {s: len(v) for s, v in run.students.split.items()},
+                "windows": {s: len(v) for s, v in run.students.windows.split.items()},
                 "leakage": leak,
                 "lookup": run.evaluate(lookup)["macro_f1"],
             }

@@ -30,9 +30,10 @@ from train.config import override, preset_config  # noqa: E402
 from train.data.build import demo_dirs  # noqa: E402
 from train.data.collection import find_midi_files  # noqa: E402
 from train.data.notes import NotesStore, build_notes  # noqa: E402
-from train.pipeline import Run, evaluate_windows  # noqa: E402
+from train.pipeline import Run  # noqa: E402
 from train.progress import Reporter, reporter  # noqa: E402
 from train.steps import ce_loss  # noqa: E402
+from train.students import evaluate_windows  # noqa: E402
 
 #: Each lever alone and together (contract-2 channels: 0 sounding, 1 onset, 2 velocity,
 #: 3 ensemble, 4 drums; state: the history).

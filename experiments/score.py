@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from train.checkpoints import load_model  # noqa: E402
 from train.data.notes import NotesStore  # noqa: E402
-from train.pipeline import evaluate_windows  # noqa: E402
+from train.students import evaluate_windows  # noqa: E402
 
 FIGURES = (
     ("window", lambda m: m["macro_f1"]),

@@ -31,7 +31,7 @@ import torch
 
 from export.onnx import export_onnx, random_inputs
 from live.bundle import MANIFEST_NAME, ONNX_NAME, make_manifest, read_bundle
-from live.contract import WINDOW
+from live.contracts import V1
 from live.errors import BackendError
 from live.model import Model
 from train.files import atomic_write
@@ -89,7 +89,8 @@ def bench_bundle(
         def call(x: np.ndarray, model: Model = model, state: np.ndarray = state) -> object:
             return model.step(x, state[: len(x)]) if model.state_size else model.predict(x)
 
-        entry: dict = {"available": True, "runner": model.backend, "contract": model.contract}
+        entry: dict = {"available": True, "runner": model.backend}
+        entry["contract"] = model.contract.version
         for b, n in zip(BATCHES, iters, strict=True):
             entry[f"batch{b}"] = time_calls(call, x_all[:b], iters=n, warmup=min(300, n))
         out[backend] = entry
@@ -107,7 +108,7 @@ def paper_student_bundle(folder: Path) -> Path:
         preset="paper",
         model={
             "parameters": count_params(model),
-            "macs": count_macs(model, (1, *WINDOW.input_shape)),
+            "macs": count_macs(model, (1, *V1.input_shape)),
             "note": "untrained: for latency only",
         },
         data={},

@@ -18,10 +18,10 @@ from export.onnx import OPSET, export_onnx, gauntlet
 from export.preflight import preflight
 from live.bundle import MANIFEST_NAME, ONNX_NAME, Bundle, make_manifest, read_bundle
 from train import checkpoints
-from train.data.notes import NotesStore
-from train.data.store import WindowStore
+from train.errors import CheckpointError
 from train.files import replace_dir
 from train.models import count_macs, count_params
+from train.students import STUDENTS
 
 #: Real test windows the gauntlet compares on (evenly spaced over the test split).
 REAL_WINDOWS = 2000
@@ -50,6 +50,8 @@ def load_student(ckpt: Path) -> tuple[torch.nn.Module, dict]:
     """The student of checkpoint ``ckpt`` (eval mode) and the checkpoint's content."""
     try:
         blob = checkpoints.load(ckpt)
+    except CheckpointError:
+        raise  # says what it holds and what to do
     except Exception as exc:
         raise ExportError(f"{ckpt} is not a readable checkpoint ({exc})") from None
     if not isinstance(blob, dict) or "description" not in blob:
@@ -66,25 +68,10 @@ def test_inputs(blob: dict, limit: int = REAL_WINDOWS) -> npt.NDArray[np.float32
     if that data is still on disk."""
     config = blob.get("config") or {}
     out = (config.get("data") or {}).get("out")
-    contract = (config.get("model") or {}).get("contract", 1)
-    if not out:
+    students = STUDENTS.get((config.get("model") or {}).get("contract", 1))
+    if not out or students is None:
         return None
-    if contract == 1 and (Path(out) / "windows" / "index.csv").exists():
-        store = WindowStore(Path(out) / "windows")
-        test = _spread(store.split("test"), limit)
-        return store.rolls[test].astype(np.float32)[:, None] if len(test) else None
-    if contract == 2 and (Path(out) / "notes" / "meta.json").exists():
-        notes = NotesStore(Path(out) / "notes")
-        test = _spread(notes.split("test"), limit)
-        return notes.inputs(test).astype(np.float32) if len(test) else None
-    return None
-
-
-def _spread(idx: npt.NDArray[np.int64], limit: int) -> npt.NDArray[np.int64]:
-    """At most ``limit`` of ``idx``, evenly spaced, sorted."""
-    if len(idx) == 0:
-        return idx
-    return np.sort(idx[np.linspace(0, len(idx) - 1, min(limit, len(idx))).astype(np.int64)])
+    return students.test_inputs(Path(out), limit)
 
 
 def write_bundle(

@@ -1,6 +1,6 @@
 """PyTorch student -> ONNX, and the parity gauntlet every exported file must pass.
 
-The graph follows the student's input contract (:mod:`live.bundle`): contract 1,
+The graph follows the student's input contract (:mod:`live.contracts`): contract 1,
 ``roll -> logits``; contract 2, ``inputs -> logits``, and with a state
 ``(inputs, state) -> (logits, part_logits, state_out)``.
 
@@ -31,16 +31,8 @@ import onnxruntime as ort
 import torch
 
 from export.errors import ExportError
-from live.bundle import (
-    INPUT_NAME,
-    INPUTS_NAME,
-    OUTPUT_NAME,
-    PART_NAME,
-    STATE_NAME,
-    STATE_OUT_NAME,
-    input_shape,
-)
-from live.inputs import VELOCITY
+from live.contracts import STATE_NAME, V1, V2, Contract
+from live.inputs import ONSET, VELOCITY
 from train.models import PartStudent
 
 OPSET = 17
@@ -50,26 +42,29 @@ MIN_WINDOWS = 1000
 
 @dataclass(frozen=True)
 class Graph:
-    """What the exported graph takes and gives, by name."""
+    """What the exported graph takes and gives: the student's contract and state size."""
 
-    contract: int
+    contract: Contract
     state: int  # size of the state input and output; 0: none
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> Graph:
-        if not isinstance(model, PartStudent):
-            return cls(1, 0, (INPUT_NAME,), (OUTPUT_NAME,))
-        if not model.state_dim:
-            return cls(2, 0, (INPUTS_NAME,), (OUTPUT_NAME,))
-        return cls(
-            2, model.state_dim, (INPUTS_NAME, STATE_NAME), (OUTPUT_NAME, PART_NAME, STATE_OUT_NAME)
-        )
+        """A :class:`PartStudent` reads contract 2, any other student contract 1."""
+        if isinstance(model, PartStudent):
+            return cls(V2, model.state_dim)
+        return cls(V1, 0)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.contract.inputs(self.state)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.contract.outputs(self.state)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return input_shape(self.contract)
+        return self.contract.input_shape
 
 
 class _Step(torch.nn.Module):
@@ -135,19 +130,20 @@ def export_onnx(model: torch.nn.Module, path: Path, *, opset: int = OPSET) -> Gr
 
 def random_rolls(n: int, seed: int = 0) -> npt.NDArray[np.float32]:
     """Binary rolls with realistic sparsity (1-8 % of cells on) and some empty columns."""
-    return random_inputs(n, 1, seed)
+    return random_inputs(n, V1, seed)
 
 
-def random_inputs(n: int, contract: int, seed: int = 0) -> npt.NDArray[np.float32]:
-    """Random model inputs of a contract: rolls with realistic sparsity (1-8 % of cells on)
-    and some empty columns; contract 2 adds onsets with velocities 1-127 on the roll, and
-    sparse ensemble and drum channels."""
+def random_inputs(n: int, contract: Contract, seed: int = 0) -> npt.NDArray[np.float32]:
+    """Random model inputs ``float32 [n, *contract.input_shape]``: rolls with realistic
+    sparsity (1-8 % of cells on) and some empty columns; a contract with more channels
+    (contract 2) adds onsets with velocities 1-127 on the roll, and sparse ensemble and drum
+    channels."""
     rng = np.random.default_rng(seed)
-    shape = (n, *input_shape(contract))
+    shape = (n, *contract.input_shape)
     density = rng.uniform(0.01, 0.08, size=(n, 1, 1, 1))
     x = (rng.random(shape) < density).astype(np.float32)
-    if contract != 1:
-        x[:, 1:3] *= x[:, :1]  # onsets where the part sounds
+    if len(contract.channels) > VELOCITY:
+        x[:, ONSET : VELOCITY + 1] *= x[:, :1]  # onsets where the part sounds
         x[:, VELOCITY] *= rng.integers(1, 128, size=x[:, VELOCITY].shape)
     x[rng.random(n) < 0.1, :, :, 12:] = 0.0  # short (3/4-like) windows: padded columns
     return x

@@ -7,12 +7,9 @@ A bundle is a folder::
       kdlive-model.json     the manifest (below)
       engines/              TensorRT engines built on the machine that runs them (optional)
 
-The student's graph depends on its input contract (``contract_version``):
-
-- contract 1 (the paper): ``roll [B,1,128,16] -> logits [B,8]``;
-- contract 2 (:mod:`live.inputs`): ``inputs [B,5,128,16]`` and, for a student with a history,
-  ``state [B,S]`` -> ``logits [B,8]`` (the window answer), ``part_logits [B,8]`` (the running
-  answer) and ``state_out [B,S]``; the manifest's ``"state"`` gives S (0: no history).
+The student's graph is its input contract's (``contract_version``, :mod:`live.contracts`):
+``roll -> logits`` for contract 1, ``inputs [+ state] -> logits [+ part_logits, state_out]``
+for contract 2; the manifest's ``"state"`` gives the state's size S (0: no history).
 
 The manifest says what the ONNX file is and what it was made from: format version, class names
 in contract order, window spec, input and output names and shapes, preset, training data
@@ -29,9 +26,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from live.contract import CONTRACT_VERSION, WINDOW
-from live.errors import BundleError
-from live.inputs import CHANNELS_V2
+from live.contract import WINDOW
+from live.contracts import CONTRACTS, OUTPUT_NAME, V1, Contract, contract
+from live.errors import BundleError, ContractError
 from live.taxonomy import CLASSES
 
 #: Bumped when the manifest's meaning changes; readers refuse other versions.
@@ -39,18 +36,6 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "kdlive-model.json"
 ONNX_NAME = "student.onnx"
 ENGINE_DIR = "engines"
-INPUT_NAME = "roll"
-OUTPUT_NAME = "logits"
-#: Contract 2's graph names.
-INPUTS_NAME, STATE_NAME, PART_NAME, STATE_OUT_NAME = "inputs", "state", "part_logits", "state_out"
-CONTRACTS = (CONTRACT_VERSION, 2)
-
-
-def input_shape(contract: int) -> tuple[int, int, int]:
-    """Per-example model input shape of a contract: ``(channels, 128, 16)``."""
-    channels = 1 if contract == CONTRACT_VERSION else len(CHANNELS_V2)
-    return (channels, WINDOW.n_pitches, WINDOW.n_steps)
-
 
 _REEXPORT = "re-export it with `kdexport bundle RUN --out DIR`"
 
@@ -83,12 +68,14 @@ class Bundle:
         return str(self.manifest["output"]["name"])
 
     @property
-    def contract(self) -> int:
-        return int(self.manifest["contract_version"])
+    def contract(self) -> Contract:
+        """The student's input contract (:mod:`live.contracts`)."""
+        return contract(self.manifest["contract_version"])
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return input_shape(self.contract)
+        """Per-example input shape: ``(channels, 128, 16)``, the contract's."""
+        return self.contract.input_shape
 
     @property
     def state_size(self) -> int:
@@ -117,7 +104,7 @@ def make_manifest(
     data: dict[str, Any],
     metrics: dict[str, Any],
     source: str,
-    contract: int = CONTRACT_VERSION,
+    contract: Contract = V1,
     state: int = 0,
 ) -> dict[str, Any]:
     """The manifest of a bundle whose ONNX file is ``onnx_path`` (already written), for a
@@ -127,31 +114,23 @@ def make_manifest(
         "dtype": "float32",
         "values": "logits, classes in contract order; softmax gives probabilities",
     }
-    if contract == CONTRACT_VERSION:
-        values = "0/1 piano roll, pitch x eighth-note step"
-    else:
-        values = f"contract 2 channels {list(CHANNELS_V2)} (velocity 0-127, the others 0/1)"
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "contract_version": contract,
+        "contract_version": contract.version,
         "classes": list(CLASSES),
         "window": asdict(WINDOW),
-        "input": {
-            "name": INPUT_NAME if contract == CONTRACT_VERSION else INPUTS_NAME,
-            "shape": ["batch", *input_shape(contract)],
-            "dtype": "float32",
-            "values": values,
-        },
+        "input": contract.manifest_input(),
         "output": {"name": OUTPUT_NAME, **logits},
     }
-    if state:
+    if state:  # a contract without a state refuses one
+        (_, state_in), (_, part, state_out) = contract.inputs(state), contract.outputs(state)
         manifest["state"] = {
-            "name": STATE_NAME,
-            "output": STATE_OUT_NAME,
+            "name": state_in,
+            "output": state_out,
             "size": state,
             "values": "the part's history: zeros for its first window",
         }
-        manifest["part_output"] = {"name": PART_NAME, **logits}
+        manifest["part_output"] = {"name": part, **logits}
     return manifest | {
         "preset": preset,
         "model": model,
@@ -223,11 +202,13 @@ def _check_manifest(folder: Path, m: dict[str, Any]) -> None:
             f"{folder}: bundle format version {version!r}, this kdlive reads "
             f"version {FORMAT_VERSION}: {hint}"
         )
-    if m.get("contract_version") not in CONTRACTS:
+    try:
+        found = contract(m.get("contract_version"))
+    except ContractError:
         raise BundleError(
             f"{folder}: made for input contract {m.get('contract_version')!r}, this kdlive "
             f"reads {' and '.join(map(str, CONTRACTS))}: retrain or upgrade"
-        )
+        ) from None
     if list(m.get("classes") or []) != list(CLASSES):
         raise BundleError(
             f"{folder}: its classes {m.get('classes')} differ from the contract's "
@@ -239,7 +220,7 @@ def _check_manifest(folder: Path, m: dict[str, Any]) -> None:
             f"{asdict(WINDOW)}: retrain with this kdlive"
         )
     shape = list((m.get("input") or {}).get("shape") or [])[1:]
-    if shape != list(input_shape(int(m["contract_version"]))):
+    if shape != list(found.input_shape):
         raise BundleError(f"{folder}: its input shape {shape} is not its contract's: {_REEXPORT}")
     for key, field in (("input", "name"), ("output", "name"), ("onnx", "sha256")):
         if not isinstance(m.get(key), dict) or field not in m[key]:

@@ -88,15 +88,15 @@ def ports(api: ApiOpt = None) -> None:
 @app.command()
 def contract() -> None:
     """Print the input contracts: window, grid, each contract's input, classes, audio features."""
-    from live.bundle import CONTRACTS, input_shape
     from live.contract import MEL, WINDOW
+    from live.contracts import CONTRACTS
     from live.inputs import CHANNELS_V2
     from live.parts import RESET_BARS
 
     info = {
         "contract_versions": list(CONTRACTS),
         "window": asdict(WINDOW),
-        "input_shape": {str(c): [None, *input_shape(c)] for c in CONTRACTS},
+        "input_shape": {str(v): [None, *c.input_shape] for v, c in CONTRACTS.items()},
         "contract_2_channels": list(CHANNELS_V2),
         "running_answer_resets_after_silent_bars": RESET_BARS,
         "classes": list(CLASSES),

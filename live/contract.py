@@ -3,6 +3,8 @@
 Everything that must be identical at training time and at run time lives here, so there is no
 train/serve skew by construction: the training pipeline and the daemon both call :func:`quantize`
 with note times in *steps* (eighth notes) relative to the window start.
+Which channels a student reads on this grid, and what its graph takes and gives, is its
+contract version: one object each in :mod:`live.contracts`.
 """
 
 from __future__ import annotations
@@ -31,11 +33,6 @@ class WindowSpec:
     steps_per_quarter: int = 2  # eighth notes
     n_steps: int = 16
     n_pitches: int = 128
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """Per-example model input shape: ``(1, n_pitches, n_steps)``."""
-        return (1, self.n_pitches, self.n_steps)
 
     def steps_per_bar(self, numerator: int, denominator: int) -> float:
         """Grid steps in one bar of ``numerator/denominator`` (8 in 4/4, 6 in 3/4 and 6/8)."""

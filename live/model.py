@@ -22,7 +22,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from live.bundle import PART_NAME, STATE_NAME, STATE_OUT_NAME, Bundle, read_bundle
+from live.bundle import Bundle, read_bundle
+from live.contracts import STATE_NAME
 from live.errors import BackendError, BundleError, LiveError
 from live.trt import TrtRunner, matching_engine
 
@@ -59,7 +60,8 @@ class Model:
     >>> probs = model.predict(x)              # x float32 [B, *model.input_shape] -> [B, 8]
     >>> probs, part, state = model.step(x, state)   # contract 2 with a state (state_size > 0)
 
-    ``input_shape`` is ``(1, 128, 16)`` for contract 1 (the roll), ``(5, 128, 16)`` for
+    ``contract`` is the bundle's input contract (:mod:`live.contracts`); ``input_shape``, its
+    ``(channels, 128, 16)``: ``(1, 128, 16)`` for contract 1 (the roll), ``(5, 128, 16)`` for
     contract 2 (:mod:`live.inputs`).
     """
 
@@ -75,7 +77,8 @@ class Model:
             raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         self.bundle: Bundle = read_bundle(bundle_dir)
         self.classes = self.bundle.classes
-        self.contract, self.input_shape = self.bundle.contract, self.bundle.input_shape
+        self.contract = self.bundle.contract
+        self.input_shape = self.contract.input_shape
         self.state_size = self.bundle.state_size
         self.threads = threads
         self.runner: Runner = self._select(backend)
@@ -91,7 +94,7 @@ class Model:
         if x.ndim != 4 or x.shape[1:] != self.input_shape:
             raise LiveError(
                 f"inputs must be float32 [B, {', '.join(map(str, self.input_shape))}] (contract "
-                f"{self.contract}), got {list(x.shape)}"
+                f"{self.contract.version}), got {list(x.shape)}"
             )
         return np.ascontiguousarray(x)
 
@@ -115,7 +118,7 @@ class Model:
         [B, S])`` for inputs ``[B, 5, 128, 16]`` and each part's state ``[B, S]``."""
         if not self.state_size:
             raise LiveError(
-                f"{self.bundle.dir}: this student has no state (contract {self.contract})"
+                f"{self.bundle.dir}: this student has no state (contract {self.contract.version})"
             )
         x = self._checked(x)
         logits, part, out = self.runner.step(x, np.ascontiguousarray(state, np.float32))
@@ -199,7 +202,7 @@ class OrtRunner:
         self.name = "onnxruntime-" + device
         self.input_name, self.output_name = bundle.input_name, bundle.output_name
         self._outputs = [self.output_name]
-        self._step_outputs = [self.output_name, PART_NAME, STATE_OUT_NAME]
+        self._step_outputs = list(bundle.contract.outputs(bundle.state_size))
 
     def logits(self, rolls: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return self.session.run(self._outputs, {self.input_name: rolls})[0]

@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from live.contracts import Contract
 from live.taxonomy import N_CLASSES
 
 #: A part back after more than this many bars without a window starts afresh.
@@ -38,9 +39,8 @@ class Window(Protocol):
 class StepModel(Protocol):
     """What the tracker needs of :class:`live.model.Model`."""
 
-    contract: int
+    contract: Contract
     state_size: int
-    input_shape: tuple[int, int, int]
 
     def predict(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
 
@@ -72,7 +72,7 @@ class PartTracker:
         self.count = np.zeros(17, np.int64)
         self.last_bar = np.full(17, NEVER, np.int64)
         self.epoch = 0
-        self.batch = np.zeros((16, *model.input_shape), np.float32)
+        self.batch = np.zeros((16, *model.contract.input_shape), np.float32)
 
     def compute(self, windows: Sequence[Window], epoch: int) -> Answers:
         """The answers for ``windows`` (at most one per channel), given the engine's
@@ -84,7 +84,7 @@ class PartTracker:
         count = np.where(fresh, 0, self.count[channels]) + 1
         batch = self.batch[: len(windows)]
         for i, w in enumerate(windows):
-            batch[i] = w.inputs[: self.model.input_shape[0]]
+            batch[i] = self.model.contract.model_input(w.inputs)
         if self.model.state_size:
             window, part, state = self.model.step(batch, state)
         else:

@@ -239,7 +239,7 @@ def test_contract_error_is_a_value_error_and_live_error():
 def test_quantize_is_binary_and_matches_brute_force_reference(data, valid_steps):
     pitches, starts, ends = data
     got = quantize(pitches, starts, ends, valid_steps=valid_steps)
-    assert got.shape == (N_PITCHES, N_STEPS) == WINDOW.input_shape[1:]
+    assert got.shape == (N_PITCHES, N_STEPS) == (WINDOW.n_pitches, WINDOW.n_steps)
     assert got.dtype == np.float32
     assert np.isin(got, [0.0, 1.0]).all()
     want = reference_roll(pitches, starts, ends, N_STEPS if valid_steps is None else valid_steps)
@@ -327,8 +327,8 @@ def test_note_order_does_not_matter(data, rnd):
 # ------------------------------------------------------------------------------ WindowSpec
 
 
-def test_window_defaults_and_input_shape():
-    assert WINDOW.input_shape == (1, 128, 16)
+def test_window_defaults():
+    assert (WINDOW.n_pitches, WINDOW.n_steps) == (128, 16)
     assert WINDOW.bars == 2
     assert WINDOW.steps_per_quarter == 2
     assert WindowSpec() == WINDOW

@@ -20,6 +20,7 @@ from export.cli import app as kdexport
 from export.errors import ExportError
 from export.onnx import export_onnx, gauntlet, random_inputs, random_rolls
 from live.bundle import MANIFEST_NAME, ONNX_NAME, BundleError, read_bundle, sha256_file
+from live.contracts import V2
 from live.errors import BackendError, LiveError
 from live.model import Model, softmax
 from live.taxonomy import CLASSES
@@ -174,12 +175,12 @@ def test_contract_2_students_export_with_their_state(
     )
     b, report = write_bundle(ckpt, tmp_path / "b")
     assert report["passed"] and (b.contract, b.state_size, b.input_shape) == (
-        2,
+        V2,
         state,
         (5, 128, 16),
     )
     student = load_model(ckpt)
-    x = random_inputs(40, 2, seed=4)
+    x = random_inputs(40, V2, seed=4)
     model = Model(b.dir)
     with torch.no_grad():
         want = torch.softmax(student(torch.from_numpy(x)), dim=1).numpy()

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from train import checkpoints
 from train.batches import balanced_sample
 from train.config import OptimConfig
 from train.loop import Task, fit
@@ -127,7 +128,7 @@ def test_ema_is_the_moving_average_of_the_steps_and_is_what_gets_selected(tmp_pa
     task.step = recording
     torch.manual_seed(0)
     model, state = fit(Net(), task, cfg, seed=0, checkpoint=tmp_path / "c.pt")
-    blob = torch.load(tmp_path / "c.pt", weights_only=False)
+    blob = checkpoints.load(tmp_path / "c.pt")
     after = [*seen[1:], blob["model"]]  # the weights after each step
     expect = {k: v.clone() for k, v in seen[0].items()}
     for n, w in enumerate(after):

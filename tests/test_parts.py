@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from live.contracts import V1, V2
 from live.parts import RESET_BARS, PartTracker
 
 
@@ -20,7 +21,7 @@ class W:
 class MeanModel:
     """No state: window answers that spell the window's bar."""
 
-    contract, state_size, input_shape = 1, 0, (1, 128, 16)
+    contract, state_size, input_shape = V1, 0, (1, 128, 16)
 
     def __init__(self) -> None:
         self.next: list[np.ndarray] = []
@@ -32,7 +33,7 @@ class MeanModel:
 class CountingStateModel:
     """A state that counts the windows it has heard: step adds 1."""
 
-    contract, state_size, input_shape = 2, 3, (5, 128, 16)
+    contract, state_size, input_shape = V2, 3, (5, 128, 16)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         raise AssertionError("a model with a state is stepped")

@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from conftest import TIMGM, Track, melody, write_song
 from kdapp.kdtrain import app as kdtrain
+from live.contracts import V1, V2
 from live.taxonomy import CLASSES
+from train import checkpoints
 from train.checkpoints import load_model
 from train.config import DataConfig, preset_config
 from train.data.collection import split_of
@@ -125,7 +127,7 @@ def rerun(tiny_run: Path, run: Path, *options: str) -> dict[str, dict]:
     ]
     result = CliRunner().invoke(kdtrain, [*args, *options])
     assert result.exit_code == 0, result.output
-    return {p.name: torch.load(p, weights_only=False) for p in run.glob("*.pt")}
+    return {p.name: checkpoints.load(p) for p in run.glob("*.pt")}
 
 
 @pytest.mark.slow
@@ -163,7 +165,7 @@ def test_report_and_checkpoints(tiny_run: Path) -> None:
     # the resolved config beside the run, and in every checkpoint
     assert json.loads((tiny_run / "config.json").read_text()) == report["config"]
     for name in ("teacher", "nic", "kdic"):
-        blob = torch.load(tiny_run / f"{name}.pt", weights_only=False)
+        blob = checkpoints.load(tiny_run / f"{name}.pt")
         assert blob["classes"] == list(CLASSES) and blob["contract_version"] == 1
         assert blob["config"] == report["config"]
         model = load_model(tiny_run / f"{name}.pt")  # rebuilt from the file alone
@@ -191,7 +193,7 @@ def test_run_ends_with_a_bundle_that_live_loads(tiny_run: Path) -> None:
 
     bundle = read_bundle(tiny_run / "bundle")
     report = json.loads((tiny_run / "report.json").read_text())
-    assert bundle.manifest["preset"] == "tiny" and bundle.contract == 2
+    assert bundle.manifest["preset"] == "tiny" and bundle.contract == V2
     assert bundle.state_size == 8 and bundle.input_shape == (5, 128, 16)
     assert bundle.manifest["test_metrics"]["macro_f1"] == report["models"]["KDIC"]["macro_f1"]
     assert bundle.manifest["test_metrics"]["parts"] == report["models"]["KDIC"]["parts"]
@@ -222,6 +224,30 @@ def test_second_run_skips_finished_stages(tiny_run: Path) -> None:
     assert result.output.count(": current: ") == 5  # teacher, its outputs, NIC, KDIC, baseline
     after = {p.name: p.stat().st_mtime_ns for p in tiny_run.glob("*.pt")}
     assert {k: after[k] for k in before} == before
+
+
+@pytest.mark.slow
+def test_a_stage_file_holding_a_pickled_object_is_rebuilt_not_loaded(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """A current stage file that a safe load refuses (as an older kdlive's baseline.pt, which
+    pickled the fitted model) is rebuilt, its code never runs, and the answers are the same."""
+    import os
+
+    class RunsCode:
+        def __reduce__(self) -> tuple:
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for path in tiny_run.glob("*.pt"):
+        (run / path.name).write_bytes(path.read_bytes())
+    fp = checkpoints.load(run / "baseline.pt")["fingerprint"]
+    torch.save({"model": RunsCode(), "fingerprint": fp}, run / "baseline.pt")
+    blobs = rerun(tiny_run, run)
+    assert not (tmp_path / "ran").exists() and blobs["baseline.pt"]["fingerprint"] == fp
+    want = json.loads((tiny_run / "report.json").read_text())["models"]
+    assert json.loads((run / "report.json").read_text())["models"] == want
 
 
 @pytest.mark.slow
@@ -301,12 +327,12 @@ def test_the_window_split_spreads_songs_over_both_sides_and_the_report_says_so(
     cfg = replace(cfg, model=replace(cfg.model, contract=1))
     data = load_data(cfg, Silent())
     songs = data.store.index["song"]
-    train, test = (set(songs[data.audio.split[s]]) for s in ("train", "test"))
+    train, test = (set(songs[data.rolls.split[s]]) for s in ("train", "test"))
     assert train & test
     honest = load_data(replace(cfg, split="song"), Silent())
-    assert not set(songs[honest.audio.split["train"]]) & set(songs[honest.audio.split["test"]])
+    assert not set(songs[honest.rolls.split["train"]]) & set(songs[honest.rolls.split["test"]])
     leak = report["data"]["split"]["leakage"]
-    assert leak["test_windows"] == len(data.audio.split["test"])
+    assert leak["test_windows"] == len(data.rolls.split["test"])
     assert report["models"]["lookup"]["n"] == leak["test_windows"]
 
 
@@ -326,7 +352,7 @@ def test_contract_1_trains_and_exports_the_papers_input(tiny_run: Path, tmp_path
         and "## Part-level" not in (run / "report.md").read_text()
     )
     bundle = read_bundle(run / "bundle")
-    assert (bundle.contract, bundle.input_shape, bundle.state_size) == (1, (1, 128, 16), 0)
+    assert (bundle.contract, bundle.input_shape, bundle.state_size) == (V1, (1, 128, 16), 0)
     store = WindowStore(tiny_run / "data" / "windows")
     rolls = store.rolls[store.split("test")].astype(np.float32)[:, None]
     with torch.no_grad():

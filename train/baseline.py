@@ -202,7 +202,7 @@ def fit_baseline(
 
     Balanced class weights (the classes are far from equally common), early stopping on an
     internal 10% validation split (stratified), at most 300 boosting rounds of 8 trees with 63
-    bins per feature: about 15 s on 100k rows on two busy cores. Too few rows for a stratified
+    bins per feature (the fewer bins, the faster). Too few rows for a stratified
     split (fewer than 2 of some class, or 10% smaller than the number of classes) train without
     early stopping. The result has ``predict`` and ``predict_proba``.
 

@@ -4,18 +4,26 @@ A model checkpoint (``teacher.pt``, ``nic.pt``, ``kdic.pt``) is a dict saved wit
 ``{"role", "description", "state_dict", "classes", "contract_version", "fingerprint",
 "config", "history", ...}``. :func:`model_from_checkpoint` rebuilds the model from the file
 alone (``train.models.model_from_description`` + the weights), so ``export`` needs nothing else.
+
+Every file here is loaded with ``torch.load(weights_only=True)``: tensors, plain Python data
+and numpy arrays (stage files keep the teacher's logits as one), nothing else. A file that
+holds any other pickled object (which could run code as it loads) is refused with
+:class:`CheckpointError` before anything of it runs.
 """
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from live.contract import CONTRACT_VERSION
 from live.taxonomy import CLASSES
-from train.errors import DataError
+from train.errors import CheckpointError, DataError
 from train.files import atomic_path
 from train.models import KdModel, describe, model_from_description
 
@@ -39,9 +47,36 @@ def save(blob: dict[str, Any], path: Path) -> None:
         torch.save(blob, tmp)
 
 
+def _numpy_globals() -> list[Any]:
+    """numpy's array (and scalar) reconstruction, under the names numpy 2 and numpy 1 pickle
+    them with: all a numpy array in a checkpoint needs, and nothing that runs other code."""
+    core = np._core if hasattr(np, "_core") else np.core  # numpy 1.24 has no np._core
+    dtypes = {type(np.dtype(code)) for code in "?" + np.typecodes["All"] if code not in "OV"}
+    names: list[Any] = [np.ndarray, np.dtype, *dtypes]
+    for fn in (core.multiarray._reconstruct, core.multiarray.scalar):
+        names += [(fn, f"numpy.{pkg}.multiarray.{fn.__name__}") for pkg in ("_core", "core")]
+    return names
+
+
+SAFE_GLOBALS = _numpy_globals()
+
+
 def load(path: Path) -> dict[str, Any]:
-    """A file written by :func:`save` (any stage's, checkpoints included)."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A file written by :func:`save` (any stage's, checkpoints included), loaded safely:
+    :class:`CheckpointError` for one that holds a pickled object other than tensors, plain
+    data and numpy arrays (nothing of such a file runs)."""
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)|but got <class '([^']+)'>", str(exc))
+        what = next(g for g in found.groups() if g) if found else "not tensors or plain data"
+        raise CheckpointError(
+            f"{path} holds a pickled object ({what}) and was not loaded: a kdlive checkpoint "
+            "holds only tensors, plain data and numpy arrays, and anything else could run code "
+            "on load. A stage file written by an older kdlive: delete it and run again, which "
+            "rebuilds it; a checkpoint from someone else: do not use it"
+        ) from None
 
 
 def model_from_checkpoint(blob: dict[str, Any]) -> KdModel:

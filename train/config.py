@@ -54,6 +54,12 @@ class DataConfig:
     #: A window whose audio RMS is below this (dBFS) is dropped: its label would be noise.
     silence_db: float = -60.0
 
+    @property
+    def slakh_root(self) -> Path:
+        """The Slakh-layout folder of the audio store: Slakh2100's, or the rendered collection's
+        (``out/slakh``)."""
+        return Path(self.slakh or Path(self.out) / "slakh")
+
     def __post_init__(self) -> None:
         _check(
             not (self.slakh is not None and self.midi), "pass either --slakh or --midi, not both"
@@ -85,8 +91,8 @@ class ModelConfig:
     state: int = 64
     #: Contract 2: the window encoder, ``steps`` (a dense embedding of each step, then
     #: convolutions over time; see train.models.StepCNN) or ``cnn`` (the roll CNN over the
-    #: channels). ``steps`` meets the live budget (p99 0.8 ms per bar line of 16 channels on
-    #: one CPU thread, ``cnn`` 5.2 ms) at a cost of about 0.015 window macro-F1 (docs/results.md).
+    #: channels). ``steps`` meets the live budget of a bar line of 16 channels on one CPU
+    #: thread, where ``cnn`` misses it, at a small cost in window macro-F1 (docs/results.md).
     encoder: str = "steps"
 
     def __post_init__(self) -> None:
@@ -163,9 +169,9 @@ def _fast_teacher() -> OptimConfig:
 
 
 def _fast_student() -> OptimConfig:
-    # The moving average of the weights: on the 592-song corpus the raw weights' validation F1
-    # moves by a std of 0.014 from epoch to epoch, the average's by 0.003-0.005, so early
-    # stopping picks a model, not a lucky epoch.
+    # The moving average of the weights: the raw weights' validation F1 moves from epoch to
+    # epoch several times more than the average's, so early stopping picks a model, not a
+    # lucky epoch (docs/results.md).
     return OptimConfig(epochs=20, lr=3e-3, samples_per_epoch=16_384, patience=6, ema=0.995)
 
 

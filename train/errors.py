@@ -7,6 +7,10 @@ class DataError(KdliveError):
     """Input data that cannot be used (missing folder, unknown layout, nothing usable)."""
 
 
+class CheckpointError(DataError):
+    """A checkpoint or stage file that cannot be loaded safely (it holds a pickled object)."""
+
+
 class MissingToolError(DataError):
     """An external program or file the pipeline needs (FluidSynth, a soundfont) is missing."""
 

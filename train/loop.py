@@ -4,8 +4,8 @@ Per epoch: draw a class-balanced sample of training windows (deterministic in se
 so a resumed run draws the same), step through it in batches, then score macro-F1 on the
 validation split; keep the best weights; stop early when it stops improving. With
 ``cfg.ema`` > 0 an exponential moving average of the weights is what gets validated and kept:
-the validation F1 of the raw weights swings by a std of about 0.014 from epoch to epoch (the
-592-song corpus), so picking its maximum picks noise as much as a better model. A checkpoint is
+the validation F1 of the raw weights swings from epoch to epoch, so picking its maximum picks
+noise as much as a better model (what the average measured: docs/results.md). A checkpoint is
 written atomically every ``checkpoint_seconds`` and at every epoch end: kill -9 the process,
 run it again, and it continues from the last checkpoint, mid-epoch included.
 

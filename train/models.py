@@ -220,7 +220,8 @@ def _halve(n: int, kernel: int) -> int:
 class _PooledCNN(KdModel):
     """Conv features -> mean + max over time -> Linear-ReLU embedding -> Dropout -> Linear.
 
-    Subclasses build ``layers`` and call :meth:`_build_head` with the flattened width.
+    Subclasses build ``layers`` and call :meth:`_build_head` with the pooled width; one that
+    pools otherwise overrides :meth:`embed` (the head stays the same).
     """
 
     def _build_head(
@@ -285,9 +286,9 @@ class TeacherCNN(_PooledCNN):
             layers += [nn.MaxPool2d((min(2, bands), 2)), conv_bn_relu(c_in, c_out, (3, 3))]
             bands = max(1, bands // 2)
         self._build_head(layers, channels[-1] * bands, hidden, dropout, n_classes)
-        # Channels-last weights put PyTorch's CPU convolutions on their NHWC kernels: a
-        # training step of a batch of 128 takes 0.41 s instead of 0.65 s on 2 cores, inference
-        # half the time (docs/results.md). The weights' values, and so the model, are the same.
+        # Channels-last weights put PyTorch's CPU convolutions on their NHWC kernels, which
+        # train and infer faster (docs/results.md). The weights' values, and so the model, are
+        # the same.
         self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stubs
 
 
@@ -306,13 +307,12 @@ class StudentCNN(_PooledCNN):
     - mean + max over time, keeping a coarse pitch axis (8 bands of 16 semitones): flatten;
     - Linear -> ReLU: the embedding (``hidden`` = D); Dropout; Linear -> ``n_classes``.
 
-    About 3.1 M multiply-adds and 32 k parameters (the paper student: 153 M and 1.7 M). Sized
-    for latency: about 0.1 ms per window on one CPU thread in ONNX Runtime. The first convolution
-    is most of the work: striding it over pitch (the 13-pitch kernel still covers every pitch)
-    and pooling 4 pitches by then, plus channel counts that are multiples of 16, are what make
-    it fast. The pitch channel matters: replacing it with a learned per-band offset (cheaper)
-    cost 0.01-0.03 macro-F1 on 2 seeds. The stride cost nothing measurable (test macro-F1 over
-    3 seeds 0.416 +- 0.006 against 0.418 +- 0.015 unstrided).
+    About 3.1 M multiply-adds and 32 k parameters (the paper student: 153 M and 1.7 M), sized
+    for latency on one CPU thread (docs/results.md). The first convolution is most of the
+    work: striding it over pitch (the 13-pitch kernel still covers every pitch) and pooling 4
+    pitches by then, plus channel counts that are multiples of 16, are what make it fast. The
+    pitch channel matters: a learned per-band offset instead (cheaper) cost macro-F1; the
+    stride cost nothing measurable (both in docs/results.md).
     """
 
     def __init__(
@@ -360,7 +360,7 @@ class StudentCNN(_PooledCNN):
         self._build_head(layers, c_in * bands, hidden, dropout, n_classes)
 
 
-class StepCNN(KdModel):
+class StepCNN(_PooledCNN):
     """A window encoder built for latency: what sounds at each eighth-note step (every pitch of
     every input channel) -> a dense embedding of the step, then convolutions over the steps.
 
@@ -401,21 +401,13 @@ class StepCNN(KdModel):
                 nn.ReLU(inplace=True),
             ]
             c_in = c_out
-        self.features = nn.Sequential(*layers)
-        self.project = nn.Sequential(nn.Linear(2 * c_in, hidden), nn.ReLU(inplace=True))
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden, n_classes)
-        self.embedding_dim = hidden
+        self._build_head(layers, 2 * c_in, hidden, dropout, n_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Input ``Tensor[B x C x P x T]`` -> embedding ``Tensor[B x hidden]``: the step
+        features' mean and max over time side by side (not summed), then the projection."""
         z = self.features(x)
         return self.project(torch.cat([z.mean(dim=2), z.amax(dim=2)], dim=1))
-
-    def head(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(emb))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(x))
 
 
 # --------------------------------------------------------------------------- contract v2

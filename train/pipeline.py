@@ -9,10 +9,9 @@ place. (``kdtrain all`` then exports KDIC as a bundle for ``kdlive``: ``export``
 top of this module; see ``kdapp.kdtrain``.)
 
 The teacher always learns from the audio store. The students learn from the windows of their
-input contract (:class:`Windows`): contract 1, the audio store's rolls (the paper); contract 2,
-the notes-only store (``train.data.notes``), where they see onsets, velocity, the ensemble and
-the drums, carry a state from window to window (``train.history``), and are distilled where the
-teacher has heard the window.
+input contract, and everything that differs between contracts (their store, windows and
+split, the teacher's logits on them, validation, evaluation, a history phase) is asked of one
+object, :mod:`train.students`: ``Run`` never asks which contract it holds.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,67 +30,26 @@ import torch.distributed as dist
 
 from live.contract import CONTRACT_VERSION
 from live.taxonomy import CLASSES
-from train import checkpoints, history
+from train import checkpoints
 from train.baseline import fit_baseline, note_features
-from train.batches import MelSource, NotesSource, RollSource, labels_of
+from train.batches import MelSource, RollSource, labels_of
 from train.config import RunConfig, fingerprint, to_json
 from train.data import slakh
 from train.data.build import build
-from train.data.notes import NotesStore, audio_twins
 from train.data.store import WindowStore
-from train.errors import DataError
+from train.errors import CheckpointError, DataError
 from train.evaluate import evaluate, soft_targets
 from train.files import atomic_write
 from train.loop import LoopState, Task, fit
-from train.models import KdModel, PartStudent, build_student, build_teacher, describe
+from train.models import KdModel, build_student, build_teacher, describe
 from train.progress import Reporter, Silent
-from train.splits import (
-    LookupTable,
-    leakage,
-    roll_keys,
-    song_hashes,
-    song_shares,
-    sparse_roll_keys,
-    split_windows,
-    window_keys,
-)
-from train.steps import (
-    Index,
-    LossFn,
-    PredictFn,
-    Source,
-    StepFn,
-    ce_loss,
-    kd_loss,
-    predictor,
-    window_step,
-)
+from train.splits import LookupTable, leakage, split_windows, train_share, window_keys
+from train.steps import Index, LossFn, PredictFn, StepFn, ce_loss, kd_loss, predictor, window_step
+from train.students import Data, Phase, Scorer, Students, Windows, students_for
 
 #: The baseline fits on at most this many training windows (gradient boosting is slow).
 BASELINE_MAX_TRAIN = 200_000
-#: Contract-2 students are validated on the windows of at most this many validation songs.
-VALIDATION_SONGS = 200
-
-
-@dataclass
-class Windows:
-    """A set of windows models learn from: their source, labels, and each split's indices."""
-
-    source: Source
-    labels: npt.NDArray[np.int64]
-    split: dict[str, npt.NDArray[np.int64]]
-
-
-@dataclass
-class Data:
-    """The run's stores: the audio store (the teacher's; contract 1's students') and, for
-    contract 2, the notes-only store."""
-
-    store: WindowStore
-    audio: Windows  # rolls of the audio store (source: RollSource)
-    notes: NotesStore | None
-    summary: dict  # what ``kdtrain data`` wrote (summary.json)
-    fingerprint: str
+Answers = Callable[[Index], npt.NDArray[np.float32]]
 
 
 def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
@@ -143,24 +101,25 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
     baseline = run.baseline()
     if run.rank != 0:
         return {}
-    leak, lookup = run.memory()
-    audio_test, test = run.data.audio.split["test"], run.students.split["test"]
+    leak, lookup = run.leakage_and_lookup()
+    students = run.students.windows
+    audio_test, test = run.data.rolls.split["test"], students.split["test"]
     run.report.say("evaluate", f"{len(test)} test windows")
     mels = predictor(run.mels(train=False), run.device)
     models = {
-        "AIC": evaluate(run.data.audio.labels[audio_test], mels(teacher, audio_test)),
+        "AIC": evaluate(run.data.rolls.labels[audio_test], mels(teacher, audio_test)),
         "NIC": run.evaluate(nic),
         "KDIC": run.evaluate(kdic),
         "baseline": run.evaluate(baseline),
         "lookup": run.evaluate(lookup),
     }
-    train = run.students.split["train"]
+    train = students.split["train"]
     train = train[taught[train]]  # the windows the teacher has heard
     confusions = {name: models[name]["confusion"] for name in ("NIC", "baseline")}
     targets = None
     if len(train):
         targets = soft_targets(
-            logits[train], run.students.labels[train], cfg.distill.temperature, confusions
+            logits[train], students.labels[train], cfg.distill.temperature, confusions
         )
     write_report(
         run.dir,
@@ -185,21 +144,26 @@ class Run:
         if self.rank == 0:
             atomic_write(self.dir / "config.json", json.dumps(to_json(cfg), indent=1) + "\n")
         self.data = load_data(cfg, report, self.rank)
-        self.students = student_windows(self.data, cfg)
+        self.students: Students = students_for(cfg.model.contract)(self.data, cfg)
         self.fingerprints = fingerprints(cfg, self.data.fingerprint)
         self.histories: dict[str, list[dict]] = {}
 
     def mels(self, *, train: bool) -> MelSource:
         frames = self.cfg.model.teacher_frames
-        store, labels = self.data.store, self.data.audio.labels
+        store, labels = self.data.store, self.data.rolls.labels
         return MelSource(store, labels, frames=frames, random_crop=train)
 
     def current_or_build(self, name: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The stage file ``name`` if it exists and is current, else ``build()``'s result,
-        saved (atomically, by rank 0) with its fingerprint."""
+        saved (atomically, by rank 0) with its fingerprint. A stage file that cannot be loaded
+        safely (an older kdlive's baseline held a pickled model) is rebuilt."""
         path, fp = self.dir / name, self.fingerprints[name]
         if path.exists():
-            blob = checkpoints.load(path)
+            try:
+                blob = checkpoints.load(path)
+            except CheckpointError:
+                self.report.say(path.stem, f"{path} holds a pickled object: rebuilding it")
+                blob = {}
             if blob.get("fingerprint") == fp:
                 self.report.say(path.stem, f"current: {path}")
                 return blob
@@ -213,7 +177,7 @@ class Run:
 
     def teacher(self) -> KdModel:
         """AIC: the teacher on log-mel, cross-entropy (label smoothing from the config)."""
-        audio = Windows(self.mels(train=True), self.data.audio.labels, self.data.audio.split)
+        audio = Windows(self.mels(train=True), self.data.rolls.labels, self.data.rolls.split)
         step = window_step(audio.source, ce_loss(self.cfg.teacher), self.device)
         predict = predictor(self.mels(train=False), self.device)
 
@@ -234,12 +198,12 @@ class Run:
         self, teacher: KdModel
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
         """The teacher's logits on the students' training windows that it has heard, computed
-        once: ``(logits [N, 8], heard [N])`` by student window (contract 2: the notes store's
-        windows whose twin in the audio store is a training window)."""
+        once: ``(logits [N, 8], heard [N])`` by student window
+        (:meth:`train.students.Students.teacher_targets`)."""
 
         def infer() -> dict[str, Any]:
             self.report.say("teacher outputs", "on every training window")
-            train = self.data.audio.split["train"]
+            train = self.data.rolls.split["train"]
             logits = np.zeros((len(self.data.store), len(CLASSES)), np.float32)
             source = self.mels(train=False)
             with torch.no_grad():
@@ -248,40 +212,29 @@ class Run:
                     logits[train[s : s + 256]] = teacher(x.to(self.device)).float().cpu().numpy()
             return {"logits": logits}
 
-        audio = self.current_or_build("teacher_outputs.pt", infer)["logits"]
+        logits = self.current_or_build("teacher_outputs.pt", infer)["logits"]
         heard = np.zeros(len(self.data.store), bool)
-        heard[self.data.audio.split["train"]] = True
-        if self.data.notes is None:
-            return audio, heard
-        twin = audio_twins(self.data.notes, self.data.store, _slakh_root(self.cfg))
-        heard_notes = (twin >= 0) & heard[np.maximum(twin, 0)]
-        heard_notes[self.students.split["validation"]] = False
-        heard_notes[self.students.split["test"]] = False
-        return audio[np.maximum(twin, 0)] * heard_notes[:, None], heard_notes
+        heard[self.data.rolls.split["train"]] = True
+        return self.students.teacher_targets(logits, heard)
 
     def student(self, name: str, loss: LossFn) -> KdModel:
         """NIC (cross-entropy) or KDIC (distillation): the student on its contract's windows.
-        A contract-2 student with a state learns in two phases: its window answer first, as
-        any student, then its history (the recurrent head over the frozen window embeddings)
-        on chunks of a part's successive windows."""
-        source, device = self.students.source, self.device
+        Its window answer first; then, for a student with a history, the phase that teaches it
+        (:meth:`train.students.Students.start_history`)."""
+        windows, device = self.students.windows, self.device
 
         def train() -> dict[str, Any]:
             model = new_student(self.cfg)
-            step = window_step(source, loss, device)
-            model, state = self._fit(model, name, self.students, step, predictor(source, device))
+            step = window_step(windows.source, loss, device)
+            predict = predictor(windows.source, device)
+            model, state = self._fit(model, name, windows, step, predict)
             histories = state.history
-            if isinstance(model, PartStudent) and model.state_dim and self.data.notes:
-                model.freeze_window()
+            phase = self.students.start_history(model, device)
+            if phase is not None:
                 model, state = self._fit(
-                    model,
-                    name,
-                    self.students,
-                    self._history_step(),
-                    self._running_predict(),
-                    phase="history",
+                    model, name, windows, phase.step, phase.predict, phase=phase
                 )
-                histories = histories + [r | {"phase": "history"} for r in state.history]
+                histories = histories + [r | {"phase": phase.name} for r in state.history]
             self._unlink_checkpoints(name)
             return checkpoints.checkpoint(
                 model,
@@ -292,24 +245,6 @@ class Run:
             )
 
         return self._model(name, self.current_or_build(f"{name}.pt", train))
-
-    def _history_step(self) -> StepFn:
-        assert self.data.notes is not None
-        nxt = history.successors(self.data.notes)
-        return history.history_step(
-            self.students.source, nxt, self.cfg.student.sequence, self.device
-        )
-
-    def _running_predict(self) -> PredictFn:
-        """The running answers (what the daemon's part answer says), for validation."""
-        notes, source = self.data.notes, self.students.source
-        assert notes is not None
-
-        def predict(model: torch.nn.Module, idx: Index) -> npt.NDArray[np.float32]:
-            assert isinstance(model, PartStudent)
-            return history.running_answers(model, source, notes, idx, self.device)[1]
-
-        return predict
 
     def _model(self, name: str, blob: dict[str, Any]) -> KdModel:
         self.histories[name.upper() if name != "teacher" else "AIC"] = blob.get("history", [])
@@ -323,24 +258,25 @@ class Run:
         step: StepFn,
         predict: PredictFn,
         *,
-        phase: str = "",
+        phase: Phase | None = None,
     ) -> tuple[KdModel, LoopState]:
         """Train ``model`` (resumable: its state file is named after the stage's fingerprint
         and ``phase``); the checkpoint files are removed by :meth:`_unlink_checkpoints`."""
         cfg, role = self.cfg, "teacher" if name == "teacher" else "student"
         optim = cfg.teacher if role == "teacher" else cfg.student
-        if phase == "history":
-            # Chunks of ``sequence`` windows: the batch and the epoch still count windows.
-            per = optim.sequence
+        if phase is not None:
+            # Examples of several windows: the batch and the epoch still count windows.
+            per = phase.windows_per_example
             optim = replace(
                 optim,
                 batch_size=max(1, optim.batch_size // per),
                 samples_per_epoch=optim.samples_per_epoch // per,
             )
-        val = self._validation(windows, role)
+        val = windows.split["validation"] if role == "teacher" else self.students.validation()
         label = "AIC" if role == "teacher" else name.upper()
+        suffix = "" if phase is None else phase.name
         task = Task(
-            name=f"{label} {phase}".strip(),
+            name=f"{label} {suffix}".strip(),
             step=step,
             predict=predict,
             train_labels=windows.labels[windows.split["train"]],
@@ -352,7 +288,7 @@ class Run:
         torch.manual_seed(cfg.seed)
         # The fingerprint is in the name: an interrupted run resumes only the same stage.
         fp = self.fingerprints[name + ".pt"]
-        state_file = self.dir / "checkpoints" / f"{name}.{fp}{'.' + phase if phase else ''}.pt"
+        state_file = self.dir / "checkpoints" / f"{name}.{fp}{'.' + suffix if suffix else ''}.pt"
         return fit(
             model.to(self.device),
             task,
@@ -367,85 +303,53 @@ class Run:
             for path in (self.dir / "checkpoints").glob(f"{name}.*.pt"):
                 path.unlink(missing_ok=True)
 
-    def _validation(self, windows: Windows, role: str) -> Index:
-        """The validation windows; contract 2's, those of at most :data:`VALIDATION_SONGS`
-        songs (whole songs, so whole parts: their running answers are causal)."""
-        val = windows.split["validation"]
-        if role == "teacher" or self.data.notes is None:
-            return val
-        songs = self.data.notes.index["song"][val]
-        keep = np.unique(songs)
-        keep = keep[np.argsort(song_hashes(keep))][:VALIDATION_SONGS]
-        return val[np.isin(songs, keep)]
-
-    def baseline(self) -> Callable[[Index], npt.NDArray[np.float32]]:
+    def baseline(self) -> Answers:
         """Gradient boosting on note statistics of the students' windows (the part's own
-        notes: contract 1's roll); returns its probabilities by student window."""
+        notes: contract 1's roll); returns its probabilities by test window.
+
+        ``baseline.pt`` keeps those probabilities, not the fitted model: a scikit-learn model
+        can only be saved by pickle, which loading a checkpoint safely refuses
+        (:func:`train.checkpoints.load`). The fit is deterministic in the seed: to score the
+        baseline on other windows, fit it again (:func:`train.baseline.fit_baseline`)."""
 
         def fit() -> dict[str, Any]:
             self.report.say("baseline", "fitting gradient boosting on note statistics")
-            train = self.students.split["train"]
+            windows = self.students.windows
+            train, test = windows.split["train"], windows.split["test"]
             if len(train) > BASELINE_MAX_TRAIN:
                 rng = np.random.default_rng(self.cfg.seed)
                 train = np.sort(rng.choice(train, BASELINE_MAX_TRAIN, replace=False))
-            labels = self.students.labels[train]
-            return {"model": fit_baseline(self._features(train), labels, seed=self.cfg.seed)}
-
-        model = self.current_or_build("baseline.pt", fit)["model"]
-
-        def predict(idx: Index) -> npt.NDArray[np.float32]:
-            probs = np.zeros((len(idx), len(CLASSES)), np.float32)
-            for s in range(0, len(idx), 65536):
-                part = idx[s : s + 65536]
+            labels = windows.labels[train]
+            model = fit_baseline(self._features(train), labels, seed=self.cfg.seed)
+            probs = np.zeros((len(test), len(CLASSES)), np.float32)
+            for s in range(0, len(test), 65536):
+                part = test[s : s + 65536]
                 probs[s : s + 65536, model.classes_] = model.predict_proba(self._features(part))
-            return probs  # a column for every class, also classes missing from training
+            return {"test": test, "probs": probs}  # a column for every class
 
-        return predict
+        blob = self.current_or_build("baseline.pt", fit)
+        return _stored_answers(blob["test"], blob["probs"], "baseline")
 
     def _features(self, idx: Index) -> npt.NDArray[np.float32]:
         """Note features of the students' windows ``idx``, in that order."""
         order = np.argsort(idx)
-        ordered = idx[order]
-        if self.data.notes is None:
-            store = self.data.store
-            rolls, valid = store.rolls[ordered], store.index["valid_steps"][ordered]
-        else:
-            rolls = np.concatenate(
-                [
-                    self.data.notes.inputs(ordered[s : s + 8192])[:, 0]
-                    for s in range(0, len(ordered), 8192)
-                ]
-                or [np.zeros((0, 128, 16), np.uint8)]
-            )
-            valid = self.data.notes.index["valid_steps"][ordered]
-        feats = note_features(rolls, valid)
+        feats = note_features(*self.students.rolls(idx[order]))
         out = np.empty_like(feats)
         out[order] = feats
         return out
 
     # ------------------------------------------------------------------- what leaks
 
-    def roll_keys(self, idx: Index) -> npt.NDArray[np.uint64]:
-        """The key of each student window's own roll (:func:`train.splits.roll_keys`)."""
-        out = np.zeros(len(idx), np.uint64)
-        for s in range(0, len(idx), 65536):
-            part = idx[s : s + 65536]
-            if self.data.notes is None:
-                out[s : s + len(part)] = roll_keys(self.data.store.rolls[part])
-            else:
-                rows, cells = self.data.notes.part_cells(part)
-                out[s : s + len(part)] = sparse_roll_keys(rows, cells, len(part))
-        return out
-
-    def memory(self) -> tuple[dict, Callable[[Index], npt.NDArray[np.float32]]]:
+    def leakage_and_lookup(self) -> tuple[dict, Answers]:
         """What the split leaks (:func:`train.splits.leakage`), and the lookup table of the
         training rolls as a scorer of student windows."""
-        train, test = self.students.split["train"], self.students.split["test"]
-        labels = self.students.labels
-        keys = self.roll_keys(train)
-        leak = leakage(keys, labels[train], self.roll_keys(test), labels[test])
+        students = self.students
+        train, test = students.windows.split["train"], students.windows.split["test"]
+        labels = students.windows.labels
+        keys = students.roll_keys(train)
+        leak = leakage(keys, labels[train], students.roll_keys(test), labels[test])
         table = LookupTable.fit(keys, labels[train])
-        return leak, lambda idx: table(self.roll_keys(idx))
+        return leak, lambda idx: table(students.roll_keys(idx))
 
     def split_info(self, leak: dict) -> dict:
         """The split, for the report: its kind, the emulated duplicates, its leakage."""
@@ -458,92 +362,49 @@ class Run:
 
     # --------------------------------------------------------------------- evaluation
 
-    def evaluate(self, model: KdModel | Callable[[Index], npt.NDArray[np.float32]]) -> dict:
-        """A student's (or the baseline's) test metrics (:func:`evaluate_windows`)."""
-        test = self.students.split["test"]
-        if self.data.notes is not None:
-            return evaluate_windows(model, self.data.notes, test, self.device)
-        if isinstance(model, torch.nn.Module):
-            return evaluate(
-                self.students.labels[test],
-                predictor(self.students.source, self.device)(model, test),
-            )
-        return evaluate(self.students.labels[test], model(test))
+    def evaluate(self, model: Scorer) -> dict:
+        """A student's (or the baseline's) test metrics
+        (:meth:`train.students.Students.evaluate`)."""
+        return self.students.evaluate(model, self.students.windows.split["test"], self.device)
 
     def used(self) -> dict:
         """What the models were trained on, when it is less than what was built."""
         if self.cfg.train_fraction == 1:
             return {}
-        train = self.students.split["train"]
-        songs = (
-            self.data.store.index["song"][train]
-            if self.data.notes is None
-            else self.data.notes.index["song"][train]
-        )
+        train = self.students.windows.split["train"]
         return {
             "train_fraction": self.cfg.train_fraction,
-            "train_songs_used": len(np.unique(songs)),
+            "train_songs_used": len(np.unique(self.students.songs(train))),
             "train_windows_used": len(train),
         }
 
 
-def evaluate_windows(
-    model: KdModel | Callable[[Index], npt.NDArray[np.float32]],
-    notes: NotesStore,
-    idx: Index,
-    device: torch.device,
-) -> dict:
-    """Metrics of a contract-2 student (or any scorer of windows) on the windows ``idx`` of a
-    notes store (whole parts): the window answer's (:func:`train.evaluate.evaluate`), the
-    running answer's (``"running"``) and each part's after 2, 4, 8 and 16 bars (``"parts"``;
-    without a state, the running answer is the mean of the window answers). A student with a
-    state is also scored as if it had none (``"mean"``: its window answers averaged), which
-    measures what the learned history adds over averaging."""
-    source = NotesSource(notes)
-    mean = None
-    if isinstance(model, PartStudent):
-        window, running = history.running_answers(model, source, notes, idx, device)
-        if model.state_dim:
-            mean = history.running_mean(notes, idx, window)
-    else:
-        if isinstance(model, torch.nn.Module):
-            window = predictor(source, device)(model, idx)
-        else:
-            window = model(idx)
-        running = history.running_mean(notes, idx, window)
-    y = notes.labels[idx]
-    result = evaluate(y, window)
-    result.update(_running(notes, idx, y, running))
-    if mean is not None:
-        result["mean"] = _running(notes, idx, y, mean)
-    return result
+def _stored_answers(windows: Index, probs: npt.NDArray[np.float32], name: str) -> Answers:
+    """The probabilities ``probs [len(windows), 8]`` kept for ``windows``, as a scorer."""
+    order = np.argsort(windows)
 
+    def answers(idx: Index) -> npt.NDArray[np.float32]:
+        at = order[np.clip(np.searchsorted(windows[order], idx), 0, max(len(windows) - 1, 0))]
+        if len(idx) and (len(windows) == 0 or np.any(windows[at] != idx)):
+            raise DataError(
+                f"the {name}'s answers are kept for the test windows only: fit it again "
+                "to score other windows"
+            )
+        return probs[at]
 
-def _running(
-    notes: NotesStore, idx: Index, y: npt.NDArray[np.int64], running: npt.NDArray[np.float32]
-) -> dict:
-    """The running answer's metrics, and each part's after :data:`history.BARS_HEARD` bars."""
-    result: dict = {"running": _brief(evaluate(y, running)), "parts": {}}
-    for bars in history.BARS_HEARD:
-        labels, probs = history.answers_after(notes, idx, running, bars)
-        if len(labels):
-            result["parts"][str(bars)] = _brief(evaluate(labels, probs))
-    return result
-
-
-def _brief(metrics: dict) -> dict:
-    return {k: metrics[k] for k in ("macro_f1", "accuracy", "per_class", "n")}
+    return answers
 
 
 # --------------------------------------------------------------------------------- data
 
 
 def load_data(cfg: RunConfig, report: Reporter, rank: int = 0) -> Data:
-    """Build (rank 0) or open the run's stores."""
+    """Build (rank 0) or open the run's audio store (and the notes-only store, for students
+    that need it)."""
     out = Path(cfg.data.out)
-    notes = cfg.model.contract == 2
     if rank == 0:
         report.say("data", f"building windows in {out}")
+        notes = students_for(cfg.model.contract).needs_notes
         summary = build(cfg.data, report.progress, notes=notes)
     _barrier()
     if rank != 0:
@@ -552,7 +413,7 @@ def load_data(cfg: RunConfig, report: Reporter, rank: int = 0) -> Data:
     labels = labels_of(store)
     # A song is its file's hash where the layout records it (a rendered collection), so a
     # share of the songs is the same songs for the teacher and for the notes store.
-    uuid = {track: m.get("UUID", track) for track, m in slakh.metadata(_slakh_root(cfg)).items()}
+    uuid = {track: m.get("UUID", track) for track, m in slakh.metadata(cfg.data.slakh_root).items()}
     tracks = store.index["song"]
     songs = np.array([uuid.get(t, t) for t in tracks])
     side = store.index["split"]
@@ -567,55 +428,14 @@ def load_data(cfg: RunConfig, report: Reporter, rank: int = 0) -> Data:
         shipped=shipped,
         duplicates=cfg.split_duplicates,
     )
-    audio = Windows(
-        RollSource(store, labels), labels, _with_share(split, songs, cfg.train_fraction)
+    rolls = Windows(
+        RollSource(store, labels), labels, train_share(split, songs, cfg.train_fraction)
     )
     how = () if cfg.split == "song" and not shipped else (cfg.split, cfg.split_duplicates)
     fp = fingerprint(
         "data", summary, CONTRACT_VERSION, cfg.model.contract, cfg.train_fraction, *how
     )
-    return Data(store, audio, NotesStore(out / "notes") if notes else None, summary, fp)
-
-
-def _slakh_root(cfg: RunConfig) -> Path:
-    """The Slakh-layout folder of the audio store: Slakh2100's, or the rendered collection's."""
-    return Path(cfg.data.slakh or Path(cfg.data.out) / "slakh")
-
-
-def _with_share(split: dict[str, Index], songs: np.ndarray, fraction: float) -> dict[str, Index]:
-    """``split`` with only a share ``fraction`` of the training songs (:func:`song_shares`)."""
-    if fraction < 1:
-        train = split["train"]
-        split["train"] = train[song_shares(songs[train]) < fraction]
-    return split
-
-
-def student_windows(data: Data, cfg: RunConfig) -> Windows:
-    """The students' windows: contract 1, the audio store's rolls (the teacher's windows);
-    contract 2, the notes store's, split as ``cfg.split`` says, with a share
-    ``cfg.train_fraction`` of its training songs."""
-    windows = data.audio
-    if data.notes is not None:
-        notes = data.notes
-        song = notes.index["song"]
-        sha1 = np.array([s["sha1"] for s in notes.songs])[song]
-        split = split_windows(
-            cfg.split,
-            notes.song_split[song],
-            notes.song_key[song],  # versions of a song count as one
-            window_keys(sha1, notes.index["part"], notes.index["bar"]),
-            duplicates=cfg.split_duplicates,
-        )
-        split = _with_share(split, sha1, cfg.train_fraction)
-        windows = Windows(NotesSource(notes), notes.labels, split)
-    for name, hint in (
-        ("train", "use more songs or a larger train_fraction"),
-        ("validation", "use more songs"),
-        ("test", "use more songs"),
-    ):
-        if len(windows.split[name]) == 0:
-            raise DataError(f"the {name} split has no windows: {hint}")
-    return windows
+    return Data(store, rolls, summary, fp)
 
 
 # ------------------------------------------------------------------------------ plumbing

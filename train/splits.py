@@ -106,6 +106,17 @@ def song_shares(songs: np.ndarray) -> npt.NDArray[np.float64]:
     return song_hashes(songs).astype(np.float64) / 2.0**32
 
 
+def train_share(
+    split: dict[str, npt.NDArray[np.int64]], songs: np.ndarray, fraction: float
+) -> dict[str, npt.NDArray[np.int64]]:
+    """``split`` with only a share ``fraction`` of its training songs (:func:`song_shares`;
+    ``songs``: the song of every window)."""
+    if fraction < 1:
+        train = split["train"]
+        split["train"] = train[song_shares(songs[train]) < fraction]
+    return split
+
+
 def song_hashes(songs: np.ndarray) -> npt.NDArray[np.int64]:
     """A stable 32-bit hash per entry of ``songs`` (strings or ints, hashed as text)."""
     names, inverse = np.unique(np.asarray(songs).astype(str), return_inverse=True)

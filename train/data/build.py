@@ -179,7 +179,7 @@ def _map_stems(
 
 def _warm_up_features() -> None:
     """Import librosa's lazily loaded STFT code once in the parent, so the forked workers do
-    not each pay for it (about 2.5 s per worker)."""
+    not each pay for it (seconds per worker)."""
     import numpy as np
 
     from train.data.features import log_mel

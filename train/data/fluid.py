@@ -1,7 +1,7 @@
 """In-process FluidSynth (libfluidsynth through ctypes): load each soundfont once per worker.
 
-The FluidSynth program spends most of a short render loading its soundfont (about 0.3 s for
-FluidR3_GM, 1.4 s for MuseScore General's compressed sf3), and a data set renders thousands of
+The FluidSynth program spends most of a short render loading its soundfont (longest for a
+compressed sf3 such as MuseScore General's), and a data set renders thousands of
 tracks. This renderer keeps one synth per soundfont alive in each worker process and renders
 each MIDI file with FluidSynth's own MIDI player, timed by the sample clock, exactly as the
 program's fast file renderer (``-F``) does. Where the library cannot be loaded the pipeline

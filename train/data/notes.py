@@ -14,7 +14,8 @@ window of a part in the 8 classes is kept. Layout of ``OUT/notes/``::
     meta.json     counts, written when the build is complete
 
 Inputs are stored sparse (about 180 nonzero cells of 10,240 per window), about 550 bytes a
-window. An interrupted build resumes: files are cut back to what ``songs.jsonl`` vouches for.
+window. An interrupted build resumes: files are cut back to what ``songs.jsonl`` vouches for
+(:mod:`train.data.flatfiles`).
 Splits are by *group* of songs: versions of one song (different files, much the same notes,
 found by :func:`group_songs`) share a split, so a test song is never a re-arrangement of a
 training one.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -33,13 +33,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from live.contract import WINDOW
+from live.contracts import V2
 from live.errors import MidiFileError
-from live.inputs import CHANNELS_V2, song_inputs, sources_of
+from live.inputs import song_inputs, sources_of
 from live.midifile import Part, Song, load_midi, read_song
 from live.taxonomy import CLASSES, class_of_program
 from train.data import slakh
 from train.data.collection import audible_parts, check_tempo, in_task, split_of
+from train.data.flatfiles import FlatFiles, memmap, start_fresh_if_changed
 from train.data.store import WindowStore
 from train.errors import DataError
 from train.files import atomic_write, read_log
@@ -58,7 +59,7 @@ COLUMNS = (
     "cell_offset_lo",
     "cell_offset_hi",
 )
-SHAPE = (len(CHANNELS_V2), WINDOW.n_pitches, WINDOW.n_steps)
+SHAPE = V2.input_shape
 #: MinHash of a song's notes: this many hash functions, in bands of BAND rows for LSH.
 N_HASHES, BAND = 64, 4
 #: Songs whose estimated Jaccard similarity of note n-grams is at least this are versions.
@@ -207,30 +208,23 @@ class NotesWriter:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        params = self.folder / "params.json"
-        want = {"contract_version": 2, "notes_version": NOTES_VERSION, "columns": list(COLUMNS)}
-        if params.exists() and json.loads(params.read_text()) != want:
-            shutil.rmtree(self.folder)  # made another way: mixing would be silent skew
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(params, json.dumps(want))
-        self.done = read_log(self.folder / "songs.jsonl", "sha1")
+        want = {
+            "contract_version": V2.version,
+            "notes_version": NOTES_VERSION,
+            "columns": list(COLUMNS),
+        }
+        start_fresh_if_changed(self.folder, want, json.dumps(want))
+        self.files = FlatFiles(self.folder, log="songs.jsonl", key="sha1")
+        self.done = self.files.done
         self.n_windows = sum(r["windows"] for r in self.done.values())
         self.n_cells = sum(r.get("cells", 0) for r in self.done.values())
-        self._truncate()
-        names = ("windows.i32", "cells.u16", "values.u8", "songs.jsonl")
-        self._files = {name: open(self.folder / name, "ab") for name in names}  # noqa: SIM115
-
-    def _truncate(self) -> None:
-        sizes = {
-            "windows.i32": self.n_windows * len(COLUMNS) * 4,
-            "cells.u16": self.n_cells * 2,
-            "values.u8": self.n_cells,
-        }
-        for name, size in sizes.items():
-            path = self.folder / name
-            if path.exists() and path.stat().st_size != size:
-                with open(path, "r+b") as f:
-                    f.truncate(size)
+        self.files.open(
+            {
+                "windows.i32": self.n_windows * len(COLUMNS) * 4,
+                "cells.u16": self.n_cells * 2,
+                "values.u8": self.n_cells,
+            }
+        )
 
     def append(self, song: SongWindows) -> None:
         """Write one song's windows and cells, then log it (data first: a crash never lies)."""
@@ -240,23 +234,17 @@ class NotesWriter:
             offsets = self.n_cells + np.concatenate([[0], np.cumsum(rows[:-1, 6], dtype=np.int64)])
             rows[:, 0] = index
             rows[:, 7], rows[:, 8] = offsets & 0x7FFFFFFF, offsets >> 31
-        self._files["windows.i32"].write(rows.astype("<i4").tobytes())
-        self._files["cells.u16"].write(song.cells.astype("<u2").tobytes())
-        self._files["values.u8"].write(song.values.tobytes())
-        for name in ("windows.i32", "cells.u16", "values.u8"):
-            self._files[name].flush()
-        record = song.record | {"index": index, "cells": int(len(song.cells))}
-        self._files["songs.jsonl"].write((json.dumps(record) + "\n").encode())
-        self._files["songs.jsonl"].flush()
-        self.done[record["sha1"]] = record
+        self.files.write("windows.i32", rows.astype("<i4").tobytes())
+        self.files.write("cells.u16", song.cells.astype("<u2").tobytes())
+        self.files.write("values.u8", song.values.tobytes())
+        self.files.commit(song.record | {"index": index, "cells": int(len(song.cells))})
         self.n_windows += len(rows)
         self.n_cells += len(song.cells)
 
     def close(self) -> None:
-        for f in self._files.values():
-            f.close()
+        self.files.close()
         meta = {
-            "contract_version": 2,
+            "contract_version": V2.version,
             "windows": self.n_windows,
             "cells": self.n_cells,
             "songs": len(self.done),
@@ -316,13 +304,13 @@ class NotesStore:
             read_log(self.folder / "songs.jsonl", "sha1").values(), key=lambda r: r["index"]
         )
         n, m = int(meta["windows"]), int(meta["cells"])
-        table = _memmap(self.folder / "windows.i32", np.int32, (n, len(COLUMNS)))
+        table = memmap(self.folder / "windows.i32", np.int32, (n, len(COLUMNS)))
         self.index = {name: np.asarray(table[:, k]) for k, name in enumerate(COLUMNS)}
         self.offset = self.index.pop("cell_offset_lo").astype(np.int64) + (
             self.index.pop("cell_offset_hi").astype(np.int64) << 31
         )
-        self.cells = _memmap(self.folder / "cells.u16", np.uint16, (m,))
-        self.values = _memmap(self.folder / "values.u8", np.uint8, (m,))
+        self.cells = memmap(self.folder / "cells.u16", np.uint16, (m,))
+        self.values = memmap(self.folder / "values.u8", np.uint8, (m,))
         signatures = np.array([s.get("fingerprint", [-1] * N_HASHES) for s in self.songs], np.int64)
         self.group = group_songs(signatures.reshape(len(self.songs), N_HASHES))
         # A group's split is that of its least hash: the same whatever order songs came in.
@@ -391,14 +379,8 @@ class NotesStore:
             "songs_in_version_groups": int(sizes[sizes > 1].sum()),
             "windows": windows,
             "skipped": sum(len(s.get("skipped", [])) for s in self.songs),
-            "contract_version": 2,
+            "contract_version": V2.version,
         }
-
-
-def _memmap(path: Path, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-    if int(np.prod(shape)) == 0:
-        return np.zeros(shape, dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
 
 
 def audio_twins(notes: NotesStore, store: WindowStore, slakh_root: Path) -> npt.NDArray[np.int64]:

@@ -10,7 +10,8 @@ Layout of ``OUT/windows/``::
 
 Window ``i``'s mel is ``mel[mel_offset[i] : mel_offset[i] + mel_frames[i]].T`` ([128, frames],
 unpadded). Memory stays bounded whatever the corpus size: each stem is appended and flushed.
-An interrupted build resumes: files are cut back to what ``done.jsonl`` vouches for.
+An interrupted build resumes: files are cut back to what ``done.jsonl`` vouches for
+(:mod:`train.data.flatfiles`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +26,9 @@ import numpy as np
 import numpy.typing as npt
 
 from live.contract import CONTRACT_VERSION, MEL, WINDOW
+from train.data.flatfiles import FlatFiles, memmap, start_fresh_if_changed
 from train.errors import DataError
-from train.files import atomic_write, read_log
+from train.files import atomic_write
 
 COLUMNS = (
     "window",
@@ -68,40 +69,22 @@ class StoreWriter:
 
     def __init__(self, folder: Path, params: dict | None = None) -> None:
         self.folder = Path(folder)
-        self._start_fresh_if_params_changed(params or {})
-        self.done: dict[str, dict] = read_log(self.folder / "done.jsonl", "stem")
+        # A store built with other settings (hop, silence threshold, contract, source) is
+        # not resumed but rebuilt: mixing windows made two ways would be silent skew.
+        params = {"contract_version": CONTRACT_VERSION} | (params or {})
+        start_fresh_if_changed(self.folder, params, json.dumps(params, indent=1, sort_keys=True))
+        self.files = FlatFiles(self.folder, log="done.jsonl", key="stem")
+        self.done = self.files.done
         self.n_windows = sum(d["windows"] for d in self.done.values())
         self.n_frames = sum(d["frames"] for d in self.done.values())
-        self._truncate()
-        self._rolls = open(self.folder / "rolls.u8", "ab")  # noqa: SIM115
-        self._mel = open(self.folder / "mel.f16", "ab")  # noqa: SIM115
-        self._index = open(self.folder / "index.csv", "a", newline="")  # noqa: SIM115
-        self._done = open(self.folder / "done.jsonl", "a")  # noqa: SIM115
-        self._csv = csv.DictWriter(self._index, fieldnames=COLUMNS, lineterminator="\n")
-        if self._index.tell() == 0:
-            self._csv.writeheader()
+        self._truncate_index()
+        sizes = {"rolls.u8": self.n_windows * ROLL_BYTES, "mel.f16": self.n_frames * FRAME_BYTES}
+        self.files.open(sizes | {"index.csv": None})
+        if self.files.is_empty("index.csv"):
+            self.files.write("index.csv", ",".join(COLUMNS).encode() + b"\n")
 
-    def _start_fresh_if_params_changed(self, params: dict) -> None:
-        """A store built with other settings (hop, silence threshold, contract, source) is
-        not resumed but rebuilt: mixing windows made two ways would be silent skew."""
-        params = {"contract_version": CONTRACT_VERSION} | params
-        path = self.folder / "params.json"
-        if path.exists() and json.loads(path.read_text()) != json.loads(json.dumps(params)):
-            shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            atomic_write(path, json.dumps(params, indent=1, sort_keys=True))
-
-    def _truncate(self) -> None:
-        """Cut every file back to the stems that ``done.jsonl`` records as complete."""
-        for name, size in (
-            ("rolls.u8", self.n_windows * ROLL_BYTES),
-            ("mel.f16", self.n_frames * FRAME_BYTES),
-        ):
-            path = self.folder / name
-            if path.exists() and path.stat().st_size != size:
-                with open(path, "r+b") as f:
-                    f.truncate(size)
+    def _truncate_index(self) -> None:
+        """Cut ``index.csv`` back to its header and the windows ``done.jsonl`` records."""
         index = self.folder / "index.csv"
         if index.exists():
             lines = index.read_text().splitlines(keepends=True)
@@ -111,26 +94,23 @@ class StoreWriter:
     def append(self, stem: StemWindows) -> None:
         """Write one stem's windows, then log it as done (data first: a crash never lies)."""
         n = len(stem.rows)
-        self._rolls.write(np.ascontiguousarray(stem.rolls, np.uint8).tobytes())
-        self._mel.write(np.ascontiguousarray(stem.mel, np.float16).tobytes())
+        self.files.write("rolls.u8", np.ascontiguousarray(stem.rolls, np.uint8).tobytes())
+        self.files.write("mel.f16", np.ascontiguousarray(stem.mel, np.float16).tobytes())
+        text = io.StringIO()
+        rows = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
         for i, row in enumerate(stem.rows):
-            self._csv.writerow(
+            rows.writerow(
                 row
                 | {"window": self.n_windows + i, "mel_offset": self.n_frames + row["mel_offset"]}
             )
-        for f in (self._rolls, self._mel, self._index):
-            f.flush()
+        self.files.write("index.csv", text.getvalue().encode())
         record = {"stem": stem.key, "windows": n, "frames": int(stem.mel.shape[0])}
-        record |= {"silent": stem.silent, "past_end": stem.past_end}
-        self._done.write(json.dumps(record) + "\n")
-        self._done.flush()
-        self.done[stem.key] = record
+        self.files.commit(record | {"silent": stem.silent, "past_end": stem.past_end})
         self.n_windows += n
         self.n_frames += int(stem.mel.shape[0])
 
     def close(self) -> None:
-        for f in (self._rolls, self._mel, self._index, self._done):
-            f.close()
+        self.files.close()
         meta = {
             "contract_version": CONTRACT_VERSION,
             "windows": self.n_windows,
@@ -165,8 +145,8 @@ class WindowStore:
         self.n = int(meta["windows"])
         self.index = _read_index(self.folder / "index.csv")
         shape = (self.n, WINDOW.n_pitches, WINDOW.n_steps)
-        self.rolls = _memmap(self.folder / "rolls.u8", np.uint8, shape)
-        self.mel_frames = _memmap(self.folder / "mel.f16", np.float16, (meta["frames"], MEL.n_mels))
+        self.rolls = memmap(self.folder / "rolls.u8", np.uint8, shape)
+        self.mel_frames = memmap(self.folder / "mel.f16", np.float16, (meta["frames"], MEL.n_mels))
 
     def __len__(self) -> int:
         return self.n
@@ -179,12 +159,6 @@ class WindowStore:
     def split(self, name: str) -> npt.NDArray[np.int64]:
         """Indices of the windows in split ``name``."""
         return np.flatnonzero(self.index["split"] == name)
-
-
-def _memmap(path: Path, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-    if int(np.prod(shape)) == 0:
-        return np.zeros(shape, dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
 
 
 _NUMERIC = {

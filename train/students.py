@@ -1,0 +1,350 @@
+"""What the students learn from and how they are scored: one object per input contract.
+
+The teacher always learns from the audio store's windows (:class:`Data`). The students learn
+from the windows of their input contract (:mod:`live.contracts`), and everything that differs
+between contracts is a method of one class here:
+
+- :class:`RollStudents` (contract 1, the paper): the audio store's rolls, the teacher's own
+  windows;
+- :class:`NotesStudents` (contract 2): the notes-only store (``train.data.notes``), where they
+  see onsets, velocity, the ensemble and the drums, carry a state from window to window
+  (``train.history``, a second training phase) and are distilled where the teacher has heard
+  the window.
+
+Each owns its store, its windows (source, labels, split with the ``train_fraction`` share),
+the teacher's logits on them, the validation subset, the rolls the baseline's features and the
+leakage keys are made of, test evaluation, and the songs of windows. ``train.pipeline.Run``
+asks :func:`students_for` once and never which contract it holds: a contract 3 is one more
+class here and an entry in :data:`STUDENTS`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from live.contracts import V1, V2, Contract
+from train import history
+from train.batches import NotesSource
+from train.config import RunConfig
+from train.data.notes import NotesStore, audio_twins
+from train.data.store import WindowStore
+from train.errors import ConfigError, DataError
+from train.evaluate import evaluate
+from train.models import KdModel, PartStudent
+from train.splits import (
+    roll_keys,
+    song_hashes,
+    sparse_roll_keys,
+    split_windows,
+    train_share,
+    window_keys,
+)
+from train.steps import Index, PredictFn, Source, StepFn, predictor
+
+#: Contract-2 students are validated on the windows of at most this many validation songs.
+VALIDATION_SONGS = 200
+#: Something that scores windows: a model, or a function of window indices -> probabilities.
+Scorer = KdModel | Callable[[Index], npt.NDArray[np.float32]]
+
+
+@dataclass
+class Windows:
+    """A set of windows models learn from: their source, labels, and each split's indices."""
+
+    source: Source
+    labels: npt.NDArray[np.int64]
+    split: dict[str, npt.NDArray[np.int64]]
+
+
+@dataclass
+class Data:
+    """The run's audio store: the teacher's windows, and contract 1's students'."""
+
+    store: WindowStore
+    rolls: Windows  # the audio store's windows as rolls (source: RollSource)
+    summary: dict  # what ``kdtrain data`` wrote (summary.json)
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A further training phase of a student, after its window answer: its steps, how it is
+    validated, and how many successive windows one example holds."""
+
+    name: str
+    step: StepFn
+    predict: PredictFn
+    windows_per_example: int
+
+
+class Students(ABC):
+    """The students' windows of one input contract, over a run's :class:`Data`."""
+
+    #: The live contract a student of this kind reads.
+    contract: ClassVar[Contract]
+    #: Whether ``kdtrain data`` must build the notes-only store for it.
+    needs_notes: ClassVar[bool] = False
+
+    def __init__(self, data: Data, cfg: RunConfig) -> None:
+        self.data, self.cfg = data, cfg
+        self.windows = self._windows()
+        for name, hint in (
+            ("train", "use more songs or a larger train_fraction"),
+            ("validation", "use more songs"),
+            ("test", "use more songs"),
+        ):
+            if len(self.windows.split[name]) == 0:
+                raise DataError(f"the {name} split has no windows: {hint}")
+
+    @abstractmethod
+    def _windows(self) -> Windows:
+        """The windows, split as ``cfg.split`` says, with a share ``cfg.train_fraction`` of
+        the training songs."""
+
+    @abstractmethod
+    def teacher_targets(
+        self, logits: npt.NDArray[np.float32], heard: npt.NDArray[np.bool_]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+        """The teacher's logits ``[N_audio, 8]`` on the audio store's windows it has heard
+        (``heard [N_audio]``), as ``(logits [N, 8], heard [N])`` by student window."""
+
+    def validation(self) -> Index:
+        """The windows a student is validated on."""
+        return self.windows.split["validation"]
+
+    @abstractmethod
+    def rolls(self, idx: Index) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+        """The part's own roll of each window ``idx`` (sorted), ``uint8 [n, 128, 16]``, and
+        its valid steps ``[n]``: what the baseline's features are made of."""
+
+    def roll_keys(self, idx: Index) -> npt.NDArray[np.uint64]:
+        """The key of each window's own roll (:func:`train.splits.roll_keys`)."""
+        out = np.zeros(len(idx), np.uint64)
+        for s in range(0, len(idx), 65536):
+            part = idx[s : s + 65536]
+            out[s : s + len(part)] = self._roll_keys(part)
+        return out
+
+    @abstractmethod
+    def _roll_keys(self, idx: Index) -> npt.NDArray[np.uint64]: ...
+
+    @abstractmethod
+    def evaluate(self, model: Scorer, idx: Index, device: torch.device) -> dict:
+        """Metrics of a student (or any scorer of windows) on the windows ``idx``."""
+
+    @abstractmethod
+    def songs(self, idx: Index) -> np.ndarray:
+        """The song of each window ``idx``."""
+
+    def start_history(self, model: KdModel, device: torch.device) -> Phase | None:
+        """The phase that teaches a student its history, or None when it has none; a student
+        that has one gets its window answer frozen for it."""
+        return None
+
+    @classmethod
+    @abstractmethod
+    def test_inputs(cls, data_dir: Path, limit: int) -> npt.NDArray[np.float32] | None:
+        """At most ``limit`` test windows of the data folder ``data_dir`` (evenly spaced) as
+        model inputs ``float32 [n, *contract.input_shape]``, or None if it has none."""
+
+
+class RollStudents(Students):
+    """Contract 1, the paper's: the audio store's rolls, the teacher's windows."""
+
+    contract = V1
+
+    def _windows(self) -> Windows:
+        return self.data.rolls
+
+    def teacher_targets(
+        self, logits: npt.NDArray[np.float32], heard: npt.NDArray[np.bool_]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+        return logits, heard
+
+    def rolls(self, idx: Index) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+        store = self.data.store
+        return store.rolls[idx], store.index["valid_steps"][idx]
+
+    def _roll_keys(self, idx: Index) -> npt.NDArray[np.uint64]:
+        return roll_keys(self.data.store.rolls[idx])
+
+    def evaluate(self, model: Scorer, idx: Index, device: torch.device) -> dict:
+        labels = self.windows.labels[idx]
+        if isinstance(model, torch.nn.Module):
+            return evaluate(labels, predictor(self.windows.source, device)(model, idx))
+        return evaluate(labels, model(idx))
+
+    def songs(self, idx: Index) -> np.ndarray:
+        return self.data.store.index["song"][idx]
+
+    @classmethod
+    def test_inputs(cls, data_dir: Path, limit: int) -> npt.NDArray[np.float32] | None:
+        if not (data_dir / "windows" / "index.csv").exists():
+            return None
+        store = WindowStore(data_dir / "windows")
+        test = spread(store.split("test"), limit)
+        return store.rolls[test].astype(np.float32)[:, None] if len(test) else None
+
+
+class NotesStudents(Students):
+    """Contract 2: the notes-only store, with a history."""
+
+    contract = V2
+    needs_notes = True
+
+    def __init__(self, data: Data, cfg: RunConfig) -> None:
+        self.notes = NotesStore(Path(cfg.data.out) / "notes")
+        super().__init__(data, cfg)
+
+    def _windows(self) -> Windows:
+        notes, cfg = self.notes, self.cfg
+        song = notes.index["song"]
+        sha1 = np.array([s["sha1"] for s in notes.songs])[song]
+        split = split_windows(
+            cfg.split,
+            notes.song_split[song],
+            notes.song_key[song],  # versions of a song count as one
+            window_keys(sha1, notes.index["part"], notes.index["bar"]),
+            duplicates=cfg.split_duplicates,
+        )
+        split = train_share(split, sha1, cfg.train_fraction)
+        return Windows(NotesSource(notes), notes.labels, split)
+
+    def teacher_targets(
+        self, logits: npt.NDArray[np.float32], heard: npt.NDArray[np.bool_]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+        """The teacher's logits where the notes window's twin in the audio store
+        (:func:`train.data.notes.audio_twins`) is one it has heard, and never on a validation
+        or test window."""
+        twin = audio_twins(self.notes, self.data.store, self.cfg.data.slakh_root)
+        heard_notes = (twin >= 0) & heard[np.maximum(twin, 0)]
+        heard_notes[self.windows.split["validation"]] = False
+        heard_notes[self.windows.split["test"]] = False
+        return logits[np.maximum(twin, 0)] * heard_notes[:, None], heard_notes
+
+    def validation(self) -> Index:
+        """The validation windows of at most :data:`VALIDATION_SONGS` songs (whole songs, so
+        whole parts: their running answers are causal)."""
+        val = self.windows.split["validation"]
+        songs = self.notes.index["song"][val]
+        keep = np.unique(songs)
+        keep = keep[np.argsort(song_hashes(keep))][:VALIDATION_SONGS]
+        return val[np.isin(songs, keep)]
+
+    def rolls(self, idx: Index) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+        rolls = np.concatenate(
+            [self.notes.inputs(idx[s : s + 8192])[:, 0] for s in range(0, len(idx), 8192)]
+            or [np.zeros((0, *V1.input_shape[1:]), np.uint8)]
+        )
+        return rolls, self.notes.index["valid_steps"][idx]
+
+    def _roll_keys(self, idx: Index) -> npt.NDArray[np.uint64]:
+        rows, cells = self.notes.part_cells(idx)
+        return sparse_roll_keys(rows, cells, len(idx))
+
+    def evaluate(self, model: Scorer, idx: Index, device: torch.device) -> dict:
+        return evaluate_windows(model, self.notes, idx, device)
+
+    def songs(self, idx: Index) -> np.ndarray:
+        return self.notes.index["song"][idx]
+
+    def start_history(self, model: KdModel, device: torch.device) -> Phase | None:
+        """A student with a state learns its history after its window answer: the recurrent
+        head over the frozen window embeddings, on chunks of a part's successive windows."""
+        if not (isinstance(model, PartStudent) and model.state_dim):
+            return None
+        model.freeze_window()
+        source, notes, chunk = self.windows.source, self.notes, self.cfg.student.sequence
+
+        def predict(model: torch.nn.Module, idx: Index) -> npt.NDArray[np.float32]:
+            """The running answers (what the daemon's part answer says), for validation."""
+            assert isinstance(model, PartStudent)
+            return history.running_answers(model, source, notes, idx, device)[1]
+
+        step = history.history_step(source, history.successors(notes), chunk, device)
+        return Phase("history", step, predict, chunk)
+
+    @classmethod
+    def test_inputs(cls, data_dir: Path, limit: int) -> npt.NDArray[np.float32] | None:
+        if not (data_dir / "notes" / "meta.json").exists():
+            return None
+        notes = NotesStore(data_dir / "notes")
+        test = spread(notes.split("test"), limit)
+        return notes.inputs(test).astype(np.float32) if len(test) else None
+
+
+#: The students of each input contract, by version.
+STUDENTS: dict[int, type[Students]] = {
+    cls.contract.version: cls for cls in (RollStudents, NotesStudents)
+}
+
+
+def students_for(version: int) -> type[Students]:
+    """The students of contract ``version`` (a config's ``model.contract``)."""
+    if version not in STUDENTS:
+        raise ConfigError(
+            f"no students for input contract {version!r}: model.contract is one of "
+            f"{', '.join(map(str, STUDENTS))}"
+        )
+    return STUDENTS[version]
+
+
+def spread(idx: Index, limit: int) -> Index:
+    """At most ``limit`` of ``idx``, evenly spaced, sorted."""
+    if len(idx) == 0:
+        return idx
+    return np.sort(idx[np.linspace(0, len(idx) - 1, min(limit, len(idx))).astype(np.int64)])
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate_windows(model: Scorer, notes: NotesStore, idx: Index, device: torch.device) -> dict:
+    """Metrics of a contract-2 student (or any scorer of windows) on the windows ``idx`` of a
+    notes store (whole parts): the window answer's (:func:`train.evaluate.evaluate`), the
+    running answer's (``"running"``) and each part's after 2, 4, 8 and 16 bars (``"parts"``;
+    without a state, the running answer is the mean of the window answers). A student with a
+    state is also scored as if it had none (``"mean"``: its window answers averaged), which
+    measures what the learned history adds over averaging."""
+    source = NotesSource(notes)
+    mean = None
+    if isinstance(model, PartStudent):
+        window, running = history.running_answers(model, source, notes, idx, device)
+        if model.state_dim:
+            mean = history.running_mean(notes, idx, window)
+    else:
+        if isinstance(model, torch.nn.Module):
+            window = predictor(source, device)(model, idx)
+        else:
+            window = model(idx)
+        running = history.running_mean(notes, idx, window)
+    y = notes.labels[idx]
+    result = evaluate(y, window)
+    result.update(_running(notes, idx, y, running))
+    if mean is not None:
+        result["mean"] = _running(notes, idx, y, mean)
+    return result
+
+
+def _running(
+    notes: NotesStore, idx: Index, y: npt.NDArray[np.int64], running: npt.NDArray[np.float32]
+) -> dict:
+    """The running answer's metrics, and each part's after :data:`history.BARS_HEARD` bars."""
+    result: dict = {"running": _brief(evaluate(y, running)), "parts": {}}
+    for bars in history.BARS_HEARD:
+        labels, probs = history.answers_after(notes, idx, running, bars)
+        if len(labels):
+            result["parts"][str(bars)] = _brief(evaluate(labels, probs))
+    return result
+
+
+def _brief(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("macro_f1", "accuracy", "per_class", "n")}
