@@ -31,7 +31,7 @@ import onnxruntime as ort
 import torch
 
 from export.errors import ExportError
-from live.contracts import STATE_NAME, V1, V2, Contract
+from live.contracts import STATE_NAME, V1, Contract
 from live.inputs import ONSET, VELOCITY
 from train.models import PartStudent
 
@@ -49,10 +49,9 @@ class Graph:
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> Graph:
-        """A :class:`PartStudent` reads contract 2, any other student contract 1."""
-        if isinstance(model, PartStudent):
-            return cls(V2, model.state_dim)
-        return cls(V1, 0)
+        """The contract the student reads (:attr:`train.models.KdModel.contract`; any other
+        module, the paper's roll) and its state size."""
+        return cls(getattr(model, "contract", V1), int(getattr(model, "state_dim", 0)))
 
     @property
     def inputs(self) -> tuple[str, ...]:

@@ -26,16 +26,19 @@ from live.model import Model, softmax
 from live.taxonomy import CLASSES
 from train import checkpoints
 from train.checkpoints import load_model
-from train.models import build_student, build_teacher
+from train.models import build_part_student, build_student, build_teacher
 
 
 def _checkpoint(
     path: Path, preset: str = "fast", seed: int = 0, role: str = "student", **student: Any
 ) -> Path:
     torch.manual_seed(seed)
-    model = (
-        build_student(preset, **student) if role == "student" else build_teacher(preset, frames=64)
-    )
+    if role == "teacher":
+        model = build_teacher(preset, frames=64)
+    elif student.pop("contract", 1) == 2:
+        model = build_part_student(preset, **student)
+    else:
+        model = build_student(preset)
     # Non-trivial batch-norm statistics, as after training, so folding them is really tested.
     for m in model.modules():
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from live.contracts import CONTRACTS
 from train.errors import ConfigError
 
 #: Part of every stage's fingerprint: bumped when a stage's meaning changes, so runs made
@@ -103,7 +104,10 @@ class ModelConfig:
         _check(
             self.teacher_frames >= 32, f"teacher_frames must be >= 32, got {self.teacher_frames}"
         )
-        _check(self.contract in (1, 2), f"contract is 1 or 2, got {self.contract}")
+        _check(
+            self.contract in CONTRACTS,
+            f"contract is one of {', '.join(map(str, CONTRACTS))}, got {self.contract}",
+        )
         _check(
             self.contract == 1 or self.preset != "paper",
             "the paper's students are Table 1's: contract 1 (model.contract=1)",

@@ -24,13 +24,14 @@ so the students export to ONNX with a dynamic batch axis and compile with Tensor
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, overload
+from typing import Any, ClassVar, overload
 
 import numpy as np
 import torch
 from torch import nn
 
 from live.contract import MEL, WINDOW
+from live.contracts import V1, V2, Contract
 from live.inputs import VELOCITY
 from live.taxonomy import N_CLASSES
 from train.config import PRESETS
@@ -108,6 +109,8 @@ class KdModel(nn.Module):
     ``embedding_dim`` (D), and the JSON-able constructor arguments in ``kwargs``."""
 
     embedding_dim: int
+    #: The input contract a student of this class reads (the paper's roll unless it says so).
+    contract: ClassVar[Contract] = V1
 
     def _remember(self, **kwargs: Any) -> None:
         self.kwargs: dict[str, Any] = {k: _jsonable(v) for k, v in kwargs.items()}
@@ -463,6 +466,8 @@ class PartStudent(KdModel):
     ``forward(x, valid)`` runs chunks of successive windows for training (see ``train.history``).
     """
 
+    contract = V2
+
     def __init__(
         self,
         *,
@@ -564,27 +569,26 @@ def build_teacher(preset: str = "fast", *, frames: int) -> KdModel:
     return TeacherCNN()
 
 
-def build_student(
-    preset: str = "fast",
-    *,
-    contract: int = 1,
-    inputs: Sequence[int] = (0,),
-    state: int = 0,
-    encoder: str = "cnn",
-) -> KdModel:
-    """The notes-only student of ``preset``: contract 1, for rolls ``[B, 1, 128, 16]`` (0/1
-    float32); contract 2, a :class:`PartStudent` on the channels ``inputs`` of
-    ``[B, 5, 128, 16]`` with a state of ``state`` and a window ``encoder`` (the paper's preset
-    is contract 1 only)."""
+def build_student(preset: str = "fast") -> KdModel:
+    """The paper's notes-only student of ``preset`` (contract 1): rolls ``[B, 1, 128, 16]``
+    (0/1 float32) -> logits ``[B, 8]``."""
     _check_preset(preset)
-    if contract == 2:
-        if preset == "paper":
-            raise ValueError("contract 2 needs the fast or tiny student: the paper's is Table 1")
-        sizes = _STUDENT_CNN if encoder == "cnn" else _STUDENT_STEPS
-        return PartStudent(inputs=inputs, state=state, encoder=encoder, **sizes[preset])
     if preset == "paper":
         return PaperCNN(height=WINDOW.n_pitches, width=WINDOW.n_steps)
     return StudentCNN(**_STUDENT_CNN[preset])
+
+
+def build_part_student(
+    preset: str = "fast", *, inputs: Sequence[int] = (0,), state: int = 0, encoder: str = "cnn"
+) -> PartStudent:
+    """A contract-2 :class:`PartStudent` of ``preset`` on the channels ``inputs`` of
+    ``[B, 5, 128, 16]``, with a state of ``state`` and a window ``encoder`` (the paper's preset
+    has none: its student is Table 1's, contract 1)."""
+    _check_preset(preset)
+    if preset == "paper":
+        raise ValueError("contract 2 needs the fast or tiny student: the paper's is Table 1")
+    sizes = _STUDENT_CNN if encoder == "cnn" else _STUDENT_STEPS
+    return PartStudent(inputs=inputs, state=state, encoder=encoder, **sizes[preset])
 
 
 _STUDENT_CNN: dict[str, dict[str, Any]] = {

@@ -41,7 +41,7 @@ from train.errors import CheckpointError, DataError
 from train.evaluate import evaluate, soft_targets
 from train.files import atomic_write
 from train.loop import LoopState, Task, fit
-from train.models import KdModel, build_student, build_teacher, describe
+from train.models import KdModel, build_teacher, describe
 from train.progress import Reporter, Silent
 from train.splits import LookupTable, leakage, split_windows, train_share, window_keys
 from train.steps import Index, LossFn, PredictFn, StepFn, ce_loss, kd_loss, predictor, window_step
@@ -82,10 +82,7 @@ def new_teacher(cfg: RunConfig) -> KdModel:
 
 def new_student(cfg: RunConfig) -> KdModel:
     """An untrained student as the config describes it."""
-    m = cfg.model
-    return build_student(
-        m.preset, contract=m.contract, inputs=m.inputs, state=m.state, encoder=m.encoder
-    )
+    return students_for(cfg.model.contract).new_model(cfg.model)
 
 
 def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:

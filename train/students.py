@@ -33,12 +33,12 @@ import torch
 from live.contracts import V1, V2, Contract
 from train import history
 from train.batches import NotesSource
-from train.config import RunConfig
+from train.config import ModelConfig, RunConfig
 from train.data.notes import NotesStore, audio_twins
 from train.data.store import WindowStore
 from train.errors import ConfigError, DataError
 from train.evaluate import evaluate
-from train.models import KdModel, PartStudent
+from train.models import KdModel, PartStudent, build_part_student, build_student
 from train.splits import (
     roll_keys,
     song_hashes,
@@ -104,6 +104,11 @@ class Students(ABC):
             if len(self.windows.split[name]) == 0:
                 raise DataError(f"the {name} split has no windows: {hint}")
 
+    @staticmethod
+    @abstractmethod
+    def new_model(m: ModelConfig) -> KdModel:
+        """An untrained student of this contract as the model config ``m`` describes it."""
+
     @abstractmethod
     def _windows(self) -> Windows:
         """The windows, split as ``cfg.split`` says, with a share ``cfg.train_fraction`` of
@@ -161,6 +166,10 @@ class RollStudents(Students):
 
     contract = V1
 
+    @staticmethod
+    def new_model(m: ModelConfig) -> KdModel:
+        return build_student(m.preset)
+
     def _windows(self) -> Windows:
         return self.data.rolls
 
@@ -199,6 +208,10 @@ class NotesStudents(Students):
 
     contract = V2
     needs_notes = True
+
+    @staticmethod
+    def new_model(m: ModelConfig) -> KdModel:
+        return build_part_student(m.preset, inputs=m.inputs, state=m.state, encoder=m.encoder)
 
     def __init__(self, data: Data, cfg: RunConfig) -> None:
         self.notes = NotesStore(Path(cfg.data.out) / "notes")
