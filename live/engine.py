@@ -10,8 +10,11 @@ bit for bit (contract 1's roll is its channel 0, :func:`live.windows.window_roll
 
 Per channel, notes live in preallocated arrays; at each bar line where a window ends, every
 channel with notes in it yields a :class:`ClosedWindow`, and notes that can no longer reach a
-later window are dropped. Note pairing follows :mod:`live.midifile`: a note-off ends every
-sounding note of its channel and pitch, except one started on the same tick (a retrigger).
+later window are dropped. Between bar lines it says what is pending: the windows that would
+close at the next one if nothing more came (:meth:`WindowEngine.pending`), named by a key that
+every event heard changes (:class:`PendingKey`), for :mod:`live.ahead` to compute them early.
+Note pairing follows :mod:`live.midifile`: a note-off ends every sounding note of its channel
+and pitch, except one started on the same tick (a retrigger).
 """
 
 from __future__ import annotations
