@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from live.latency import summary
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
@@ -45,14 +47,7 @@ from jackkit import JackServer, Performer, listen_output, start_listen  # noqa: 
 
 
 def stats(ms: list[float]) -> dict:
-    a = np.asarray(ms)
-    return {
-        "n": len(a),
-        "p50_ms": float(np.percentile(a, 50)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "max_ms": float(a.max()),
-        "mean_ms": float(a.mean()),
-    }
+    return {"n": len(ms), **summary(ms, mean=True)}
 
 
 def frames_to_ms(frames: list[int] | np.ndarray, rate: int) -> list[float]:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from live import latency
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
@@ -163,6 +165,11 @@ def play(server: JackServer, minutes: float, bpm: float, garbage: int, tag: str)
     }
 
 
+def p50_p99(ms: np.ndarray) -> dict:
+    s = latency.summary(ms)
+    return {"p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"], "n": len(ms)}
+
+
 def summary(run: dict, minutes: float) -> dict:
     rss = run["rss"]
     after_1 = next((kb for t, kb in rss if t >= 60), rss[0][1] if rss else 0)
@@ -171,17 +178,14 @@ def summary(run: dict, minutes: float) -> dict:
     first = lat[lat[:, 0] <= lat[0, 0] + window, 1] if len(lat) else lat
     last = lat[lat[:, 0] >= lat[-1, 0] - window, 1] if len(lat) else lat
 
-    def p(a: np.ndarray, q: float) -> float | None:
-        return float(np.percentile(a, q)) if len(a) else None
-
     lost = [run["windows_expected_per_channel"] - n for n in run["windows_per_channel"]]
     return {
         "rss_mb_after_1_min": after_1 / 1024,
         "rss_mb_at_end": rss[-1][1] / 1024 if rss else None,
         "rss_growth_mb_after_1_min": (rss[-1][1] - after_1) / 1024 if rss else None,
         "windows_lost_per_channel": lost,
-        "latency_first_minutes": {"p50_ms": p(first, 50), "p99_ms": p(first, 99), "n": len(first)},
-        "latency_last_minutes": {"p50_ms": p(last, 50), "p99_ms": p(last, 99), "n": len(last)},
+        "latency_first_minutes": p50_p99(first),
+        "latency_last_minutes": p50_p99(last),
         "minutes_compared": window / 60,
         "did_not_fit": run["did_not_fit"],
         "exit_code": run["exit_code"],

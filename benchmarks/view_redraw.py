@@ -23,10 +23,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.live import Live
 
+from live.latency import summary
 from live.view import ChannelRow, Snapshot, render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,13 +57,7 @@ def redraws(rows: int, n: int) -> dict[str, float]:
             t = time.perf_counter_ns()
             live.update(render(snap), refresh=True)
             ms.append((time.perf_counter_ns() - t) / 1e6)
-    a = np.asarray(ms)
-    return {
-        "n": n,
-        "p50_ms": float(np.percentile(a, 50)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "max_ms": float(a.max()),
-    }
+    return {"n": n, **summary(ms)}
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from export.onnx import export_onnx, random_inputs
 from live.bundle import MANIFEST_NAME, ONNX_NAME, make_manifest, read_bundle
 from live.contracts import V1
 from live.errors import BackendError
+from live.latency import summary
 from live.model import Model
 from train.files import atomic_write
 from train.models import build_student, count_macs, count_params, model_from_description
@@ -55,14 +56,7 @@ def time_calls(
         t0 = clock()
         fn(x)
         t[i] = clock() - t0
-    ms = t / 1e6
-    return {
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "max_ms": float(ms.max()),
-        "mean_ms": float(ms.mean()),
-        "iters": iters,
-    }
+    return {**summary(t / 1e6, mean=True), "iters": iters}
 
 
 def bench_bundle(
@@ -141,13 +135,7 @@ def torch_cuda_reference(bundle_dir: Path, iters: int = 2000) -> dict | None:
                 end.synchronize()
                 if i >= 200:
                     times.append(start.elapsed_time(end))
-        ms = np.array(times)
-        out[f"batch{b}"] = {
-            "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99)),
-            "max_ms": float(ms.max()),
-            "iters": iters,
-        }
+        out[f"batch{b}"] = {**summary(times), "iters": iters}
     return out
 
 

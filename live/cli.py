@@ -8,28 +8,21 @@ import rtmidi and JACK only when they open a port).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
+from live.channels import PITCHED, channels_text, parse_channels
 from live.console import clean_errors, fail
-from live.errors import LiveError
-from live.inbox import Inbox
-from live.ports import API_NAMES, open_io
+from live.errors import SettingError
+from live.ports import API_NAMES
 from live.taxonomy import CLASSES
-
-if TYPE_CHECKING:
-    from pythonosc.udp_client import SimpleUDPClient
-
-    from live.engine import ClosedWindow
-    from live.model import Model
-    from live.parts import Answers
 
 app = typer.Typer(
     help="Realtime instrument classification of MIDI parts.",
@@ -108,55 +101,22 @@ def contract() -> None:
 # --------------------------------------------------------------------------- shared options
 
 
-def parse_channels(text: str) -> list[int]:
-    """``1-16``, ``1-9,11-16`` or ``1,2,5`` -> channel numbers 1-16."""
-    out: set[int] = set()
+#: Settings fields whose flag is not ``--`` + the field in kebab case.
+FLAG_OF_FIELD = {"declared": "--declare", "stats_every": "--stats"}
+
+
+def flag_of(field: str) -> str:
+    """The flag that sets a settings field: ``hop_bars`` -> ``--hop-bars``."""
+    return FLAG_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+
+
+@contextmanager
+def flag_errors() -> Iterator[None]:
+    """A setting that cannot work is a usage error, said with the flags' names."""
     try:
-        for part in text.split(","):
-            a, _, b = part.strip().partition("-")
-            lo, hi = int(a), int(b or a)
-            if not 1 <= lo <= hi <= 16:
-                raise ValueError
-            out.update(range(lo, hi + 1))
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r}: channels are 1-16, e.g. 1-16, 1-9,11-16 or 1,2,5"
-        ) from None
-    return sorted(out)
-
-
-def parse_declarations(items: list[str]) -> dict[int, str]:
-    """``["3=Strings", "1=piano"]`` -> ``{3: "Strings", 1: "Piano"}``."""
-    from live.taxonomy import CLASSES
-
-    out: dict[int, str] = {}
-    for item in items:
-        channel, _, name = item.partition("=")
-        match = [c for c in CLASSES if c.lower() == name.strip().lower()]
-        if not channel.strip().isdigit() or not 1 <= int(channel) <= 16 or not match:
-            raise typer.BadParameter(
-                f"--declare {item!r}: write CHANNEL=CLASS, a channel 1-16 and one of "
-                f"{', '.join(CLASSES)} (e.g. 3=Strings)"
-            )
-        out[int(channel)] = match[0]
-    return out
-
-
-def parse_meter(text: str) -> tuple[int, int]:
-    try:
-        num, den = (int(x) for x in text.split("/"))
-        from live.engine import FixedMeter
-
-        FixedMeter(num, den)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r}: a meter like 4/4, 3/4, 6/8 or 7/8") from None
-    return num, den
-
-
-def _load_model(model: Path | None, backend: str, threads: int = 1) -> Model:
-    from live.model import Model
-
-    return Model(model, backend=backend, threads=threads)
+        yield
+    except SettingError as exc:
+        raise typer.BadParameter(exc.named({f: flag_of(f) for f in exc.fields})) from None
 
 
 ModelOpt = Annotated[
@@ -167,12 +127,14 @@ BackendOpt = Annotated[
     str, typer.Option("--backend", help="Inference: auto, tensorrt, cuda or cpu.")
 ]
 HopOpt = Annotated[int, typer.Option("--hop-bars", help="A window every 1 or 2 bars.")]
+#: ``--channels``' default: every channel but General MIDI's drums.
+PITCHED_TEXT = channels_text(PITCHED)
 ChannelsOpt = Annotated[
     str,
     typer.Option(
         "--channels",
         help="MIDI channels to classify (every channel is heard as context). Default: all but "
-        "10, General MIDI's drums; 1-16 classifies them too.",
+        f"10, General MIDI's drums ({PITCHED_TEXT}); 1-16 classifies them too.",
     ),
 ]
 
@@ -186,7 +148,7 @@ def replay(
     model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     hop_bars: HopOpt = 1,
-    channels: ChannelsOpt = "1-9,11-16",
+    channels: ChannelsOpt = PITCHED_TEXT,
     backend: BackendOpt = "auto",
 ) -> None:
     """Classify a MIDI file's parts, window by window, with the daemon's own code (no ports).
@@ -194,14 +156,13 @@ def replay(
     Prints per channel and window: bar, the window's class, the part's running answer (what it
     has sounded like so far) and the window's probabilities (contract order).
     """
+    from live.model import Model
     from live.parts import PartTracker
     from live.replay import replay_windows
 
-    chans = parse_channels(channels)
-    if hop_bars not in (1, 2):
-        raise typer.BadParameter("--hop-bars must be 1 or 2")
-    with clean_errors():
-        m = _load_model(model, backend)
+    with clean_errors(), flag_errors():
+        chans = parse_channels(channels)
+        m = Model(model, backend=backend)
         classes = list(m.classes)
         batches = replay_windows(file, hop_bars=hop_bars, channels=chans)
         parts = PartTracker(m)
@@ -277,7 +238,7 @@ def listen(
             "Change declares too.",
         ),
     ] = None,
-    channels: ChannelsOpt = "1-9,11-16",
+    channels: ChannelsOpt = PITCHED_TEXT,
     hop_bars: HopOpt = 1,
     bpm: Annotated[float, typer.Option("--bpm", help="Tempo when no MIDI clock arrives.")] = 120.0,
     meter: Annotated[str, typer.Option("--meter", help="Meter (MIDI clock has none).")] = "4/4",
@@ -301,10 +262,16 @@ def listen(
     ] = None,
 ) -> None:
     """Listen to a MIDI port; per channel and 2-bar window, send the instrument as CC and OSC."""
-    from live.daemon import Daemon, OutputMap
-    from live.engine import FixedMeter, WindowEngine
-    from live.listen import logging_off_the_worker, run_until_signal
-    from live.transport import Transport
+    from live.listen import (
+        build_daemon,
+        logging_off_the_worker,
+        open_ports,
+        ready_line,
+        run_until_signal,
+    )
+    from live.outputs import OutputMap
+    from live.ports import close_io
+    from live.settings import ListenSettings, parse_declarations, parse_meter
 
     console = None
     if view if view is not None else sys.stdout.isatty():
@@ -313,86 +280,32 @@ def listen(
         # log lines print above the view; an explicit --view draws into a pipe too
         console = Console(force_terminal=True if view else None)
     with logging_off_the_worker(console):
-        log = logging.getLogger("kdlive")
-        chans = parse_channels(channels)
-        num, den = parse_meter(meter)
-        if hop_bars not in (1, 2):
-            raise typer.BadParameter("--hop-bars must be 1 or 2")
-        if port is None and virtual is None:
-            raise typer.BadParameter("give --port NAME (an existing input) or --virtual NAME")
-        declared = parse_declarations(declare or [])
-        try:
-            mapping = OutputMap(cc_base, cc_class, cc_part, cc_likeness)
-            engine = WindowEngine(
-                FixedMeter(num, den), hop_bars=hop_bars, channels=chans, max_note_bars=max_note_bars
-            )
-            transport = Transport(engine, bpm=bpm, say=log.info)
-        except ValueError as exc:
-            fail(str(exc))
-        with clean_errors():
-            m = _load_model(model, backend, threads)
-            osc_clients = [_osc_client(target) for target in osc or []]
-            inbox = Inbox()
-            midi_in, midi_out = open_io(
-                inbox,
-                api=api,
+        with flag_errors():
+            settings = ListenSettings(
                 port=port,
                 virtual=virtual,
                 out_port=out_port,
                 out_virtual=out_virtual,
+                api=api,
+                model=model,
+                backend=backend,
+                threads=threads,
+                outputs=OutputMap(cc_base, cc_class, cc_part, cc_likeness),
+                osc=tuple(osc or ()),
+                declared=parse_declarations(declare or []),
+                channels=parse_channels(channels),
+                hop_bars=hop_bars,
+                bpm=bpm,
+                meter=parse_meter(meter),
+                max_note_bars=max_note_bars,
+                stats_every=stats,
+                verbose=verbose,
             )
-        daemon = Daemon(
-            m,
-            engine,
-            transport,
-            inbox=inbox,
-            midi_in=midi_in,
-            midi_out=midi_out,
-            osc=osc_clients,
-            outputs=mapping,
-            stats_every=stats,
-            on_emit=_window_logger(m, log) if verbose else None,
-            declared=declared,
-        )
-        osc_text = "".join(f", OSC {t}" for t in osc or [])
-        ready = (
-            f"listening on {midi_in.connected_name!r} -> CC {cc_base}-{cc_base + 7} (+{cc_class} "
-            f"class, {cc_part} part, {cc_likeness} likeness) on {out_port or out_virtual!r}"
-            f"{osc_text}; model "
-            f"{m.bundle.dir.name} (contract {m.contract}) on "
-            f"{m.backend}; channels {channels}"
-        )
-        run_until_signal(daemon, midi_in, midi_out, ready, console)
-
-
-def _window_logger(m: Model, log: logging.Logger) -> Callable[[list[ClosedWindow], Answers], None]:
-    """``--verbose``: log each window's class and the part's running class, with confidence."""
-
-    def on_emit(closed: list[ClosedWindow], answers: Answers) -> None:
-        for w, p, q in zip(closed, answers.window, answers.part, strict=True):
-            best, part = m.classes[int(p.argmax())], m.classes[int(q.argmax())]
-            log.info(
-                "ch %d bar %d: %s %.2f (part: %s %.2f)",
-                w.channel,
-                w.bar + 1,
-                best,
-                float(p.max()),
-                part,
-                float(q.max()),
-            )
-
-    return on_emit
-
-
-def _osc_client(target: str) -> SimpleUDPClient:
-    """``--osc HOST:PORT`` -> an OSC client."""
-    from pythonosc.udp_client import SimpleUDPClient
-
-    host, _, port_text = target.rpartition(":")
-    try:
-        port_num = int(port_text)
-        if not host or not 0 < port_num < 65536:
-            raise ValueError
-    except ValueError:
-        raise LiveError(f"--osc {target!r}: give HOST:PORT, e.g. 127.0.0.1:9000") from None
-    return SimpleUDPClient(host, port_num)
+        with clean_errors():
+            ports = open_ports(settings)
+            try:
+                daemon = build_daemon(settings, ports)
+            except BaseException:
+                close_io(ports.midi_in, ports.midi_out)
+                raise
+        run_until_signal(daemon, ports, ready_line(settings, daemon, ports), console)

@@ -10,34 +10,31 @@ Threads, as DESIGN.md asks:
 
 Windows that close together (every followed channel at a bar line) go to the model as one
 batch; :class:`live.parts.PartTracker` keeps each channel's running answer beside the window's
-own. For each window the part's own channel gets CC ``cc_class`` = the index of the window's
-most likely class (all windows' first), CC ``cc_part`` = the running answer's, then CC
-``cc_base + i`` = the window's probability of class i scaled to 0-127; OSC gets
-``/kdlive/<channel>/probs`` (8 floats, contract order), ``/kdlive/<channel>/class`` (name,
-confidence) and ``/kdlive/<channel>/part`` (the running answer's 8 floats). A channel that
-declares its instrument (``--declare``, or a Program Change of a program in the classes) also
-gets its likeness: CC ``cc_likeness`` = the window's probability of the declared class, 0-127,
-and ``/kdlive/<channel>/likeness`` (class name, probability). An empty window emits nothing.
+own, and :class:`live.outputs.Encoder` turns the answers into CC and OSC (what each carries is
+there). While the input is quiet before a bar line, :class:`live.ahead.Lookahead` computes the
+pending windows, so that at the bar line the worker only sends. An empty window emits nothing.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from live.ahead import Lookahead
 from live.engine import ClosedWindow, WindowEngine
 from live.inbox import Inbox
 from live.inputs import ONSET
+from live.latency import summary
 from live.midifile import DRUM_CHANNEL
+from live.outputs import Encoder, Likeness, OutputMap
 from live.parts import Answers, PartTracker, StepModel
 from live.taxonomy import class_of_program
 from live.transport import NS, Transport
@@ -48,11 +45,8 @@ log = logging.getLogger("kdlive")
 STATS_LOGGER = "kdlive.stats"
 stats_log = logging.getLogger(STATS_LOGGER)
 
+#: Latencies kept for ``--stats`` (the last this many batches).
 LATENCY_RING = 8192
-#: Compute ahead once the input has been quiet this long (a chord's notes arrive together)...
-SPECULATE_AFTER_S = 0.002
-#: ...and only if the bar line is at least this far away (else the closing event could wait).
-SPECULATE_MARGIN_NS = 3_000_000
 
 
 class Predictor(StepModel, Protocol):
@@ -86,33 +80,6 @@ class OscSender(Protocol):
     def send_message(self, address: str, value: Any) -> None: ...
 
 
-@dataclass(frozen=True)
-class OutputMap:
-    cc_base: int = 20
-    cc_class: int = 28
-    cc_part: int = 30
-    cc_likeness: int = 29
-
-    def __post_init__(self) -> None:
-        ccs = (self.cc_base, self.cc_base + 7, self.cc_class, self.cc_part, self.cc_likeness)
-        if not all(0 <= cc <= 127 for cc in ccs):
-            raise ValueError("CC numbers must be 0-127 (cc_base + 7 included)")
-        single = {
-            "--cc-class": self.cc_class,
-            "--cc-part": self.cc_part,
-            "--cc-likeness": self.cc_likeness,
-        }
-        for flag, cc in single.items():
-            if self.cc_base <= cc <= self.cc_base + 7:
-                raise ValueError(
-                    f"{flag} {cc} collides with the probability CCs "
-                    f"{self.cc_base}-{self.cc_base + 7}"
-                )
-        for (a, x), (b, y) in itertools.combinations(single.items(), 2):
-            if x == y:
-                raise ValueError(f"{a} and {b} are both {x}: pick two CCs")
-
-
 class Stats:
     """Latency (closing event's arrival -> last output sent) and counters, for ``--stats``."""
 
@@ -127,17 +94,13 @@ class Stats:
         self.latency_ns[self.count % LATENCY_RING] = ns
         self.count += 1
 
-    def percentiles(self) -> dict[str, float]:
+    def percentiles(self) -> dict[str, Any]:
+        """``p50_ms``, ``p99_ms``, ``max_ms`` and ``n`` over the last :data:`LATENCY_RING`
+        batches; empty before the first."""
         n = min(self.count, LATENCY_RING)
         if n == 0:
             return {}
-        ms = self.latency_ns[:n] / 1e6
-        return {
-            "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99)),
-            "max_ms": float(ms.max()),
-            "n": n,
-        }
+        return {**summary(self.latency_ns[:n] / 1e6), "n": n}
 
 
 class Daemon:
@@ -155,7 +118,7 @@ class Daemon:
         midi_in: MidiInput | None = None,
         midi_out: MidiSender | None = None,
         osc: Sequence[OscSender] = (),
-        outputs: OutputMap = OutputMap(),
+        outputs: OutputMap | None = None,
         stats_every: float = 0.0,
         on_emit: Callable[[list[ClosedWindow], Answers], None] | None = None,
         declared: dict[int, str] | None = None,
@@ -163,27 +126,25 @@ class Daemon:
         self.model, self.engine, self.transport = model, engine, transport
         #: Channel -> class the user declared (``--declare``); a Program Change declares too.
         self.declared = dict(declared or {})
-        #: Each channel's latest window for the terminal view (:mod:`live.view`): replaced
-        #: whole at every bar line, so a reader on another thread never sees it half-made.
-        self.board: dict[int, ChannelRow] = {}
+        #: Each channel's latest window, as the terminal view shows it (:mod:`live.view`):
+        #: replaced whole at every bar line, so a reader on another thread never sees it
+        #: half-made.
+        self.view_rows: dict[int, ChannelRow] = {}
         self.inbox = Inbox() if inbox is None else inbox
-        self.midi_in, self.midi_out, self.osc, self.map = midi_in, midi_out, list(osc), outputs
+        self.midi_in, self.midi_out, self.osc = midi_in, midi_out, list(osc)
         self.classes = list(model.classes)
+        self.encoder = Encoder(outputs or OutputMap(), self.classes)
         self.stop_event = threading.Event()
         self.stats = Stats()
         self.stats_every = stats_every
         self.on_emit = on_emit
         self.parts = PartTracker(model)
+        #: The answers for the pending windows, computed while the input is quiet.
+        self.ahead = Lookahead(engine, transport, self.parts)
         self.thread: threading.Thread | None = None
-        #: Answers computed ahead for the pending windows (see :meth:`speculate`).
-        self.ahead: Answers | None = None
-        self.speculations = 0
-        self.reused = 0
         #: The clock of event times: perf_counter, or the JACK sample clock (native input).
         self.clock: Callable[[], int] = time.perf_counter_ns if midi_in is None else midi_in.now_ns
         self.worker_errors = 0
-        #: The bar line whose windows failed to compute ahead: not tried again before it.
-        self.gave_up_ahead: int | None = None
 
     # ----------------------------------------------------------------------- worker
 
@@ -212,21 +173,19 @@ class Daemon:
                 wait = min(wait, max(0.0, (deadline - now_ns) / NS))
             if next_stats is not None:
                 wait = min(wait, max(0.0, next_stats - time.monotonic()))
-            ahead = not self.engine.peek_current()
-            if ahead:
-                wait = min(wait, SPECULATE_AFTER_S)
+            quiet_s = self.ahead.wait_s()
+            if quiet_s is not None:
+                wait = min(wait, quiet_s)
             msg: Sequence[int] | None
             try:
                 t_ns, msg = self.inbox.get(timeout=wait)
             except queue.Empty:
                 t_ns, msg = self.clock(), None
-                if ahead and self._worth_speculating(t_ns):
+                if quiet_s is not None and self.ahead.due(t_ns):
                     try:
-                        self.speculate()
+                        self.ahead.compute()
                     except Exception:  # the close will compute it again
                         self.worker_errors += 1
-                        self.engine.peek_key = None
-                        self.gave_up_ahead = self.engine.next_close()  # once per bar line
                         log.exception("error while computing ahead (kept running)")
                     continue
             if self.stop_event.is_set():
@@ -264,79 +223,42 @@ class Daemon:
             if closed:
                 self.emit(closed, t_ns)
 
-    def _worth_speculating(self, t_ns: int) -> bool:
-        close = self.engine.next_close()
-        if close == self.gave_up_ahead:
-            return False
-        left = self.transport.ns_until(close, t_ns)
-        return left is not None and left > SPECULATE_MARGIN_NS
-
-    def speculate(self) -> None:
-        """Compute the pending windows' probabilities ahead, while the input is quiet before
-        the bar line. A window's roll is final once no event before the bar line is left to
-        come, so when the closing event arrives and nothing changed since, its results go out
-        at once: the model's time leaves the path from the bar line to the CC."""
-        windows = self.engine.peek()
-        self.speculations += 1
-        self.ahead = self.parts.compute(windows, self.engine.epoch) if windows else None
-
     def emit(self, closed: list[ClosedWindow], t_event_ns: int) -> None:
-        """One model call for the windows that closed together (none if they were computed
-        ahead and nothing changed since), then CC and OSC per window."""
-        b = len(closed)
-        ahead, self.ahead = self.ahead, None
-        if self.engine.last_close_reused and ahead is not None and len(ahead.window) == b:
-            answers = ahead
-            self.reused += 1
-        else:
+        """One model call for the windows that closed together (none if their answers were
+        computed ahead), then all their CC, then their OSC."""
+        answers = self.ahead.take()
+        if answers is None:
             answers = self.parts.compute(closed, self.engine.epoch)
         self.parts.commit(answers)
-        probs = answers.window
-        m = self.map
-        # All MIDI first, then OSC. The class CCs of every window go first: at small JACK
-        # periods a buffer holds ~28 events, and the class is what most mappings use.
-        values = np.rint(probs * 127).astype(np.int64).tolist()
-        best = probs.argmax(axis=1).tolist()
-        part_best = answers.part.argmax(axis=1).tolist()
-        likeness = [self.likeness(w.channel, p) for w, p in zip(closed, probs, strict=True)]
+        channels = [w.channel for w in closed]
+        batch = (channels, answers.window, answers.part)
+        likeness = [self.likeness(c, p) for c, p in zip(channels, answers.window, strict=True)]
         if self.midi_out is not None:
             send = self.midi_out.send_message
-            status = [0xB0 | (w.channel - 1) for w in closed]
             try:
-                for st, k in zip(status, best, strict=True):
-                    send([st, m.cc_class, k])
-                for st, k in zip(status, part_best, strict=True):
-                    send([st, m.cc_part, k])
-                for st, like in zip(status, likeness, strict=True):
-                    if like is not None:
-                        send([st, m.cc_likeness, int(round(like[1] * 127))])
-                for st, vals in zip(status, values, strict=True):
-                    for i, v in enumerate(vals):
-                        send([st, m.cc_base + i, v])
+                for message in self.encoder.cc(*batch, likeness):
+                    send(message)
             except Exception:  # a vanished output port must not kill us
                 self.stats.send_errors += 1
-        for client in self.osc:
-            for w, p, k, q, like in zip(closed, probs, best, answers.part, likeness, strict=True):
-                try:
-                    client.send_message(f"/kdlive/{w.channel}/probs", [float(x) for x in p])
-                    client.send_message(
-                        f"/kdlive/{w.channel}/class", [self.classes[k], float(p[k])]
-                    )
-                    client.send_message(f"/kdlive/{w.channel}/part", [float(x) for x in q])
-                    if like is not None:
-                        client.send_message(f"/kdlive/{w.channel}/likeness", list(like))
-                except OSError:
-                    self.stats.send_errors += 1
+        if self.osc:
+            windows = self.encoder.osc(*batch, likeness)
+            for client in self.osc:
+                for window in windows:
+                    try:
+                        for address, values in window:
+                            client.send_message(address, values)
+                    except OSError:
+                        self.stats.send_errors += 1
         self.stats.add(self.clock() - t_event_ns)
-        self.board = self.board | self._rows(closed, answers, likeness)
+        self.view_rows = self.view_rows | self._rows(closed, answers, likeness)
         self.stats.batches += 1
-        self.stats.emitted += b
+        self.stats.emitted += len(closed)
         if self.on_emit is not None:
             self.on_emit(closed, answers)
         self.engine.tidy()
 
     def _rows(
-        self, closed: list[ClosedWindow], answers: Answers, likeness: list[tuple[str, float] | None]
+        self, closed: list[ClosedWindow], answers: Answers, likeness: list[Likeness]
     ) -> dict[int, ChannelRow]:
         """The view's rows of the windows just sent (after the outputs: off the latency)."""
         names, bars = self.classes, self.engine.spec.bars
@@ -357,7 +279,7 @@ class Daemon:
             )
         return rows
 
-    def likeness(self, channel: int, probs: npt.NDArray[np.float32]) -> tuple[str, float] | None:
+    def likeness(self, channel: int, probs: npt.NDArray[np.float32]) -> Likeness:
         """The class the channel declares (``--declare``, else its last Program Change, if that
         program is one of the classes) and the window's probability of it, or None."""
         name = self.declared.get(channel)
@@ -393,7 +315,7 @@ class Daemon:
             "batches": self.stats.batches,
             "emitted": self.stats.emitted,
             "send_errors": self.stats.send_errors,
-            "computed_ahead": self.reused,
+            "computed_ahead": self.ahead.used,
             "worker_errors": self.worker_errors,
             **(self.midi_in.counters() if self.midi_in is not None else {}),
             "mode": self.transport.mode,

@@ -10,8 +10,11 @@ bit for bit (contract 1's roll is its channel 0, :func:`live.windows.window_roll
 
 Per channel, notes live in preallocated arrays; at each bar line where a window ends, every
 channel with notes in it yields a :class:`ClosedWindow`, and notes that can no longer reach a
-later window are dropped. Note pairing follows :mod:`live.midifile`: a note-off ends every
-sounding note of its channel and pitch, except one started on the same tick (a retrigger).
+later window are dropped. Between bar lines it says what is pending: the windows that would
+close at the next one if nothing more came (:meth:`WindowEngine.pending`), named by a key that
+every event heard changes (:class:`PendingKey`), for :mod:`live.ahead` to compute them early.
+Note pairing follows :mod:`live.midifile`: a note-off ends every sounding note of its channel
+and pitch, except one started on the same tick (a retrigger).
 """
 
 from __future__ import annotations
@@ -23,19 +26,29 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from live.channels import CHANNELS, DRUM_CHANNEL, check_channels
 from live.contract import WINDOW, WindowSpec
+from live.errors import SettingError
 from live.inputs import CHANNELS_V2, SOUNDING, Sources, window_inputs
-from live.midifile import DRUM_CHANNEL, BarGrid
+from live.midifile import BarGrid
 
 #: Live positions: MIDI clock (24 per quarter) subdivided so notes between clocks keep their
 #: place: 960 ticks per quarter, a common DAW resolution.
 TICKS_PER_CLOCK = 40
 LIVE_TICKS_PER_QUARTER = 24 * TICKS_PER_CLOCK
 NOT_SOUNDING = -1
-CHANNELS = tuple(range(1, 17))
-#: The channels followed unless asked otherwise: all but General MIDI's drums (channel 10),
-#: which are heard as the others' context but are no instrument of the 8 classes.
-PITCHED = tuple(c for c in CHANNELS if c != DRUM_CHANNEL + 1)
+#: Bars from one window's start to the next: a window at every bar line (overlapping the last
+#: by a bar), or at every other.
+HOP_BARS = (1, 2)
+
+
+def check_hop_bars(hop_bars: int) -> int:
+    """``hop_bars``, if it is one of :data:`HOP_BARS`; else :class:`SettingError`."""
+    if hop_bars not in HOP_BARS:
+        raise SettingError(
+            "{hop_bars} must be 1 (a window at every bar line) or 2 (every other)", "hop_bars"
+        )
+    return hop_bars
 
 
 class Bars:
@@ -116,13 +129,12 @@ class ClosedWindow:
         return self.inputs[SOUNDING]
 
 
-class PeekKey(NamedTuple):
-    """What a :meth:`WindowEngine.peek` saw: the bar line, each channel's version, and how
-    many channels had only empty windows."""
+class PendingKey(NamedTuple):
+    """Names the pending windows: those closing at the bar line ending bar ``end_bar``, as
+    heard after the engine's ``heard``-th event. Equal keys, equal windows (inputs and all)."""
 
     end_bar: int
-    versions: npt.NDArray[np.int64]
-    empty: int
+    heard: int
 
 
 @dataclass
@@ -137,7 +149,7 @@ class Counters:
 
 
 @dataclass
-class _Channel:
+class _ChannelNotes:
     """One channel's notes: finished ones in parallel arrays, sounding ones by pitch."""
 
     capacity: int
@@ -147,23 +159,24 @@ class _Channel:
     velocities: npt.NDArray[np.int64] = field(init=False)
     n: int = 0
     #: Start of the sounding note of each pitch (the earliest, if doubled), or NOT_SOUNDING.
-    on: npt.NDArray[np.int64] = field(init=False)
+    sounding_from: npt.NDArray[np.int64] = field(init=False)
     #: Velocity of the sounding note of each pitch.
-    on_velocity: npt.NDArray[np.int64] = field(init=False)
-    #: Velocity of a possible retrigger (see ``again``).
-    again_velocity: npt.NDArray[np.int64] = field(init=False)
-    #: A note-on that came while the pitch was sounding (a possible retrigger), or NOT_SOUNDING.
-    again: npt.NDArray[np.int64] = field(init=False)
+    sounding_velocity: npt.NDArray[np.int64] = field(init=False)
+    #: Position of a note-on that came while the pitch was sounding (a retrigger if a note-off
+    #: comes on the same tick), or NOT_SOUNDING.
+    retrigger_at: npt.NDArray[np.int64] = field(init=False)
+    #: Velocity of that note-on.
+    retrigger_velocity: npt.NDArray[np.int64] = field(init=False)
 
     def __post_init__(self) -> None:
         self.pitches = np.zeros(self.capacity, np.int64)
         self.starts = np.zeros(self.capacity, np.int64)
         self.ends = np.zeros(self.capacity, np.int64)
         self.velocities = np.zeros(self.capacity, np.int64)
-        self.on = np.full(128, NOT_SOUNDING, np.int64)
-        self.on_velocity = np.zeros(128, np.int64)
-        self.again = np.full(128, NOT_SOUNDING, np.int64)
-        self.again_velocity = np.zeros(128, np.int64)
+        self.sounding_from = np.full(128, NOT_SOUNDING, np.int64)
+        self.sounding_velocity = np.zeros(128, np.int64)
+        self.retrigger_at = np.full(128, NOT_SOUNDING, np.int64)
+        self.retrigger_velocity = np.zeros(128, np.int64)
         # Scratch for the notes of one window (finished + sounding), preallocated.
         self._p = np.zeros(self.capacity + 128, np.int64)
         self._s = np.zeros(self.capacity + 128, np.int64)
@@ -185,8 +198,8 @@ class _Channel:
 
     def clear(self) -> None:
         self.n = 0
-        self.on.fill(NOT_SOUNDING)
-        self.again.fill(NOT_SOUNDING)
+        self.sounding_from.fill(NOT_SOUNDING)
+        self.retrigger_at.fill(NOT_SOUNDING)
 
     def prune(self, before: int) -> None:
         """Drop finished notes that ended before ``before`` (no later window can hold them)."""
@@ -203,12 +216,12 @@ class _Channel:
         n = self.n
         self._p[:n], self._s[:n], self._e[:n] = self.pitches[:n], self.starts[:n], self.ends[:n]
         self._v[:n] = self.velocities[:n]
-        sounding = np.flatnonzero(self.on != NOT_SOUNDING)
+        sounding = np.flatnonzero(self.sounding_from != NOT_SOUNDING)
         m = n + len(sounding)
         self._p[n:m] = sounding
-        self._s[n:m] = self.on[sounding]
+        self._s[n:m] = self.sounding_from[sounding]
         self._e[n:m] = t1
-        self._v[n:m] = self.on_velocity[sounding]
+        self._v[n:m] = self.sounding_velocity[sounding]
         return self._p[:m], self._s[:m], self._e[:m], self._v[:m]
 
 
@@ -240,30 +253,31 @@ class WindowEngine:
         capacity: int = 4096,
         spec: WindowSpec = WINDOW,
     ) -> None:
-        if hop_bars not in (1, 2):
-            raise ValueError("hop_bars must be 1 or 2")
-        self.bars, self.tpq, self.hop, self.spec = bars, ticks_per_quarter, hop_bars, spec
+        self.bars, self.tpq, self.spec = bars, ticks_per_quarter, spec
+        self.hop = check_hop_bars(hop_bars)
         self.step_ticks = ticks_per_quarter / spec.steps_per_quarter
-        self.channels = tuple(sorted(set(channels)))
-        if not self.channels or not all(1 <= c <= 16 for c in self.channels):
-            raise ValueError("channels must be among 1-16")
-        self.follow = np.zeros(17, bool)
-        self.follow[list(self.channels)] = True
+        self.channels = check_channels(channels)
+        #: Whether each channel (index 1-16) is followed.
+        self.followed = np.zeros(17, bool)
+        self.followed[list(self.channels)] = True
         self.max_note_bars = max_note_bars
-        self.state = {c: _Channel(capacity) for c in CHANNELS}
+        self.notes = {c: _ChannelNotes(capacity) for c in CHANNELS}
         #: One row per channel (1-16 at rows 0-15): the inputs of windows closing together,
         #: all made in one call of :func:`live.inputs.window_inputs`.
         self.inputs = np.zeros(
             (len(CHANNELS), len(CHANNELS_V2), spec.n_pitches, spec.n_steps), np.uint8
         )
-        self.peek_inputs = np.zeros_like(self.inputs)
+        #: The same for the pending windows (:meth:`pending`).
+        self.pending_inputs = np.zeros_like(self.inputs)
         self._drum = np.array([c == DRUM_CHANNEL + 1 for c in CHANNELS])
-        #: Bumped by every event that can change a channel's pending window.
-        self.version = np.zeros(17, np.int64)
-        #: The last :meth:`peek`; a close with the same key reuses the peeked inputs, and says so
-        #: in ``last_close_reused``.
-        self.peek_key: PeekKey | None = None
-        self.last_close_reused = False
+        #: Events heard that can change the pending windows (notes, relocations).
+        self.heard = 0
+        #: The last :meth:`pending` result's key and empty-window count: a close under the same
+        #: key copies its inputs instead of making them again.
+        self._pending: tuple[PendingKey, int] | None = None
+        #: The key the windows of the last close had while pending: what was computed ahead
+        #: for this key belongs to them.
+        self.closed_key: PendingKey | None = None
         self.counters = Counters()
         #: Bumped by every relocation and Stop: a part's history starts afresh.
         self.epoch = 0
@@ -275,33 +289,34 @@ class WindowEngine:
     # --------------------------------------------------------------------------- events
 
     def note_on(self, channel: int, pitch: int, pos: int, velocity: int = 100) -> None:
-        ch = self.state[channel]
-        self.version[channel] += 1
+        ch = self.notes[channel]
+        self.heard += 1
         self.counters.notes += 1
-        if ch.on[pitch] == NOT_SOUNDING:
-            ch.on[pitch], ch.on_velocity[pitch] = pos, velocity
-        elif ch.on[pitch] < pos:
-            ch.again[pitch] = pos  # doubled note-on: a retrigger if a note-off comes now
-            ch.again_velocity[pitch] = velocity
+        if ch.sounding_from[pitch] == NOT_SOUNDING:
+            ch.sounding_from[pitch], ch.sounding_velocity[pitch] = pos, velocity
+        elif ch.sounding_from[pitch] < pos:
+            ch.retrigger_at[pitch] = pos  # doubled note-on: a retrigger if a note-off comes now
+            ch.retrigger_velocity[pitch] = velocity
 
     def note_off(self, channel: int, pitch: int, pos: int) -> None:
-        ch = self.state[channel]
-        self.version[channel] += 1
-        start = int(ch.on[pitch])
+        ch = self.notes[channel]
+        self.heard += 1
+        start = int(ch.sounding_from[pitch])
         if start == NOT_SOUNDING:
             self.counters.orphan_note_offs += 1
             return
-        if not ch.add(pitch, start, max(pos, start), int(ch.on_velocity[pitch])):
+        if not ch.add(pitch, start, max(pos, start), int(ch.sounding_velocity[pitch])):
             self.counters.dropped_notes += 1
-        if ch.again[pitch] == pos:  # retrigger: the note started on this tick keeps sounding
-            ch.on[pitch], ch.on_velocity[pitch] = pos, ch.again_velocity[pitch]
+        if ch.retrigger_at[pitch] == pos:  # retrigger: the note started on this tick sounds on
+            ch.sounding_from[pitch] = pos
+            ch.sounding_velocity[pitch] = ch.retrigger_velocity[pitch]
         else:
-            ch.on[pitch] = NOT_SOUNDING
-        ch.again[pitch] = NOT_SOUNDING
+            ch.sounding_from[pitch] = NOT_SOUNDING
+        ch.retrigger_at[pitch] = NOT_SOUNDING
 
     def all_notes_off(self, channel: int, pos: int) -> None:
         """CC 123 / end of a track: end every sounding note of the channel."""
-        for pitch in np.flatnonzero(self.state[channel].on != NOT_SOUNDING):
+        for pitch in np.flatnonzero(self.notes[channel].sounding_from != NOT_SOUNDING):
             self.note_off(channel, int(pitch), pos)
 
     def stop(self) -> None:
@@ -329,11 +344,10 @@ class WindowEngine:
     def relocate(self, pos: int) -> None:
         """The song jumped (Start, Song Position Pointer): forget every note; the first window
         is the first whole one after ``pos``."""
-        for ch in self.state.values():
+        for ch in self.notes.values():
             ch.clear()
-        self.version += 1
+        self.heard += 1
         self.epoch += 1
-        self.peek_key = None
         self.counters.relocations += 1
         bar = self.bars.index(pos)
         if self.bars.start(bar) < pos:
@@ -347,17 +361,17 @@ class WindowEngine:
         start_bar = end_bar - self.spec.bars
         t0, t1 = self.bars.start(start_bar), self.bars.start(end_bar)
         self._end_stuck(t1)
-        key = self.peek_key
-        self.last_close_reused = self._is_current(key, end_bar)
-        if key is not None and self.last_close_reused:
-            np.copyto(self.inputs, self.peek_inputs)  # nothing changed since the peek
+        key = PendingKey(end_bar, self.heard)
+        if self._pending is not None and self._pending[0] == key:
+            np.copyto(self.inputs, self.pending_inputs)  # nothing heard since pending()
             valid = self.spec.valid_steps((t1 - t0) / self.step_ticks)
             out = self._nonempty(self.inputs, start_bar, t0, t1, valid)
             self.counters.windows += len(out)
-            self.counters.empty_windows += key.empty
+            self.counters.empty_windows += self._pending[1]
         else:
             out = self._windows(start_bar, t0, t1, self.inputs, count=True)
-        self.peek_key = None
+        self._pending = None
+        self.closed_key = key
         # Notes that ended before the next window are dropped by tidy(), after the results
         # are out (the daemon calls it), or at the next close at the latest.
         self._prune_from = self.bars.start(start_bar + self.hop)
@@ -366,38 +380,32 @@ class WindowEngine:
     def tidy(self) -> None:
         """Drop the notes no later window can hold (deferred from the last close)."""
         if self._prune_from is not None:
-            for ch in self.state.values():
+            for ch in self.notes.values():
                 ch.prune(self._prune_from)
             self._prune_from = None
 
-    def peek(self) -> list[ClosedWindow]:
-        """The pending windows (closing at the next bar line) as they would be if no more
-        notes came before it: for computing ahead. Changes nothing; rows of ``peek_inputs``."""
+    def pending_key(self) -> PendingKey:
+        """The key of the pending windows now: it changes with every event that can change
+        them, and when they close."""
+        return PendingKey(self.next_end_bar, self.heard)
+
+    def pending(self) -> list[ClosedWindow]:
+        """The pending windows (closing at the next bar line) as they would close if nothing
+        more were heard before it; each has notes of its own. For computing ahead
+        (:mod:`live.ahead`). Counts nothing; the windows are rows of ``pending_inputs``, valid
+        until the next call, and a close under the same :meth:`pending_key` copies them."""
         start_bar = self.next_end_bar - self.spec.bars
         t0, t1 = self.bars.start(start_bar), self.bars.start(self.next_end_bar)
-        out = self._windows(start_bar, t0, t1, self.peek_inputs, count=False)
-        self.peek_key = PeekKey(self.next_end_bar, self.version.copy(), self._last_empty)
+        out = self._windows(start_bar, t0, t1, self.pending_inputs, count=False)
+        self._pending = (self.pending_key(), self._last_empty)
         return out
-
-    def peek_current(self) -> bool:
-        """Whether the last :meth:`peek` still describes the pending windows."""
-        return self._is_current(self.peek_key, self.next_end_bar)
-
-    def _is_current(self, key: PeekKey | None, end_bar: int) -> bool:
-        """Whether ``key`` is a peek at the windows closing at ``end_bar``, with nothing
-        changed since."""
-        return (
-            key is not None
-            and key.end_bar == end_bar
-            and bool(np.array_equal(key.versions, self.version))
-        )
 
     def _windows(
         self, start_bar: int, t0: int, t1: int, inputs: npt.NDArray[np.uint8], *, count: bool
     ) -> list[ClosedWindow]:
         """Fill ``inputs`` (a row per channel) with the window ``[t0, t1)`` of every channel in
         one call, and return the followed channels' windows whose own notes are there."""
-        notes = [self.state[c].notes_until(t1) for c in CHANNELS]
+        notes = [self.notes[c].notes_until(t1) for c in CHANNELS]
         counts = [len(n[0]) for n in notes]
         pitches, starts, ends, velocities = (
             np.concatenate([n[k] for n in notes]) for k in range(4)
@@ -406,7 +414,7 @@ class WindowEngine:
         sources = Sources(source, pitches, starts, ends, velocities, self._drum)
         valid = window_inputs(sources, t0, t1, self.step_ticks, spec=self.spec, out=inputs)[1]
         out = self._nonempty(inputs, start_bar, t0, t1, valid)
-        with_notes = sum(1 for c, k in zip(CHANNELS, counts, strict=True) if k and self.follow[c])
+        with_notes = sum(1 for c, k in zip(CHANNELS, counts, strict=True) if k and self.followed[c])
         self._last_empty = with_notes - len(out)
         if count:
             self.counters.windows += len(out)
@@ -417,7 +425,7 @@ class WindowEngine:
         self, inputs: npt.NDArray[np.uint8], start_bar: int, t0: int, t1: int, valid: int
     ) -> list[ClosedWindow]:
         """The windows of the followed channels whose own notes sound in ``inputs``."""
-        busy = self.follow[1:] & inputs[:, SOUNDING].reshape(len(CHANNELS), -1).any(axis=1)
+        busy = self.followed[1:] & inputs[:, SOUNDING].reshape(len(CHANNELS), -1).any(axis=1)
         return [
             ClosedWindow(CHANNELS[row], start_bar, t0, t1, valid, inputs[row])
             for row in np.flatnonzero(busy).tolist()
@@ -427,8 +435,9 @@ class WindowEngine:
         if self.max_note_bars <= 0:
             return
         limit = self.max_note_bars * self.tpq * 4  # bars of 4/4, in ticks
-        for c, ch in self.state.items():
-            stuck = np.flatnonzero((ch.on != NOT_SOUNDING) & (t1 - ch.on > limit))
+        for c, ch in self.notes.items():
+            since = ch.sounding_from
+            stuck = np.flatnonzero((since != NOT_SOUNDING) & (t1 - since > limit))
             for pitch in stuck:
                 self.counters.stuck_notes += 1
-                self.note_off(c, int(pitch), int(ch.on[pitch]) + limit)
+                self.note_off(c, int(pitch), int(since[pitch]) + limit)

@@ -32,3 +32,22 @@ class BackendError(LiveError):
 
 class PortError(LiveError):
     """A MIDI port that cannot be found or opened."""
+
+
+class SettingError(LiveError, ValueError):
+    """A setting with a value that cannot work. The message names the settings it is about by
+    their field names (``hop_bars must be 1 or 2``); a command line shows its own names for them
+    instead (``--hop-bars must be 1 or 2``) with :meth:`named`.
+
+    Args:
+        template: the message, with each setting written ``{field}``.
+        fields: the fields the template names.
+    """
+
+    def __init__(self, template: str, *fields: str) -> None:
+        self.template, self.fields = template, fields
+        super().__init__(self.named({}))
+
+    def named(self, names: dict[str, str]) -> str:
+        """The message with each field called by ``names`` (a field not in it keeps its own)."""
+        return self.template.format(**{f: names.get(f, f) for f in self.fields})

@@ -1,5 +1,7 @@
-"""`kdlive listen` in the foreground: run a built :class:`live.daemon.Daemon` until SIGINT or
-SIGTERM, then stop it and close its ports without hanging."""
+"""`kdlive listen`'s Python API: open the ports a :class:`live.settings.ListenSettings` names
+(:func:`open_ports`), wire the daemon (:func:`build_daemon`), and run it in the foreground until
+SIGINT or SIGTERM, then stop it and close its ports without hanging (:func:`run_until_signal`).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +11,25 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from logging.handlers import QueueHandler, QueueListener
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
+from pythonosc.udp_client import SimpleUDPClient
+
+from live.channels import channels_text
 from live.daemon import STATS_LOGGER, Daemon
+from live.engine import ClosedWindow, WindowEngine
+from live.inbox import Inbox
+from live.model import Model
+from live.parts import Answers
 from live.portbase import WatchedInput
-from live.ports import close_io
+from live.ports import close_io, open_io
+from live.settings import ListenSettings, osc_address
+from live.transport import Transport
 
 log = logging.getLogger("kdlive")
 
@@ -28,6 +40,87 @@ CLOSE_TIMEOUT_S = 3.0
 DRAW_BEFORE_NS, DRAW_AFTER_NS = 30_000_000, 15_000_000
 #: ... unless no such moment came for this long (very short bars): then it draws anyway.
 DRAW_AT_LEAST_EVERY_S = 1.0
+
+
+@dataclass
+class Ports:
+    """The daemon's MIDI ports: the input fills ``inbox`` from its callback; the output has
+    ``send_message``. :func:`close_io` closes them."""
+
+    inbox: Inbox
+    midi_in: WatchedInput
+    midi_out: Any
+
+
+def open_ports(settings: ListenSettings) -> Ports:
+    """Open the input and output ``settings`` name (:func:`live.ports.open_io`)."""
+    inbox = Inbox()
+    midi_in, midi_out = open_io(
+        inbox,
+        api=settings.api,
+        port=settings.port,
+        virtual=settings.virtual,
+        out_port=settings.out_port,
+        out_virtual=settings.out_virtual,
+    )
+    return Ports(inbox, midi_in, midi_out)
+
+
+def build_daemon(settings: ListenSettings, ports: Ports) -> Daemon:
+    """The daemon ``settings`` describe, on ``ports``: the model loaded, the window engine on
+    the live bar grid, the transport, the outputs (CC map, OSC clients), not yet started."""
+    model = Model(settings.model, backend=settings.backend, threads=settings.threads)
+    engine = WindowEngine(
+        settings.fixed_meter(),
+        hop_bars=settings.hop_bars,
+        channels=settings.channels,
+        max_note_bars=settings.max_note_bars,
+    )
+    return Daemon(
+        model,
+        engine,
+        Transport(engine, bpm=settings.bpm, say=log.info),
+        inbox=ports.inbox,
+        midi_in=ports.midi_in,
+        midi_out=ports.midi_out,
+        osc=[SimpleUDPClient(*osc_address(target)) for target in settings.osc],
+        outputs=settings.outputs,
+        stats_every=settings.stats_every,
+        on_emit=window_logger(model.classes) if settings.verbose else None,
+        declared=settings.declared,
+    )
+
+
+def ready_line(settings: ListenSettings, daemon: Daemon, ports: Ports) -> str:
+    """What the daemon says once it listens: ports, CC map, OSC, model, backend, channels."""
+    m, model = settings.outputs, cast(Model, daemon.model)
+    osc = "".join(f", OSC {t}" for t in settings.osc)
+    return (
+        f"listening on {ports.midi_in.connected_name!r} -> CC {m.cc_base}-{m.cc_base + 7} "
+        f"(+{m.cc_class} class, {m.cc_part} part, {m.cc_likeness} likeness) on "
+        f"{settings.out_port or settings.out_virtual!r}{osc}; model "
+        f"{model.bundle.dir.name} (contract {model.contract}) on "
+        f"{model.backend}; channels {channels_text(settings.channels)}"
+    )
+
+
+def window_logger(classes: Any) -> Callable[[list[ClosedWindow], Answers], None]:
+    """``--verbose``: log each window's class and the part's running class, with confidence."""
+
+    def on_emit(closed: list[ClosedWindow], answers: Answers) -> None:
+        for w, p, q in zip(closed, answers.window, answers.part, strict=True):
+            best, part = classes[int(p.argmax())], classes[int(q.argmax())]
+            log.info(
+                "ch %d bar %d: %s %.2f (part: %s %.2f)",
+                w.channel,
+                w.bar + 1,
+                best,
+                float(p.max()),
+                part,
+                float(q.max()),
+            )
+
+    return on_emit
 
 
 @contextmanager
@@ -74,9 +167,7 @@ class _ConsoleLines(logging.Handler):
             self.handleError(record)
 
 
-def run_until_signal(
-    daemon: Daemon, midi_in: WatchedInput, midi_out: Any, ready: str, console: Any = None
-) -> None:
+def run_until_signal(daemon: Daemon, ports: Ports, ready: str, console: Any = None) -> None:
     """Log ``ready`` once a signal stops the daemon cleanly, start the worker, wait for SIGINT
     or SIGTERM (or the worker's end), then stop it, close the ports and, with ``--stats``,
     print the last counters. With a rich ``console``, draw the live view there meanwhile."""
@@ -100,7 +191,7 @@ def run_until_signal(
             daemon.thread.join(0.2)
     finally:
         daemon.stop()
-        close_within(midi_in, midi_out, CLOSE_TIMEOUT_S)
+        close_within(ports.midi_in, ports.midi_out, CLOSE_TIMEOUT_S)
         if daemon.stats_every:
             daemon.print_stats()
         log.info("stopped (%s)", signal.Signals(received[0]).name if received else "")

@@ -18,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 from mido.midifiles import meta as _meta
 
+from live.channels import DRUM_CHANNEL
 from live.errors import MidiFileError
 
-DRUM_CHANNEL = 9  # channel 10, counted from 1
 DEFAULT_TEMPO = 500_000  # microseconds per quarter note: 120 BPM
 
 

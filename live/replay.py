@@ -16,7 +16,8 @@ import mido
 import numpy as np
 import numpy.typing as npt
 
-from live.engine import PITCHED, ClosedWindow, GridBars, WindowEngine
+from live.channels import PITCHED
+from live.engine import ClosedWindow, GridBars, WindowEngine
 from live.midifile import load_midi, read_song
 
 NOTE_ON, NOTE_OFF, TRACK_END = 1, 0, 2  # same-tick order: offs before ons, as in a file's own

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from live.engine import LIVE_TICKS_PER_QUARTER, TICKS_PER_CLOCK, ClosedWindow, WindowEngine
+from live.errors import SettingError
 
 log = logging.getLogger("kdlive")
 
@@ -33,6 +34,17 @@ CLOCK, START, CONTINUE, STOP, SPP = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
 _VOICE_LEN = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
 _COMMON_LEN = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0}
 _REALTIME = {0xF8, 0xFA, 0xFB, 0xFC, 0xFE, 0xFF}
+#: Tempi the internal clock runs at (BPM).
+BPM_RANGE = (10.0, 400.0)
+
+
+def check_bpm(bpm: float) -> float:
+    """``bpm``, if the internal clock can run at it (:data:`BPM_RANGE`); else
+    :class:`SettingError`."""
+    lo, hi = BPM_RANGE
+    if not lo <= bpm <= hi:
+        raise SettingError(f"{{bpm}} {bpm:g} is out of range: give {lo:g} to {hi:g}", "bpm")
+    return bpm
 
 
 @dataclass
@@ -73,7 +85,7 @@ class Transport:
 
     Args:
         engine: the window engine (its ``ticks_per_quarter`` must be the live resolution).
-        bpm: tempo of the internal clock, used when no MIDI clock arrives.
+        bpm: tempo of the internal clock, used when no MIDI clock arrives (:data:`BPM_RANGE`).
         clock_timeout: seconds without a clock tick after which a running clock counts as
             gone (also at least 6 clock periods).
     """
@@ -88,11 +100,9 @@ class Transport:
     ) -> None:
         if engine.tpq != LIVE_TICKS_PER_QUARTER:
             raise ValueError("the live engine must run at LIVE_TICKS_PER_QUARTER")
-        if not 10 <= bpm <= 400:
-            raise ValueError("--bpm must be between 10 and 400")
         self.engine, self.say = engine, say
         self.counters = TransportCounters()
-        self.default_period = self._period_of(bpm)
+        self.default_period = self._period_of(check_bpm(bpm))
         self.clock_timeout_ns = int(clock_timeout * NS)
         #: Arrival times of the last clocks without a pause: the tempo is their mean spacing
         #: (jitter only enters through the two ends: +-1 ms over 24 clocks is 0.4 % at 120 BPM).
@@ -117,7 +127,7 @@ class Transport:
 
     @property
     def period_ns(self) -> int:
-        """Nanoseconds per MIDI clock over the last beat of clocks, or ``--bpm``'s."""
+        """Nanoseconds per MIDI clock over the last beat of clocks, or the ``bpm`` given's."""
         n = len(self.clock_times)
         if n >= 4:
             return max(1, (self.clock_times[-1] - self.clock_times[0]) // (n - 1))

@@ -2,7 +2,7 @@
 snapshot a few times a second.
 
 The worker never draws. At each bar line it replaces one small dict of rows
-(:attr:`live.daemon.Daemon.board`); the main thread takes a :class:`Snapshot` of it and of the
+(:attr:`live.daemon.Daemon.view_rows`); the main thread takes a :class:`Snapshot` of it and of the
 counters (no lock: the worker swaps the dict whole) and rich renders that. So the view costs
 the worker one dict per bar line, whatever the terminal does.
 """
@@ -58,7 +58,7 @@ class Snapshot:
 
 
 def snapshot(daemon: Any) -> Snapshot:
-    """A :class:`live.daemon.Daemon`'s board and counters now (called from the drawing
+    """A :class:`live.daemon.Daemon`'s view rows and counters now (called from the drawing
     thread; typed loosely so that the daemon can import this module's rows)."""
     engine, transport = daemon.engine, daemon.transport
     pos = engine.position
@@ -66,7 +66,7 @@ def snapshot(daemon: Any) -> Snapshot:
     beat_ticks = engine.tpq * 4 // getattr(engine.bars, "denominator", 4)
     port = daemon.midi_in.counters() if daemon.midi_in is not None else {}
     return Snapshot(
-        rows=sorted(daemon.board.values()),
+        rows=sorted(daemon.view_rows.values()),
         bar=bar + 1,
         beat=(pos - engine.bars.start(bar)) // max(1, beat_ticks) + 1,
         bpm=transport.bpm,
@@ -97,8 +97,8 @@ GAP = "  "
 def render(snap: Snapshot) -> RenderableType:
     """The table of channels, and the footer: laid out here as plain lines, which rich only
     styles and cuts to the terminal's width. (A rich ``Table`` measures every cell again on
-    each redraw: 24 ms for 16 rows on a 2-core VM, all of it holding the GIL that the worker
-    and the JACK callback need; these lines take about 1 ms: benchmarks/view_redraw.py.)"""
+    each redraw, all of it holding the GIL that the worker and the JACK callback need; what
+    each costs is in docs/results.md, "the view's cost", from benchmarks/view_redraw.py.)"""
     from rich.style import Style
 
     bold, dim = Style(bold=True), Style(dim=True)

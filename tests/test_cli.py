@@ -115,3 +115,33 @@ def test_a_bad_declaration_is_one_line_naming_the_classes() -> None:
     result = runner.invoke(kdlive, ["listen", "--virtual", "x", "--declare", "3=Flute"])
     assert result.exit_code == 2
     assert "CHANNEL=CLASS" in result.output and "Strings" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["listen", "--virtual", "x", "--cc-class", "23"], "--cc-class 23 collides with"),
+        (["listen", "--virtual", "x", "--cc-class", "40", "--cc-part", "40"], "--cc-class and"),
+        (["listen", "--virtual", "x", "--hop-bars", "3"], "--hop-bars must be 1"),
+        (["listen", "--virtual", "x", "--stats", "-1"], "--stats must be at least 0"),
+        (["listen", "--virtual", "x", "--osc", "9000"], "--osc '9000': give HOST:PORT"),
+        (["listen", "--virtual", "x", "--meter", "5/3"], "--meter 5/3"),
+        (["listen"], "give --port NAME"),
+        (["replay", "SONG", "--hop-bars", "3"], "--hop-bars must be 1"),
+        (["replay", "SONG", "--channels", "0-3"], "--channels '0-3'"),
+    ],
+)
+def test_a_bad_live_setting_is_a_usage_error_naming_its_flag(
+    args: list[str], says: str, tmp_path: Path
+) -> None:
+    """The settings name their fields; the command line says which flag (for listen, before
+    any port opens or any model loads)."""
+    song = write_song(tmp_path / "song.mid", [Track("piano", 0, 0, [(60, 0, 1, 90)])])
+    result = runner.invoke(kdlive, [str(song) if a == "SONG" else a for a in args])
+    assert result.exit_code == 2, result.output
+    assert says in " ".join(result.output.replace("│", " ").split())
+
+
+def test_the_default_channels_are_every_one_but_the_drums() -> None:
+    out = runner.invoke(kdlive, ["listen", "--help"], terminal_width=200).output
+    assert "(1-9,11-16)" in out and "[default: 1-9,11-16]" in out

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from live.daemon import Daemon, OutputMap
+from live.daemon import Daemon
 from live.engine import FixedMeter, WindowEngine
 from live.model import Model
+from live.outputs import OutputMap
 from live.taxonomy import CLASSES
 from live.transport import Transport
 
@@ -249,17 +250,6 @@ def test_the_view_snapshot_follows_the_last_window_of_each_channel(model: Model)
     assert snap.bar == 5 and abs(snap.bpm - 60 * 1e9 / (PERIOD * 24)) < 0.5
 
 
-def test_colliding_cc_numbers_are_refused() -> None:
-    with pytest.raises(ValueError, match="collides"):
-        OutputMap(cc_base=20, cc_class=23)
-    with pytest.raises(ValueError, match="--cc-part 25 collides"):
-        OutputMap(cc_base=20, cc_part=25)
-    with pytest.raises(ValueError, match="both"):
-        OutputMap(cc_class=40, cc_part=40)
-    with pytest.raises(ValueError, match="--cc-class and --cc-likeness are both 28"):
-        OutputMap(cc_likeness=28)
-
-
 def test_an_empty_window_emits_nothing(model: Model) -> None:
     d, midi, osc, emitted = make(model)
     msgs = [(t, m) for t, m in song_messages() if m[0] >> 4 not in (0x8, 0x9)]  # clock only
@@ -301,8 +291,9 @@ def test_a_model_that_keeps_failing_is_tried_once_ahead_per_bar_line(model: Mode
     time.sleep(0.2)
     d.stop()
     assert midi.sent == [] and d.thread is not None and not d.thread.is_alive()
-    # once ahead of each of the (at most 2) bar lines in reach, once at the close; it was 67
-    assert 1 <= d.worker_errors <= 4 and d.speculations <= 3
+    # once ahead of each of the (at most 2) bar lines in reach, once at the close (not once
+    # per quiet wake-up)
+    assert 1 <= d.worker_errors <= 4 and d.ahead.computed <= 3
 
 
 def test_a_vanished_output_port_is_counted(model: Model) -> None:
@@ -392,20 +383,18 @@ def _paced(d: Daemon, messages: list[tuple[int, list[int]]], pause_before: int) 
 
 
 @pytest.mark.parametrize("computed_ahead", [True, False])
-def test_windows_computed_ahead_send_the_same_cc(
-    model: Model, computed_ahead: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_windows_computed_ahead_send_the_same_cc(model: Model, computed_ahead: bool) -> None:
     """With the input quiet before the bar line, the daemon computes the pending windows then,
     and at the closing clock only sends: the CC are the ones computed at the close."""
-    if not computed_ahead:
-        monkeypatch.setattr("live.daemon.SPECULATE_AFTER_S", 1e9)  # never quiet long enough
     messages = [(t, m) for t, m in song_messages(channels=(1, 3), bars=2)]
     closing = max(i for i, (_, m) in enumerate(messages) if m == [0xF8])
     counting = CountingModel(model)
     d, midi, _, _ = make(counting)
+    if not computed_ahead:
+        d.ahead.quiet_s = 1e9  # never quiet long enough
     _paced(d, messages, pause_before=closing)
     assert len(midi.sent) == 2 * 10
-    assert d.reused == (1 if computed_ahead else 0)
+    assert d.ahead.used == d.counters()["computed_ahead"] == (1 if computed_ahead else 0)
     test_windows_computed_ahead_send_the_same_cc.sent = getattr(  # type: ignore[attr-defined]
         test_windows_computed_ahead_send_the_same_cc, "sent", []
     ) + [midi.sent]
@@ -433,7 +422,7 @@ def test_a_note_after_the_computation_ahead_is_not_lost(model: Model) -> None:
     while d.stats.batches < 1 and time.monotonic() < end:
         time.sleep(0.01)
     d.stop()
-    assert d.speculations >= 2 and len(emitted) == 1
+    assert d.ahead.computed >= 2 and len(emitted) == 1
     ((ch, bar, x, p),) = emitted[0]
     assert x[0, 100, 15] == 1  # the late note sounds in the last step of the window
 

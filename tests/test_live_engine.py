@@ -472,3 +472,38 @@ def test_grid_bars_extend_past_the_file() -> None:
     step = int(song.bars.starts[1] - song.bars.starts[0])
     assert bars.start(n + 2) == int(song.bars.starts[-1]) + 3 * step
     assert bars.index(bars.start(n + 2) + 1) == n + 2
+
+
+@pytest.mark.parametrize("late_note", [False, True])
+def test_the_pending_windows_are_the_ones_that_close(late_note: bool) -> None:
+    """What :meth:`WindowEngine.pending` shows before a bar line is what closes there (its
+    inputs copied, counted once), unless something is heard in between: then the key changes
+    and the close makes its windows afresh, with the late note in them."""
+    engines = [WindowEngine(FixedMeter(4, 4), channels=range(1, 17)) for _ in range(2)]
+    bar = FixedMeter().bar_ticks
+    for engine in engines:  # channel 1 plays, channel 2 only plays bar 1: empty in bars 2-3
+        for k in range(14):
+            engine.note_on(1, 60 + k % 5, k * 480, 90)
+            engine.note_off(1, 60 + k % 5, k * 480 + 400)
+        engine.note_on(2, 40, 0)
+        engine.note_off(2, 40, bar)  # ends where bars 2-3 start: kept, sounding nowhere there
+        engine.advance(2 * bar)
+        engine.tidy()
+    watched, plain = engines
+    key = watched.pending_key()
+    pending = [(w.channel, w.inputs.copy()) for w in watched.pending()]
+    assert watched.pending_key() == key and [c for c, _ in pending] == [1]
+    for engine in engines:
+        if late_note:
+            engine.note_on(3, 70, 3 * bar - 100, 80)
+        closed = engine.advance(3 * bar)
+    assert (watched.closed_key == key) is not late_note
+    a, b = watched.advance(3 * bar), plain.advance(3 * bar)  # nothing more: already closed
+    assert a == b == []
+    got = {w.channel: w.inputs for w in closed}
+    assert watched.counters == plain.counters
+    assert plain.counters.empty_windows == 1  # channel 2 at bars 2-3, counted once
+    if late_note:
+        assert sorted(got) == [1, 3] and got[1][:, 70].any()  # heard as channel 1's ensemble
+    else:
+        assert sorted(got) == [1] and np.array_equal(got[1], pending[0][1])
