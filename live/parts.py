@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Protocol
 
 import numpy as np
@@ -75,8 +76,31 @@ class PartTracker:
         self.batch = np.zeros((16, *model.contract.input_shape), np.float32)
 
     def compute(self, windows: Sequence[Window], epoch: int) -> Answers:
-        """The answers for ``windows`` (at most one per channel), given the engine's
-        ``epoch``; nothing is kept until :meth:`commit`."""
+        """The answers for ``windows`` that closed together, given the engine's ``epoch``;
+        nothing is kept until :meth:`commit`.
+
+        They are one bar line's (at most one window per channel) or, when time jumped past
+        several bar lines at once (a file's last event, a gap in the clock), several in bar
+        order: then each bar line's windows are answered in turn, every part carrying its state
+        from its window before, as if each bar line had been committed (as training's
+        ``train.history`` runs a part's windows in order)."""
+        lines = _bar_lines(windows)
+        if len(lines) == 1:
+            return self._compute(windows, epoch)
+        kept = (self.state.copy(), self.count.copy(), self.last_bar.copy(), self.epoch)
+        try:
+            answers = []
+            for line in lines:
+                answers.append(self._compute(line, epoch))
+                self.commit(answers[-1])
+        finally:
+            self.state, self.count, self.last_bar, self.epoch = kept
+        return Answers(
+            *(np.concatenate([getattr(a, f) for a in answers]) for f in _ROWS), epoch=epoch
+        )
+
+    def _compute(self, windows: Sequence[Window], epoch: int) -> Answers:
+        """The answers for one bar line's windows (at most one per channel)."""
         channels = np.array([w.channel for w in windows], np.int64)
         bars = np.array([w.bar for w in windows], np.int64)
         fresh = (epoch != self.epoch) | (bars - self.last_bar[channels] > RESET_BARS)
@@ -99,9 +123,23 @@ class PartTracker:
             self.count[:] = 0
             self.last_bar[:] = NEVER
             self.epoch = answers.epoch
+        # A channel's last window wins (several bar lines may have closed together).
         rows = answers.channels
+        last = len(rows) - 1 - np.unique(rows[::-1], return_index=True)[1]
+        rows = rows[last]
         self.state[rows], self.count[rows], self.last_bar[rows] = (
-            answers.state,
-            answers.count,
-            answers.bars,
+            answers.state[last],
+            answers.count[last],
+            answers.bars[last],
         )
+
+
+#: The fields of :class:`Answers` that hold one row per window.
+_ROWS = ("channels", "bars", "window", "part", "state", "count")
+
+
+def _bar_lines(windows: Sequence[Window]) -> list[Sequence[Window]]:
+    """``windows`` cut where the bar changes: one run per bar line that closed."""
+    cuts = [i for i in range(1, len(windows)) if windows[i].bar != windows[i - 1].bar]
+    bounds = [0, *cuts, len(windows)]
+    return [windows[a:b] for a, b in pairwise(bounds) if b > a] or [windows]

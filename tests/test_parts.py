@@ -95,3 +95,29 @@ def test_the_reset_rule_is_the_one_training_uses() -> None:
     from train.history import RESET_BARS as TRAINING
 
     assert RESET_BARS == TRAINING
+
+
+def test_bar_lines_that_close_together_are_answered_in_turn() -> None:
+    """Time jumping past two bar lines (a file's last event, a gap in the clock) closes 2 x 16
+    windows at once: each part's second window carries the state of its first, exactly as
+    when the bar lines come one by one, and every window is answered."""
+    together, apart = PartTracker(CountingStateModel()), PartTracker(CountingStateModel())
+    first = [W(ch, 4) for ch in range(1, 17)]
+    second = [W(ch, 5) for ch in range(1, 17)]
+    answers = together.compute(first + second, epoch=0)
+    together.commit(answers)
+    one = apart.compute(first, epoch=0)
+    apart.commit(one)
+    two = apart.compute(second, epoch=0)
+    apart.commit(two)
+    assert answers.state[:, 0].tolist() == [1.0] * 16 + [2.0] * 16
+    assert np.array_equal(answers.state, np.concatenate([one.state, two.state]))
+    assert np.array_equal(together.state, apart.state)
+    assert np.array_equal(together.last_bar, apart.last_bar)
+    assert float(together.compute([W(3, 6)], epoch=0).state[0, 0]) == 3.0
+
+
+def test_answers_computed_for_several_bar_lines_keep_nothing_until_commit() -> None:
+    tracker = PartTracker(CountingStateModel())
+    tracker.compute([W(1, 0), W(1, 1), W(1, 2)], epoch=0)
+    assert float(tracker.compute([W(1, 0)], epoch=0).state[0, 0]) == 1.0
