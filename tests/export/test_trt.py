@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import trtfake
 from export.bundle import write_bundle
 from export.cli import app as kdexport
 from export.errors import ExportError
@@ -22,6 +21,7 @@ from live.bundle import MANIFEST_NAME, default_bundle_dir, read_bundle
 from live.errors import BackendError
 from live.model import Model, OrtRunner
 from live.trt import IoTensor, TrtRunner, bind, bundle_io, matching_engine
+from tests.export import trtfake
 from train import checkpoints
 from train.models import build_student
 

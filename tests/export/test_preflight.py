@@ -21,7 +21,7 @@ from live.bundle import default_bundle_dir, read_bundle
 from train import checkpoints
 from train.models import build_part_student, build_student
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 F32 = TensorProto.FLOAT
 
 

@@ -89,9 +89,3 @@ def test_a_state_carries_and_starts_afresh_on_a_jump_or_a_long_silence() -> None
     assert hear(1, 3 + 2 * RESET_BARS) == 1  # silent longer: afresh
     assert hear(1, 4 + 2 * RESET_BARS, epoch=1) == 1  # Start, Stop, Song Position Pointer
     assert hear(1, 5 + 2 * RESET_BARS, epoch=1) == 2
-
-
-def test_the_reset_rule_is_the_one_training_uses() -> None:
-    from train.history import RESET_BARS as TRAINING
-
-    assert RESET_BARS == TRAINING
