@@ -1,5 +1,6 @@
-"""Builders for tests and benchmarks that need the train extra (soundfile, yaml): Slakh-layout
-tracks. The MIDI builders they use are in :mod:`live.testing.songs`."""
+"""Builders for tests and benchmarks that need the train extra: Slakh-layout tracks (soundfile,
+yaml) and checkpoints of untrained models (torch), as ``kdexport bundle`` takes them. The MIDI
+builders they use are in :mod:`live.testing.songs`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import yaml
+from torch import nn
 
 from live.testing.songs import Track, melody, write_song
+from train import checkpoints
 
 
 def write_slakh_track(
@@ -59,3 +62,17 @@ def slakh_stem(
         "plugin_name": "test.nkm",
         "_audio": audio,
     }
+
+
+def save_checkpoint(model: nn.Module, path: Path, *, preset: str, role: str = "student") -> Path:
+    """``model`` (in eval mode) saved to ``path`` as a checkpoint of ``preset``, with the
+    fingerprint ``"test"`` and no history: what ``kdexport bundle`` reads."""
+    blob = checkpoints.checkpoint(
+        model.eval(),
+        role=role,
+        fingerprint="test",
+        config={"model": {"preset": preset}},
+        history=[],
+    )
+    checkpoints.save(blob, path)
+    return path
