@@ -6,8 +6,8 @@ Usage::
     python benchmarks/live_latency.py --windows 80 --period 64 --json /tmp/l.json
 
 1. Start ``jackd --no-realtime -S -d dummy -r 48000 -p PERIOD`` (its own server name).
-2. Every sender is a :class:`jackkit.Performer`: a JACK client that writes each event into
-   its port buffer from its own process callback, at the event's frame, and records what
+2. Every sender is a :class:`live.testing.jack.Performer`: a JACK client that writes each event
+   into its port buffer from its own process callback, at the event's frame, and records what
    arrives with the frame it arrived at. Nothing can block (rtmidi senders queue into a ring
    buffer, and stalled when JACK stopped running their client), and both ends are exact.
 3. Bare transport: a performer's output wired to its own input. An event written in one cycle
@@ -39,11 +39,9 @@ from typing import Any
 import numpy as np
 
 from live.latency import summary
+from live.testing.jack import JackServer, Performer, listen_output, start_listen
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from jackkit import JackServer, Performer, listen_output, start_listen  # noqa: E402
 
 
 def stats(ms: list[float]) -> dict:
@@ -225,7 +223,7 @@ def main() -> None:
                 "sync": True,
                 "period_ms": args.period / 48.0,
             },
-            "sender": "JACK-Client process callback (jackkit.Performer), frame-accurate",
+            "sender": "JACK-Client process callback (live.testing.jack.Performer), frame-accurate",
             "view": args.view,
             "bare_transport": bare_transport(server, args.bare),
             "daemon": {

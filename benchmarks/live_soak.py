@@ -7,8 +7,8 @@ Usage::
     python benchmarks/live_soak.py --minutes 10 --garbage 1000000   # and a million bad bytes
 
 A JACK server with the dummy driver; the daemon (``kdlive listen --virtual kdin --no-view``)
-in a subprocess; a :class:`jackkit.Performer` plays Start, MIDI clock at ``--bpm`` and an
-eighth note on each of 16 channels (all 16 followed) for the duration, and records the
+in a subprocess; a :class:`live.testing.jack.Performer` plays Start, MIDI clock at ``--bpm``
+and an eighth note on each of 16 channels (all 16 followed) for the duration, and records the
 daemon's CC with their frames. With ``--garbage N``, about N malformed bytes (stray data
 bytes, truncated messages, unterminated SysEx) go to the daemon's input between the notes, on
 a second port merged into the same input.
@@ -37,11 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from live import latency
+from live.testing.jack import JackServer, Performer, listen_output, start_listen
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from jackkit import JackServer, Performer, listen_output, start_listen  # noqa: E402
 
 CHANNELS = 16
 

@@ -12,7 +12,7 @@ in the bundle, and the engine is kept only if all its outputs match ONNX Runtime
 
 This has never run on an NVIDIA GPU in this project (none here can install TensorRT): it is
 written against TensorRT 10's documented Python API and tested with a stand-in for TensorRT
-and CUDA (``tests/trtfake.py``); see ``docs/export.md``.
+and CUDA (``tests/export/trtfake.py``); see ``docs/export.md``.
 """
 
 from __future__ import annotations

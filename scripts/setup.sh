@@ -20,6 +20,8 @@ APT_PACKAGES=(
   jackd2 jack-midi-clock liblo-tools
   # Pure Data, headless: runs the OSC receiver in examples/ (its test)
   puredata-core
+  # venv: .ci/run runs the live tests in a venv with only the base install and the dev tools
+  python3-venv
 )
 
 if command -v apt-get >/dev/null; then

@@ -190,6 +190,23 @@ def test_live_imports_no_training_extra_anywhere() -> None:
     assert not wrong, wrong
 
 
+def test_the_live_tests_import_only_the_live_runtime() -> None:
+    """tests/live and the root conftest import nothing that the base install and the dev extra
+    lack (``.ci/run`` runs them in a venv without the train extra), nor other folders' tests."""
+    modules = set(our_modules())
+    files = [REPO / "tests" / "conftest.py", *sorted((REPO / "tests" / "live").rglob("*.py"))]
+    other = ("kdapp.kdtrain", "kdapp.kdexport", "tests.train", "tests.export", "tests.integration")
+    wrong = [
+        f"{path.relative_to(REPO)} -> {imported}"
+        for path in files
+        for imported in sorted(
+            imported_names(path, ".".join(path.relative_to(REPO).with_suffix("").parts), modules)
+        )
+        if imported.split(".")[0] in FORBIDDEN_IN_LIVE or imported.startswith(other)
+    ]
+    assert len(files) > 10 and not wrong, wrong
+
+
 def test_kdlive_starts_only_live() -> None:
     """Everything the ``kdlive`` script's module reaches, directly or not, is ``live``."""
     graph = import_graph()

@@ -18,7 +18,7 @@ from train.config import OptimConfig
 from train.loop import Task, fit
 from train.steps import ce_step, predictor
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def synthetic(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -150,14 +150,14 @@ def test_ema_is_the_moving_average_of_the_steps_and_is_what_gets_selected(tmp_pa
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_gloo(tmp_path: Path) -> None:
     """torchrun with 2 CPU processes on gloo: training runs and both ranks end identical."""
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'tests'}", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     cmd = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--standalone",
         "--nproc_per_node=2",
-        str(REPO / "tests" / "ddp_worker.py"),
+        str(REPO / "tests" / "train" / "ddp_worker.py"),
         str(tmp_path),
     ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

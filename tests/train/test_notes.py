@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import Track, melody, write_song
 from live.inputs import song_inputs, sources_of
 from live.midifile import load_midi, read_song
+from live.testing.songs import Track, melody, write_song
 from train.data.collection import audible_parts, in_task
 from train.data.notes import NotesStore, build_notes, group_songs
 

@@ -91,12 +91,6 @@ def test_a_state_carries_and_starts_afresh_on_a_jump_or_a_long_silence() -> None
     assert hear(1, 5 + 2 * RESET_BARS, epoch=1) == 2
 
 
-def test_the_reset_rule_is_the_one_training_uses() -> None:
-    from train.history import RESET_BARS as TRAINING
-
-    assert RESET_BARS == TRAINING
-
-
 def test_bar_lines_that_close_together_are_answered_in_turn() -> None:
     """Time jumping past two bar lines (a file's last event, a gap in the clock) closes 2 x 16
     windows at once: each part's second window carries the state of its first, exactly as

@@ -10,8 +10,8 @@ import pytest
 import soundfile
 import yaml
 
-from conftest import TIMGM, Track, melody, write_song
 from live.midifile import load_midi, read_song
+from live.testing.songs import TIMGM, Track, melody, write_song
 from live.windows import cut_windows
 from train.config import DataConfig
 from train.data import collection

@@ -24,9 +24,9 @@ from live.contracts import V2
 from live.errors import BackendError, LiveError
 from live.model import Model, softmax
 from live.taxonomy import CLASSES
-from train import checkpoints
 from train.checkpoints import load_model
 from train.models import build_part_student, build_student, build_teacher
+from train.testing import save_checkpoint
 
 
 def _checkpoint(
@@ -44,15 +44,7 @@ def _checkpoint(
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    blob = checkpoints.checkpoint(
-        model.eval(),
-        role=role,
-        fingerprint="test",
-        config={"model": {"preset": preset}},
-        history=[],
-    )
-    checkpoints.save(blob, path)
-    return path
+    return save_checkpoint(model, path, preset=preset, role=role)
 
 
 @pytest.fixture(scope="module")

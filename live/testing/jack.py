@@ -1,5 +1,7 @@
 """A real MIDI transport for tests and benchmarks: a JACK server with the dummy driver (no sound
-card needed), and rtmidi clients that play into and listen to the daemon's ports."""
+card needed), rtmidi clients that play into and listen to the daemon's ports, a frame-accurate
+JACK-Client sender (:class:`Performer`), and ``kdlive listen`` in a subprocess
+(:func:`start_listen`). Needs jackd (``apt-get install jackd2``) to run, nothing to import."""
 
 from __future__ import annotations
 
@@ -16,8 +18,6 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def die_with_parent() -> None:

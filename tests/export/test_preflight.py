@@ -18,10 +18,10 @@ from export.cli import app as kdexport
 from export.onnx import export_onnx
 from export.preflight import DATA_PATH, TENSORRT_VERSION, preflight, supported_list
 from live.bundle import default_bundle_dir, read_bundle
-from train import checkpoints
 from train.models import build_part_student, build_student
+from train.testing import save_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 F32 = TensorProto.FLOAT
 
 
@@ -231,22 +231,10 @@ def test_restrictions_it_cannot_check_become_notes() -> None:
 # --------------------------------------------------------------- kdexport bundle
 
 
-def _tiny_checkpoint(path: Path) -> Path:
-    blob = checkpoints.checkpoint(
-        build_student("tiny").eval(),
-        role="student",
-        fingerprint="test",
-        config={"model": {"preset": "tiny"}},
-        history=[],
-    )
-    checkpoints.save(blob, path)
-    return path
-
-
 def test_kdexport_bundle_records_the_preflight_and_says_what_blocks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ckpt = _tiny_checkpoint(tmp_path / "kdic.pt")
+    ckpt = save_checkpoint(build_student("tiny"), tmp_path / "kdic.pt", preset="tiny")
     result = CliRunner().invoke(kdexport, ["bundle", str(ckpt), "--out", str(tmp_path / "ok")])
     assert result.exit_code == 0, result.output
     assert "TensorRT 10.1 pre-flight passed" in result.output

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import trtfake
 from export.bundle import write_bundle
 from export.cli import app as kdexport
 from export.errors import ExportError
@@ -22,8 +21,9 @@ from live.bundle import MANIFEST_NAME, default_bundle_dir, read_bundle
 from live.errors import BackendError
 from live.model import Model, OrtRunner
 from live.trt import IoTensor, TrtRunner, bind, bundle_io, matching_engine
-from train import checkpoints
+from tests.export import trtfake
 from train.models import build_student
+from train.testing import save_checkpoint
 
 SHIPPED = default_bundle_dir()
 
@@ -38,12 +38,8 @@ def shipped(tmp_path: Path) -> Path:
 def roll_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny contract-1 student's bundle (``roll [B,1,128,16] -> logits [B,8]``)."""
     folder = tmp_path_factory.mktemp("c1")
-    model = build_student("tiny").eval()
-    blob = checkpoints.checkpoint(
-        model, role="student", fingerprint="test", config={"model": {"preset": "tiny"}}, history=[]
-    )
-    checkpoints.save(blob, folder / "kdic.pt")
-    return write_bundle(folder / "kdic.pt", folder / "bundle")[0].dir
+    ckpt = save_checkpoint(build_student("tiny"), folder / "kdic.pt", preset="tiny")
+    return write_bundle(ckpt, folder / "bundle")[0].dir
 
 
 # ------------------------------------------------------------- derived from the bundle

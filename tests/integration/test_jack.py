@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from conftest import Track, write_song
-from jackkit import JackServer, Listener, Player, free_udp_port
 from live.midifile import load_midi, read_song
 from live.model import Model
 from live.parts import PartTracker
 from live.replay import NOTE_ON, file_events, replay_windows
+from live.testing.jack import JackServer, Listener, Player, free_udp_port
+from live.testing.songs import Track, write_song
 
 if TYPE_CHECKING:
     from pythonosc.osc_server import ThreadingOSCUDPServer
@@ -34,7 +34,10 @@ if TYPE_CHECKING:
 _why = JackServer.available()
 if _why and os.environ.get("CI"):
     pytest.fail(f"CI must run the JACK tests: {_why}", pytrace=False)
-pytestmark = pytest.mark.skipif(_why is not None, reason=f"no JACK server here: {_why}")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(_why is not None, reason=f"no JACK server here: {_why}"),
+]
 
 BPM = 300
 #: ``kdlive`` run by this interpreter (the console script may belong to another).
@@ -337,7 +340,7 @@ def test_the_pure_data_example_prints_each_windows_class_and_probabilities(
             pytest.fail("CI must install puredata-core (see scripts/setup.sh)")
         pytest.skip("needs Pure Data (apt install puredata-core)")
     port = free_udp_port()
-    patch = Path(__file__).resolve().parents[1] / "examples" / "kdlive.pd"
+    patch = Path(__file__).resolve().parents[2] / "examples" / "kdlive.pd"
     args = ["-nogui", "-stderr", "-noaudio", "-nomidi", "-open", str(patch)]
     proc = subprocess.Popen(
         [pd, *args, "-send", f"kdlive-port {port}"],
@@ -602,7 +605,7 @@ def test_jackd_keeps_running_the_graph_after_thousands_of_logged_xruns(jack: Jac
     it log far more than that; a performer looped onto itself still hears what it plays."""
     import jack as jackclient
 
-    from jackkit import Performer
+    from live.testing.jack import Performer
 
     hog = jackclient.Client("log-hog", no_start_server=True)
     hog.set_process_callback(lambda frames: time.sleep(0.004))  # 4 ms in a 2.7 ms period

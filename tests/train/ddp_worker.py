@@ -1,4 +1,4 @@
-"""Run by tests/test_loop.py under torchrun: a small fit on 2 CPU processes (gloo)."""
+"""Run by tests/train/test_loop.py under torchrun: a small fit on 2 CPU processes (gloo)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from test_loop import Net, make_task, synthetic
 
+from tests.train.test_loop import Net, make_task, synthetic
 from train.config import OptimConfig
 from train.loop import fit
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import TIMGM, Track, melody, write_song
 from kdapp.kdtrain import app as kdtrain
 from live.contracts import V1, V2
 from live.taxonomy import CLASSES
+from live.testing.songs import TIMGM, Track, melody, write_song
 from train import checkpoints
 from train.checkpoints import load_model
 from train.config import DataConfig, preset_config

@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED, slakh_stem, write_slakh_track
 from train.config import DataConfig
 from train.data import slakh
 from train.data.build import build
 from train.data.store import WindowStore
 from train.errors import DataError
+from train.testing import slakh_stem, write_slakh_track
 
-FIXTURE = SHARED / "corpora" / "slakh-fixture"
+#: The shared corpora beside the repository (../shared/corpora).
+FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "slakh-fixture"
 
 
 def _redux(root: Path) -> Path:

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Track, melody, write_song
 from live.engine import LIVE_TICKS_PER_QUARTER, FixedMeter, GridBars, WindowEngine
 from live.midifile import Song, load_midi, read_song
 from live.replay import replay_windows
+from live.testing.songs import Track, melody, write_song
 from live.transport import NS, Transport, classify
 from live.windows import cut_windows
 
@@ -137,23 +137,6 @@ def offline_parts(song: Song, hop: int) -> dict[tuple[int, int], bytes]:
         for w in cut_windows(p, song.bars, song.ticks_per_beat, hop_bars=hop):
             out[(p.channel + 1, w.bar)] = w.roll.tobytes()
     return out
-
-
-@pytest.fixture(scope="module")
-def demo_files() -> list[Path]:
-    import os
-
-    from train.data.build import demo_dirs
-    from train.data.collection import find_midi_files
-    from train.errors import DataError
-
-    try:
-        files = find_midi_files(demo_dirs())
-    except DataError:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install the demo corpus (scripts/setup.sh)")
-        pytest.skip("demo corpus not installed (scripts/setup.sh)")
-    return sorted(files)
 
 
 # ------------------------------------------------------------ live transport = offline

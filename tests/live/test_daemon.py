@@ -1,9 +1,8 @@
-"""The daemon's worker with injected in-memory ports (the real model; no MIDI transport)."""
+"""The daemon's worker with injected in-memory ports (the shipped model; no MIDI transport)."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 import pytest
@@ -14,22 +13,14 @@ from live.daemon import Daemon
 from live.engine import FixedMeter, WindowEngine
 from live.model import Model
 from live.outputs import OutputMap
-from live.taxonomy import CLASSES
+from live.testing.daemon import (
+    PERIOD,
+    check_cc_and_osc_carry_the_models_answers,
+    make_daemon,
+    run_daemon,
+    song_messages,
+)
 from live.transport import Transport
-
-PERIOD = 20_833_320  # ns per MIDI clock, ~120 BPM
-#: What ``on_emit`` recorded of a window: channel, bar, inputs (contract 2), probabilities.
-Emitted = tuple[int, int, np.ndarray, np.ndarray]
-
-
-class Recorder:
-    """An in-memory output port: MIDI (``send_message(bytes)``) or OSC (address, values)."""
-
-    def __init__(self) -> None:
-        self.sent: list = []
-
-    def send_message(self, *args: Any) -> None:
-        self.sent.append(args[0] if len(args) == 1 else args)
 
 
 class CountingModel:
@@ -55,150 +46,16 @@ class CountingModel:
 
 @pytest.fixture(scope="module")
 def model() -> Model:
-    return Model()  # the shipped bundle
+    return Model()  # the shipped bundle (other kinds of bundle: tests/export/test_daemon.py)
 
 
-@pytest.fixture(scope="module", params=["shipped", "contract 1", "contract 2, no state"])
-def any_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Model:
-    """The shipped bundle, and bundles of the other kinds a user may pass with ``--model``
-    (untrained students of the paper's contract, and of contract 2 without a history)."""
-    if request.param == "shipped":
-        return Model()
-    from export.bundle import write_bundle
-    from train import checkpoints
-    from train.models import build_part_student, build_student
-
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    if request.param == "contract 1":
-        student = build_student("tiny").eval()
-    else:
-        student = build_part_student("tiny", inputs=(0, 1, 2, 3, 4)).eval()
-    folder = tmp_path_factory.mktemp("bundle")
-    config = {"model": {"preset": "tiny"}}
-    blob = checkpoints.checkpoint(
-        student, role="student", fingerprint="test", config=config, history=[]
-    )
-    checkpoints.save(blob, folder / "kdic.pt")
-    bundle, _ = write_bundle(folder / "kdic.pt", folder / "bundle")
-    return Model(bundle.dir)
-
-
-def expected_answers(model: Model, inputs: list[np.ndarray]) -> tuple[list, list]:
-    """A channel's window answers and running answers, from the model itself: its state
-    carried window to window, or (without one) the mean of the window answers so far."""
-    windows, parts, total = [], [], np.zeros(8)
-    state = np.zeros((1, model.state_size), np.float32)
-    for x in inputs:
-        x = x[None, : model.input_shape[0]].astype(np.float32)
-        if model.state_size:
-            w, part, state = model.step(x, state)
-        else:
-            w = model.predict(x)
-            total = total + w[0]
-            part = (total / (len(windows) + 1))[None]
-        windows.append(w[0])
-        parts.append(part[0])
-    return windows, parts
-
-
-def make(
-    model: Model | CountingModel, **kw: Any
-) -> tuple[Daemon, Recorder, Recorder, list[list[Emitted]]]:
-    engine = WindowEngine(FixedMeter(4, 4), channels=kw.pop("channels", range(1, 17)))
-    transport = Transport(engine, say=lambda m: None)
-    midi, osc = Recorder(), Recorder()
-    emitted = []
-    d = Daemon(
-        model,
-        engine,
-        transport,
-        midi_out=midi,
-        osc=[osc],
-        on_emit=lambda closed, answers: emitted.append(
-            [
-                (w.channel, w.bar, w.inputs.copy(), p.copy())
-                for w, p in zip(closed, answers.window, strict=True)
-            ]
-        ),
-        **kw,
-    )
-    return d, midi, osc, emitted
-
-
-def song_messages(
-    channels: tuple[int, ...] = (1,), bars: int = 4, seed: int = 0
-) -> list[tuple[int, list[int]]]:
-    """Start, clocks for ``bars`` bars, and a note every eighth on each channel."""
-    rng = np.random.default_rng(seed)
-    out = [(0, [0xFA])]
-    for k in range(bars * 96 + 1):
-        t = (k + 1) * PERIOD
-        out.append((t, [0xF8]))
-        if k % 12 == 0 and k < bars * 96:
-            for ch in channels:
-                p = int(rng.integers(36, 84))
-                out.append((t, [0x90 | (ch - 1), p, 90]))
-                out.append((t + 5 * PERIOD, [0x80 | (ch - 1), p, 0]))
-    return sorted(out, key=lambda e: e[0])
-
-
-def run(
-    d: Daemon, messages: list[tuple[int, list[int]]], expect_batches: int, timeout: float = 10.0
-) -> None:
-    t0 = time.perf_counter_ns()
-    d.start()
-    for t, m in messages:
-        d.inbox.feed(m, t0 + t)
-    end = time.monotonic() + timeout
-    while d.stats.batches < expect_batches and time.monotonic() < end:
-        time.sleep(0.01)
-    time.sleep(0.05)
-    d.stop()
-
-
-def test_cc_and_osc_carry_the_models_probabilities(any_model: Model) -> None:
-    model = any_model
-    d, midi, osc, emitted = make(model)
-    run(d, song_messages(channels=(1, 5)), expect_batches=3)
-    assert [len(b) for b in emitted] == [2, 2, 2]  # bars 1-2, 2-3, 3-4 on channels 1 and 5
-    # The answers are the model's on the engine's inputs: each window's own, and the running
-    # answer (the state carried from window to window, or the mean of the windows so far).
-    expected = {
-        ch: expected_answers(model, [x for batch in emitted for c, _, x, _ in batch if c == ch])
-        for ch in (1, 5)
-    }
-    for ch in (1, 5):
-        windows = [p for batch in emitted for c, _, _, p in batch if c == ch]
-        assert np.allclose(windows, expected[ch][0], atol=1e-5)
-        parts = [args for address, args in osc.sent if address == f"/kdlive/{ch}/part"]
-        assert len(parts) == len(windows) == 3
-        for k in range(3):
-            assert parts[k] == pytest.approx(list(expected[ch][1][k]), abs=1e-5)
-    # 10 CCs per window on the part's own channel: first every window's class index (CC 28),
-    # then every part's running class (CC 30), then the probabilities (CC 20-27).
-    ccs = [m for m in midi.sent[:20]]
-    assert [m[1] for m in ccs[:4]] == [28, 28, 30, 30]
-    for ch in (1, 5):
-        mine = [m for m in ccs if m[0] == 0xB0 | (ch - 1)]
-        p, part = expected[ch][0][0], expected[ch][1][0]
-        assert [m[1] for m in mine] == [28, 30, *range(20, 28)]
-        assert (mine[0][2], mine[1][2]) == (int(p.argmax()), int(part.argmax()))
-        assert [m[2] for m in mine[2:]] == [int(round(x * 127)) for x in p]
-    # OSC: /kdlive/<ch>/probs (8 floats, contract order), /kdlive/<ch>/class (name, conf) and
-    # /kdlive/<ch>/part (the running answer's 8 floats).
-    sent = dict(osc.sent[:6])
-    for ch in (1, 5):
-        p = expected[ch][0][0]
-        assert sent[f"/kdlive/{ch}/probs"] == pytest.approx(list(p), abs=1e-5)
-        name, conf = sent[f"/kdlive/{ch}/class"]
-        assert name == CLASSES[int(p.argmax())] and conf == pytest.approx(float(p.max()), abs=1e-5)
-    assert d.stats.percentiles()["n"] == 3
+def test_cc_and_osc_carry_the_models_probabilities(model: Model) -> None:
+    check_cc_and_osc_carry_the_models_answers(model)
 
 
 def test_custom_cc_numbers(model: Model) -> None:
-    d, midi, _, _ = make(model, outputs=OutputMap(cc_base=70, cc_class=80, cc_part=81))
-    run(d, song_messages(), expect_batches=1)
+    d, midi, _, _ = make_daemon(model, outputs=OutputMap(cc_base=70, cc_class=80, cc_part=81))
+    run_daemon(d, song_messages(), expect_batches=1)
     assert sorted({m[1] for m in midi.sent}) == [*range(70, 78), 80, 81]
 
 
@@ -207,10 +64,10 @@ def test_a_declared_instrument_gets_its_likeness_on_cc_and_osc(model: Model) -> 
     Fingered Bass), channel 3 by a program outside the classes (81, a synth lead), channel 5
     not at all: the first two get CC 29 = the window's probability of their class and OSC
     /likeness; the others neither."""
-    d, midi, osc, emitted = make(model, declared={1: "Strings"})
+    d, midi, osc, emitted = make_daemon(model, declared={1: "Strings"})
     messages = song_messages(channels=(1, 2, 3, 5), bars=3)
     messages = [(0, [0xC1, 33]), (0, [0xC2, 81]), *messages]
-    run(d, messages, expect_batches=2)
+    run_daemon(d, messages, expect_batches=2)
     assert len(emitted) == 2
     classes = list(model.classes)
     want_cc, want_osc = [], []
@@ -234,8 +91,8 @@ def test_a_declared_instrument_gets_its_likeness_on_cc_and_osc(model: Model) -> 
 def test_the_view_snapshot_follows_the_last_window_of_each_channel(model: Model) -> None:
     from live.view import snapshot
 
-    d, _, _, emitted = make(model, declared={5: "Piano"})
-    run(d, song_messages(channels=(1, 5), bars=4), expect_batches=3)
+    d, _, _, emitted = make_daemon(model, declared={5: "Piano"})
+    run_daemon(d, song_messages(channels=(1, 5), bars=4), expect_batches=3)
     snap = snapshot(d)
     classes = list(model.classes)
     last = {ch: (bar, p) for ch, bar, _, p in emitted[-1]}
@@ -251,16 +108,16 @@ def test_the_view_snapshot_follows_the_last_window_of_each_channel(model: Model)
 
 
 def test_an_empty_window_emits_nothing(model: Model) -> None:
-    d, midi, osc, emitted = make(model)
+    d, midi, osc, emitted = make_daemon(model)
     msgs = [(t, m) for t, m in song_messages() if m[0] >> 4 not in (0x8, 0x9)]  # clock only
-    run(d, msgs, expect_batches=1, timeout=1.0)
+    run_daemon(d, msgs, expect_batches=1, timeout=1.0)
     assert emitted == [] and midi.sent == [] and osc.sent == []
 
 
 def test_sixteen_channels_are_one_model_call(model: Model) -> None:
     counting = CountingModel(model)
-    d, midi, _, _ = make(counting)
-    run(d, song_messages(channels=tuple(range(1, 17)), bars=2), expect_batches=1)
+    d, midi, _, _ = make_daemon(counting)
+    run_daemon(d, song_messages(channels=tuple(range(1, 17)), bars=2), expect_batches=1)
     assert counting.calls and set(counting.calls) == {16}  # (computed ahead, or at the close)
     assert len(midi.sent) == 16 * 10
     assert {m[0] & 0x0F for m in midi.sent} == set(range(16))
@@ -268,8 +125,8 @@ def test_sixteen_channels_are_one_model_call(model: Model) -> None:
 
 def test_a_failing_model_call_is_counted_and_the_worker_goes_on(model: Model) -> None:
     counting = CountingModel(model, fail_first=True)
-    d, midi, _, _ = make(counting)
-    run(d, song_messages(bars=3), expect_batches=1)
+    d, midi, _, _ = make_daemon(counting)
+    run_daemon(d, song_messages(bars=3), expect_batches=1)
     assert d.worker_errors == 1 and d.thread is not None and not d.thread.is_alive()
     # The call that failed (ahead of a bar line, or at it) cost at most one window.
     assert len(midi.sent) in (10, 20) and len(counting.calls) >= 2
@@ -281,7 +138,7 @@ def test_a_model_that_keeps_failing_is_tried_once_ahead_per_bar_line(model: Mode
     messages = song_messages(channels=(1,), bars=2)
     closing = max(i for i, (_, m) in enumerate(messages) if m == [0xF8])
     counting = CountingModel(model, fail_always=True)
-    d, midi, _, _ = make(counting)
+    d, midi, _, _ = make_daemon(counting)
     t0 = time.perf_counter_ns()
     d.start()
     for i, (t, m) in enumerate(messages):
@@ -303,7 +160,7 @@ def test_a_vanished_output_port_is_counted(model: Model) -> None:
 
     engine = WindowEngine(FixedMeter())
     d = Daemon(model, engine, Transport(engine, say=lambda m: None), midi_out=Broken())
-    run(d, song_messages(bars=2), expect_batches=1)
+    run_daemon(d, song_messages(bars=2), expect_batches=1)
     assert d.stats.send_errors == 1 and d.stats.batches == 1
 
 
@@ -360,8 +217,8 @@ def test_fuzz_garbage_changes_no_output(model: Model, garbage: list, seed: int) 
         dirty.insert(i, (dirty[i - 1][0], g))  # same instant as its neighbour: no time shift
     outs = []
     for messages in (clean, dirty):
-        d, midi, _, _ = make(model, channels=(1, 2))
-        run(d, messages, expect_batches=2)
+        d, midi, _, _ = make_daemon(model, channels=(1, 2))
+        run_daemon(d, messages, expect_batches=2)
         outs.append(midi.sent)
         assert d.worker_errors == 0
     assert outs[1] == outs[0] and len(outs[0]) == 2 * 2 * 10
@@ -389,7 +246,7 @@ def test_windows_computed_ahead_send_the_same_cc(model: Model, computed_ahead: b
     messages = [(t, m) for t, m in song_messages(channels=(1, 3), bars=2)]
     closing = max(i for i, (_, m) in enumerate(messages) if m == [0xF8])
     counting = CountingModel(model)
-    d, midi, _, _ = make(counting)
+    d, midi, _, _ = make_daemon(counting)
     if not computed_ahead:
         d.ahead.quiet_s = 1e9  # never quiet long enough
     _paced(d, messages, pause_before=closing)
@@ -411,7 +268,7 @@ def test_a_note_after_the_computation_ahead_is_not_lost(model: Model) -> None:
     t_close = messages[closing][0]
     late = [(t_close - 3 * PERIOD, [0x90, 100, 90]), (t_close - 2 * PERIOD, [0x80, 100, 0])]
     messages = messages[:closing] + late + messages[closing:]
-    d, midi, _, emitted = make(model)
+    d, midi, _, emitted = make_daemon(model)
     t0 = time.perf_counter_ns()
     d.start()
     for i, (t, m) in enumerate(messages):
@@ -430,7 +287,7 @@ def test_a_note_after_the_computation_ahead_is_not_lost(model: Model) -> None:
 def test_the_view_draws_only_clear_of_bar_lines(model: Model) -> None:
     """The drawing thread asks the worker's state whether a bar line is near: not within
     30 ms before a close nor 15 ms after it (at 120 BPM a MIDI clock is 20.8 ms)."""
-    d, _, _, _ = make(model)
+    d, _, _, _ = make_daemon(model)
     now = [0]
     d.clock = lambda: now[0]
     assert d.clear_to_draw(30_000_000, 15_000_000)  # no clock yet: time stands still

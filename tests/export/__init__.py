@@ -1,0 +1,1 @@
+"""Tests of ``export`` (and of ``kdexport``): they need the train extra."""

@@ -1,0 +1,1 @@
+"""Tests of ``train`` (and of ``kdtrain``): they need the train extra."""
