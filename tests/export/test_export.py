@@ -24,6 +24,7 @@ from live.contracts import V2
 from live.errors import BackendError, LiveError
 from live.model import Model, softmax
 from live.taxonomy import CLASSES
+from tests.export.hardware import needs_tensorrt
 from train.checkpoints import load_model
 from train.models import build_part_student, build_student, build_teacher
 from train.testing import save_checkpoint
@@ -300,20 +301,7 @@ def test_bench_without_the_paper_student(bundle: Path) -> None:
 # -------------------------------------------------------------------- GPU and TensorRT
 
 
-def _has_tensorrt() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-
-        from live.trt import current_gpu
-
-        current_gpu()
-    except Exception:
-        return False
-    return True
-
-
-@pytest.mark.tensorrt
-@pytest.mark.skipif(not _has_tensorrt(), reason="needs TensorRT, cuda-python and an NVIDIA GPU")
+@needs_tensorrt
 @pytest.mark.parametrize("fp16", [False, True])
 def test_tensorrt_engine_matches_onnx_runtime(bundle: Path, tmp_path: Path, fp16: bool) -> None:
     from export.tensorrt import build_engine

@@ -22,6 +22,7 @@ from live.errors import BackendError
 from live.model import Model, OrtRunner
 from live.trt import IoTensor, TrtRunner, bind, bundle_io, matching_engine
 from tests.export import trtfake
+from tests.export.hardware import needs_tensorrt
 from train.models import build_student
 from train.testing import save_checkpoint
 
@@ -216,21 +217,7 @@ def test_tensorrt_command_without_tensorrt_says_so_in_one_line(shipped: Path) ->
 # ---------------------------------------------------------------------- a real GPU
 
 
-def _has_tensorrt() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-
-        from live.trt import current_gpu
-
-        current_gpu()
-    except Exception:
-        return False
-    return True
-
-
-@pytest.mark.gpu
-@pytest.mark.tensorrt
-@pytest.mark.skipif(not _has_tensorrt(), reason="needs TensorRT, cuda-python and an NVIDIA GPU")
+@needs_tensorrt
 @pytest.mark.parametrize("fp16", [False, True])
 def test_shipped_bundle_engine_on_a_real_gpu(shipped: Path, fp16: bool) -> None:
     engine = build_engine(shipped, fp16=fp16)
