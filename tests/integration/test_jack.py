@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -186,6 +188,35 @@ def osc_server(port: int) -> tuple[ThreadingOSCUDPServer, list[tuple[str, tuple]
     return server, got
 
 
+@dataclass
+class Session:
+    """The daemon over JACK with OSC to a local receiver, a player on its input and a
+    listener on its output (:func:`osc_session`)."""
+
+    daemon: Daemon
+    listener: Listener
+    player: Player
+    osc: list[tuple[str, tuple]]
+    code: int | None = None  # the daemon's exit code, once stopped
+
+
+@contextmanager
+def osc_session(jack: JackServer, *args: str) -> Iterator[Session]:
+    """A :class:`Session` of ``kdlive listen ARGS``; everything is closed after, the daemon
+    stopped with Ctrl-C (its exit code in ``code``)."""
+    port = free_udp_port()
+    server, osc = osc_server(port)
+    daemon = Daemon(jack, "--osc", f"127.0.0.1:{port}", *args)
+    session = Session(daemon, Listener(":kdlive out", jack), Player(":kdin", jack), osc)
+    try:
+        yield session
+    finally:
+        session.player.close()
+        session.listener.close()
+        server.shutdown()
+        session.code = daemon.stop(signal.SIGINT)
+
+
 def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
     end = time.monotonic() + timeout
     while not cond() and time.monotonic() < end:
@@ -199,13 +230,9 @@ def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
 def test_listen_sends_the_replay_classes_as_cc_and_osc(jack: JackServer, tmp_path: Path) -> None:
     path = song(tmp_path)
     want = expected(path)
-    osc_port = free_udp_port()
-    server, osc = osc_server(osc_port)
-    daemon = Daemon(jack, "--osc", f"127.0.0.1:{osc_port}", "--stats", "1")
-    listener = Listener(":kdlive out", jack)
-    player = Player(":kdin", jack)
-    try:
-        perform(player, path)
+    with osc_session(jack, "--stats", "1") as session:
+        listener, osc = session.listener, session.osc
+        perform(session.player, path)
         n_windows = sum(len(v) for v in want.values())
         wait_until(lambda: len(listener.received) >= 10 * n_windows)
         got = cc_groups(listener.received)
@@ -223,13 +250,8 @@ def test_listen_sends_the_replay_classes_as_cc_and_osc(jack: JackServer, tmp_pat
             for k, kind in enumerate(("probs", "part")):
                 sent = np.array(by_kind[(ch, kind)])
                 assert np.allclose(sent, np.array([a[k] for a in answers]), atol=1e-6)
-    finally:
-        player.close()
-        listener.close()
-        server.shutdown()
-        code = daemon.stop(signal.SIGINT)
-    assert code == 0
-    stats = [line for line in daemon.lines if line.startswith("[stats]")]
+    assert session.code == 0
+    stats = [line for line in session.daemon.lines if line.startswith("[stats]")]
     assert stats and "mode stopped" in stats[-1] and "malformed 0" in stats[-1]  # after Stop
     # (No tempo check here: this player paces itself by wall time, the daemon reads JACK's
     # sample clock, and the dummy driver's samples fall behind wall time on a loaded machine.
@@ -245,25 +267,16 @@ def test_a_declared_instrument_gets_its_likeness_over_jack(
     its class in the window's answer (as `kdlive replay` computes it), and OSC /likeness."""
     path = song(tmp_path)
     want = expected(path)
-    osc_port = free_udp_port()
-    server, osc = osc_server(osc_port)
-    daemon = Daemon(jack, "--osc", f"127.0.0.1:{osc_port}", "--declare", "2=bass")
-    listener = Listener(":kdlive out", jack)
-    player = Player(":kdin", jack)
     classes = list(Model().classes)
     declared = {1: "Strings", 2: "Bass"}
-    try:
-        player.send([0xC0, 48])  # String Ensemble 1
-        perform(player, path)
+    with osc_session(jack, "--declare", "2=bass") as session:
+        listener, osc = session.listener, session.osc
+        session.player.send([0xC0, 48])  # String Ensemble 1
+        perform(session.player, path)
         n = sum(len(want[ch]) for ch in declared)
         wait_until(lambda: sum(m[1] == 29 for _, m in listener.received) >= n)
         wait_until(lambda: sum(a.endswith("/likeness") for a, _ in osc) >= n)
-    finally:
-        player.close()
-        listener.close()
-        server.shutdown()
-        code = daemon.stop(signal.SIGINT)
-    assert code == 0
+    assert session.code == 0
     for ch in (1, 2, 5):
         got = [m[2] for _, m in listener.received if m[:2] == [0xAF + ch, 29]]
         sent = [args for a, args in osc if a == f"/kdlive/{ch}/likeness"]
