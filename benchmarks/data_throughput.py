@@ -43,7 +43,7 @@ from pathlib import Path
 import soundfile
 import yaml
 
-from export.bench import machine
+from live.latency import machine
 from train.config import DataConfig
 from train.data import collection
 from train.data.build import build

@@ -28,7 +28,6 @@ import argparse
 import faulthandler
 import json
 import os
-import platform
 import re
 import sys
 import time
@@ -38,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from live.latency import summary
+from live.latency import machine, summary
 from live.testing.jack import JackServer, Performer, listen_output, start_listen
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,11 +210,7 @@ def main() -> None:
     try:
         result = {
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {
-                "cpu": platform.processor() or platform.machine(),
-                "cores": os.cpu_count(),
-                "load_average_at_start": list(os.getloadavg()),
-            },
+            "machine": machine(),
             "jack": {
                 "driver": "dummy",
                 "rate": 48000,

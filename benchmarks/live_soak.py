@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Iterator
@@ -210,11 +209,7 @@ def main() -> None:
         server.stop()
     result = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "load_average_at_end": list(os.getloadavg()),
-        },
+        "machine": latency.machine() | {"load_average_at_end": list(os.getloadavg())},
         "minutes": args.minutes,
         "bpm": args.bpm,
         "channels": CHANNELS,

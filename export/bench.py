@@ -16,8 +16,6 @@ channels (batch 16: every window's answer and state update) has p99 <= 1 ms on t
 from __future__ import annotations
 
 import json
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,14 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime
 import torch
 
 from export.onnx import export_onnx, random_inputs
 from live.bundle import MANIFEST_NAME, ONNX_NAME, make_manifest, read_bundle
 from live.contracts import V1
 from live.errors import BackendError
-from live.latency import summary
+from live.latency import machine, summary
 from live.model import Model
 from train.files import atomic_write
 from train.models import build_student, count_macs, count_params, model_from_description
@@ -137,27 +134,6 @@ def torch_cuda_reference(bundle_dir: Path, iters: int = 2000) -> dict | None:
                     times.append(start.elapsed_time(end))
         out[f"batch{b}"] = {**summary(times), "iters": iters}
     return out
-
-
-def machine() -> dict:
-    """What the figures were measured on: CPU model and cores, platform, versions, load."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "onnxruntime": onnxruntime.__version__,
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
 
 
 def run_bench(

@@ -1,7 +1,12 @@
 """The one summary of a set of latencies that every report of them uses (``--stats``, the
-view, ``kdexport bench`` and the benchmarks)."""
+view, ``kdexport bench`` and the benchmarks), and the one description of the machine they were
+measured on."""
 
 from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -22,3 +27,32 @@ def summary(ms: npt.ArrayLike, *, mean: bool = False) -> dict[str, float | None]
         if mean:
             out["mean_ms"] = float(a.mean())
     return out
+
+
+def machine() -> dict:
+    """What the figures were measured on: CPU model and cores, platform, versions, load."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "onnxruntime": _onnxruntime_version(),
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def _onnxruntime_version() -> str | None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return str(onnxruntime.__version__)
