@@ -95,9 +95,8 @@ class PartTracker:
                 self.commit(answers[-1])
         finally:
             self.state, self.count, self.last_bar, self.epoch = kept
-        return Answers(
-            *(np.concatenate([getattr(a, f) for a in answers]) for f in _ROWS), epoch=epoch
-        )
+        rows = {f: np.concatenate([getattr(a, f) for a in answers]) for f in _ROWS}
+        return Answers(**rows, epoch=epoch)
 
     def _compute(self, windows: Sequence[Window], epoch: int) -> Answers:
         """The answers for one bar line's windows (at most one per channel)."""
