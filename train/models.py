@@ -23,7 +23,9 @@ so the students export to ONNX with a dynamic batch axis and compile with Tensor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import inspect
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, overload
 
 import numpy as np
@@ -112,8 +114,13 @@ class KdModel(nn.Module):
     #: The input contract a student of this class reads (the paper's roll unless it says so).
     contract: ClassVar[Contract] = V1
 
-    def _remember(self, **kwargs: Any) -> None:
-        self.kwargs: dict[str, Any] = {k: _jsonable(v) for k, v in kwargs.items()}
+    #: The constructor arguments (JSON-able), recorded by every subclass's ``__init__``.
+    kwargs: dict[str, Any]
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _recording(cls.__init__)  # type: ignore[method-assign]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -124,6 +131,28 @@ class KdModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"embedding_dim={self.embedding_dim}"
+
+
+def _recording(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` that also records its arguments, defaults and ``**kwargs`` included, in
+    ``self.kwargs`` (what :func:`describe` stores in a checkpoint): only for the class being
+    built, not for a base class's ``__init__`` reached through ``super()``."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self: KdModel, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if type(self).__init__ is not wrapper:
+            return
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        recorded: dict[str, Any] = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            kind = signature.parameters[name].kind
+            recorded.update(value if kind is inspect.Parameter.VAR_KEYWORD else {name: value})
+        self.kwargs = {k: _jsonable(v) for k, v in recorded.items()}
+
+    return wrapper
 
 
 def _jsonable(v: Any) -> Any:
@@ -178,17 +207,6 @@ class PaperCNN(KdModel):
         n_classes: int = N_CLASSES,
     ) -> None:
         super().__init__()
-        self._remember(
-            height=height,
-            width=width,
-            conv1_channels=conv1_channels,
-            conv2_channels=conv2_channels,
-            kernel_size=kernel_size,
-            pool_size=pool_size,
-            negative_slope=negative_slope,
-            normalize_db=normalize_db,
-            n_classes=n_classes,
-        )
         pad = kernel_size // 2
         self.norm = DbToUnit() if normalize_db else nn.Identity()
         self.conv1 = nn.Conv2d(1, conv1_channels, kernel_size, stride=2, padding=pad)
@@ -278,9 +296,6 @@ class TeacherCNN(_PooledCNN):
         n_classes: int = N_CLASSES,
     ) -> None:
         super().__init__()
-        self._remember(
-            n_mels=n_mels, channels=channels, hidden=hidden, dropout=dropout, n_classes=n_classes
-        )
         if len(channels) < 2:
             raise ValueError("TeacherCNN needs at least 2 conv blocks (channels of length >= 2)")
         layers: list[nn.Module] = [DbToUnit(), conv_bn_relu(1, channels[0], (3, 3), stride=2)]
@@ -334,19 +349,6 @@ class StudentCNN(_PooledCNN):
         n_classes: int = N_CLASSES,
     ) -> None:
         super().__init__()
-        self._remember(
-            in_channels=in_channels,
-            n_pitches=n_pitches,
-            n_steps=n_steps,
-            channels=channels,
-            first_kernel=first_kernel,
-            first_stride=first_stride,
-            pools=pools,
-            hidden=hidden,
-            dropout=dropout,
-            pitch_channel=pitch_channel,
-            n_classes=n_classes,
-        )
         if len(pools) != len(channels):
             raise ValueError(
                 f"need one pool per conv block: {len(channels)} channels given, {len(pools)} pools"
@@ -386,15 +388,6 @@ class StepCNN(_PooledCNN):
         n_classes: int = N_CLASSES,
     ) -> None:
         super().__init__()
-        self._remember(
-            in_channels=in_channels,
-            n_pitches=n_pitches,
-            width=width,
-            channels=channels,
-            hidden=hidden,
-            dropout=dropout,
-            n_classes=n_classes,
-        )
         layers: list[nn.Module] = [nn.Flatten(1, 2)]
         c_in = in_channels * n_pitches
         for c_out, k in zip((width, *channels), (1, *[3] * len(channels)), strict=True):
@@ -478,7 +471,6 @@ class PartStudent(KdModel):
         **cnn: Any,
     ) -> None:
         super().__init__()
-        self._remember(inputs=inputs, state=state, encoder=encoder, n_classes=n_classes, **cnn)
         self.select = ChannelSelect(inputs)
         encoders: dict[str, type[StudentCNN | StepCNN]] = {"cnn": StudentCNN, "steps": StepCNN}
         if encoder not in encoders:
