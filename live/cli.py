@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,9 @@ from live.console import clean_errors, fail
 from live.errors import SettingError
 from live.ports import API_NAMES
 from live.taxonomy import CLASSES
+
+if TYPE_CHECKING:
+    from live.parts import StepModel
 
 app = typer.Typer(
     help="Realtime instrument classification of MIDI parts.",
@@ -102,7 +105,7 @@ def contract() -> None:
 
 
 #: Settings fields whose flag is not ``--`` + the field in kebab case.
-FLAG_OF_FIELD = {"declared": "--declare", "stats_every": "--stats"}
+FLAG_OF_FIELD = {"declared": "--declare", "stats_every": "--stats", "cc": "CC"}
 
 
 def flag_of(field: str) -> str:
@@ -187,6 +190,148 @@ def replay(
                 else:
                     probs = " ".join(f"{float(x):6.3f}" for x in p)
                     typer.echo(f"{w.channel:>2} {w.bar + 1:>4}  {best:<8} {part:<8} {probs}")
+
+
+# -------------------------------------------------------------------------------------- tag
+
+
+@app.command()
+def tag(
+    source: Annotated[Path, typer.Argument(help="A MIDI file, or a folder of them.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write: a file (or, for a folder, a folder mirroring it). Without "
+            "it, only the table.",
+        ),
+    ] = None,
+    in_place: Annotated[
+        bool, typer.Option("--in-place", help="Overwrite the input (or allow -o to be it).")
+    ] = False,
+    only_missing: Annotated[
+        bool,
+        typer.Option(
+            "--only-missing/--all",
+            help="Write only parts that never set a program (the composer's stay, and are "
+            "reported where kdlive differs), or every part.",
+        ),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per part.")] = False,
+    model: ModelOpt = None,
+    backend: BackendOpt = "auto",
+) -> None:
+    """Write each part's instrument into MIDI files: a Program Change of its family's General
+    MIDI program and a track name (docs/live.md). Channel 10, the drums, is never tagged."""
+    from live.model import Model
+    from live.tag import plan, table, tag_file
+
+    with clean_errors(), flag_errors():
+        jobs = plan(source, output, in_place=in_place)
+        m = Model(model, backend=backend)
+    if source.is_dir():
+        _tag_folder(source, jobs, m, only_missing=only_missing, as_json=as_json)
+        return
+    ((src, dst),) = jobs
+    with clean_errors():
+        reports = tag_file(src, dst, m, only_missing=only_missing)
+    for line in (
+        (json.dumps({"file": str(src), **r.as_json()}) for r in reports)
+        if as_json
+        else table(reports)
+    ):
+        typer.echo(line)
+    if not as_json:
+        written = sum(r.written is not None for r in reports)
+        typer.echo(
+            f"wrote {dst} ({written} part(s) tagged)"
+            if dst
+            else "nothing written: give -o OUT.mid (or --in-place)"
+        )
+
+
+def _tag_folder(
+    source: Path,
+    jobs: list[tuple[Path, Path | None]],
+    model: StepModel,
+    *,
+    only_missing: bool,
+    as_json: bool,
+) -> None:
+    """``kdlive tag DIR``: a progress bar, one line per skipped file or part that differs
+    from the composer's program, a summary (``--json``: a line per part, the rest on
+    stderr)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from live.errors import MidiFileError
+    from live.tag import tag_file
+
+    if not jobs:
+        fail(f"no MIDI files under {source} (looked for .mid, .midi, .kar, .smf)")
+    console = Console(stderr=as_json, highlight=False)
+    counts = {"files": 0, "skipped": 0, "written": 0, "differ": 0}
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("tagging", total=len(jobs))
+        for src, dst in jobs:
+            try:
+                reports = tag_file(src, dst, model, only_missing=only_missing)
+            except (MidiFileError, OSError) as exc:
+                counts["skipped"] += 1
+                bar.console.print(f"skipped {src}: {exc}", markup=False, soft_wrap=True)
+            else:
+                counts["files"] += 1
+                counts["written"] += sum(r.written is not None for r in reports)
+                for r in reports:
+                    counts["differ"] += r.differs
+                    if as_json:
+                        typer.echo(json.dumps({"file": str(src), **r.as_json()}))
+                    elif r.differs:
+                        bar.console.print(
+                            f"{src}: channel {r.channel} has program "
+                            f"{'/'.join(map(str, r.had))}; kdlive hears {r.answer} "
+                            f"{r.confidence:.2f}",
+                            markup=False,
+                            soft_wrap=True,
+                        )
+            bar.advance(task)
+    console.print(
+        f"{counts['files']} file(s) read, {counts['written']} part(s) tagged, "
+        f"{counts['differ']} kept that kdlive hears otherwise, {counts['skipped']} skipped"
+        + ("" if jobs[0][1] is not None else "; nothing written: give -o OUTDIR (or --in-place)"),
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+# ------------------------------------------------------------------------------------ learn
+
+
+@app.command()
+def learn(
+    cc: Annotated[
+        int, typer.Argument(help="The CC to send, 0-127 (e.g. 30: the part's running answer).")
+    ],
+    channel: Annotated[int, typer.Option("--channel", help="MIDI channel, 1-16.")] = 1,
+    out_port: Annotated[
+        str | None, typer.Option("--out-port", help="Send to this existing output port.")
+    ] = None,
+    out_virtual: Annotated[
+        str, typer.Option("--out-virtual", help="Else create a virtual output port.")
+    ] = "kdlive out",
+    api: ApiOpt = None,
+) -> None:
+    """Send one CC on kdlive's output port, its value sweeping 0-127-0, until Ctrl-C: for a
+    DAW's MIDI learn."""
+    from live.learn import LearnSettings, run
+
+    with flag_errors():
+        settings = LearnSettings(
+            cc=cc, channel=channel, out_port=out_port, out_virtual=out_virtual, api=api
+        )
+    with clean_errors():
+        run(settings, say=typer.echo)
 
 
 # ----------------------------------------------------------------------------------- listen

@@ -76,6 +76,58 @@ class JackOutput:
         self.pending.append(bytes(message))
 
 
+def _drain(pending: deque[bytes], out_port: Any) -> None:
+    """Move queued messages into this period's output buffer (in the process callback): as
+    many as fit, the rest go out next period."""
+    out_port.clear_buffer()
+    while pending:
+        message = pending[0]
+        slot = out_port.reserve_midi_event(0, len(message))
+        if not slot:
+            break  # this period's buffer is full
+        slot[:] = message
+        pending.popleft()
+
+
+def _connect_output(client: Any, out_port: Any, wanted: str, own: str | None = None) -> None:
+    """Connect ``out_port`` to the MIDI input whose name matches ``wanted`` (not ``own``)."""
+    names = [p.name for p in client.get_ports(is_midi=True, is_input=True) if p.name != own]
+    client.connect(out_port, names[find_port(names, wanted, "output")])
+
+
+class JackOutputClient:
+    """A JACK client with the daemon's output port alone (``kdlive learn``): the same client
+    and port names as ``kdlive listen``'s, so what a DAW learns from it is the daemon's port.
+    ``send_message`` queues; the process callback writes what fits each period."""
+
+    def __init__(
+        self,
+        *,
+        out_port: str | None = None,
+        out_virtual: str = "kdlive out",
+        client: str = CLIENT_NAME,
+    ) -> None:
+        self.client = _open_client(client)
+        self.out_port = self.client.midi_outports.register(
+            out_virtual if out_port is None else "out"
+        )
+        self.output = JackOutput()
+        self.client.set_process_callback(lambda frames: _drain(self.output.pending, self.out_port))
+        self.client.activate()
+        if out_port is not None:
+            _connect_output(self.client, self.out_port, out_port)
+
+    def send_message(self, message: Sequence[int]) -> None:
+        self.output.send_message(message)
+
+    def close(self) -> None:
+        """Stop the callback (deactivate), then close the client and its port."""
+        try:
+            self.client.deactivate()
+        finally:
+            self.client.close()
+
+
 class JackInput(WatchedInput):
     """A JACK client with a MIDI input port, connected to ``port`` (a source, re-connected
     when it comes back) or left for others to connect to (``virtual``), and a MIDI output port
@@ -112,12 +164,7 @@ class JackInput(WatchedInput):
         if port is not None:
             self._connect()
         if out_port is not None:
-            names = [
-                p.name
-                for p in self.client.get_ports(is_midi=True, is_input=True)
-                if p.name != self.port.name
-            ]
-            self.client.connect(self.out_port, names[find_port(names, out_port, "output")])
+            _connect_output(self.client, self.out_port, out_port, own=self.port.name)
 
     def _process(self, frames: int) -> None:
         """The JACK process callback (the audio thread): timestamp and enqueue the input,
@@ -129,15 +176,7 @@ class JackInput(WatchedInput):
         self._cycle = (int(base * ns_per_frame), time.perf_counter_ns())
         for offset, data in self.port.incoming_midi_events():
             enqueue(int((base + offset) * ns_per_frame), bytes(data))
-        out_buffer, pending = self.out_port, self.output.pending
-        out_buffer.clear_buffer()
-        while pending:
-            message = pending[0]
-            slot = out_buffer.reserve_midi_event(0, len(message))
-            if not slot:
-                break  # this period's buffer is full: the rest go out next period
-            slot[:] = message
-            pending.popleft()
+        _drain(self.output.pending, self.out_port)
 
     def _xrun(self, delay_usecs: float) -> None:
         """JACK's xrun callback (its notification thread, not the audio one)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from live.errors import PortError
 from live.inbox import Inbox
-from live.jackio import JackInput
+from live.jackio import JackInput, JackOutputClient
 from live.portbase import CLIENT_NAME, WatchedInput, find_port
 
 API_NAMES = {
@@ -192,6 +192,35 @@ def open_io(
                 raise
             errors.append(str(exc))
     raise PortError("; ".join(errors))
+
+
+def open_output_port(
+    *, api: str | None = None, port: str | None = None, virtual: str = "kdlive out"
+) -> Any:
+    """The daemon's output alone, named as :func:`open_io` names it (``kdlive learn``): the
+    native JACK client's under JACK, else rtmidi's; has ``send_message``, closed with
+    :func:`close_output`."""
+    rtmidi = _rtmidi()
+    errors = []
+    candidates = api_candidates(api)
+    for candidate in candidates:
+        try:
+            if candidate == rtmidi.API_UNIX_JACK:
+                return JackOutputClient(out_port=port, out_virtual=virtual)
+            return open_output(rtapi=candidate, port=port, virtual=virtual)
+        except PortError as exc:
+            if "matches" in str(exc) or len(candidates) == 1:
+                raise
+            errors.append(str(exc))
+    raise PortError("; ".join(errors))
+
+
+def close_output(midi_out: Any) -> None:
+    """Close what :func:`open_output_port` opened."""
+    if hasattr(midi_out, "close_port"):
+        midi_out.close_port()
+    else:
+        midi_out.close()
 
 
 def close_io(midi_in: WatchedInput, midi_out: Any) -> None:
