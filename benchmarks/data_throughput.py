@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/data_throughput.py --songs 30          # writes benchmarks/results/...
+    python benchmarks/data_throughput.py --cluster-case --songs 200 --midi DIR
 
 1. Sample ``--songs`` MIDI files, every k-th of the sorted corpus, and copy them into a fresh
    work folder (default corpus: ``../shared/corpora/lakhlike-pop-9490.tar.xz``, unpacked once
@@ -16,6 +17,10 @@ Usage::
    into a throw-away raw file, ``--workers`` FluidSynth processes at a time, longest stem first
    (the best schedule FluidSynth alone can get, so the ratio is not flattered). The pipeline
    itself may render in-process through libfluidsynth; ``pipeline.renderer`` says which.
+
+``--cluster-case``: instead, the engine's overhead: the notes store of the same songs built
+twice, by the process pool and by a local Dask cluster (``--cluster local:N``) with the same
+number of workers, each timed (songs per second), and the two stores checked byte for byte.
 
 Both phases run with the soundfonts already in the page cache (read once before timing).
 ``cpu.other_processes_cpu_s`` (busy CPU in /proc/stat minus ours) shows whether anything else
@@ -55,6 +60,9 @@ CORPUS = REPO.parent / "shared" / "corpora" / "lakhlike-pop-9490.tar.xz"
 UNPACKED = Path("/tmp/kdlive-bench/lakhlike")
 CORPUS_SUBDIR = Path("mid") / "data_D-Full"
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "data_throughput.json"
+CLUSTER_JSON = REPO / "benchmarks" / "results" / "data_throughput_cluster.json"
+#: The collection docs/data.md sizes a cluster for: the Lakh MIDI data set's full set.
+LAKH_FILES = 176_000
 GOAL_RATIO = 0.7
 
 
@@ -65,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         sys.exit(f"no MIDI files under {midi_dir}")
     sample, step = _sample(files, args.songs)
+    if args.cluster_case:
+        return cluster_case(args, midi_dir, files, sample, step)
     soundfonts = find_soundfonts()
     _warm_page_cache(soundfonts)
 
@@ -128,7 +138,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="processes, pipeline and reference")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the result")
     p.add_argument("--keep", action="store_true", help="keep the work folder (printed)")
+    p.add_argument(
+        "--cluster-case",
+        action="store_true",
+        help="time the notes store on the pool and on a local Dask cluster instead "
+        f"(default JSON: {CLUSTER_JSON.name})",
+    )
     args = p.parse_args(argv)
+    if args.cluster_case and args.json == DEFAULT_JSON:
+        args.json = CLUSTER_JSON
     if args.songs < 1 or args.workers < 1:
         p.error("--songs and --workers must be at least 1")
     return args
@@ -320,6 +338,67 @@ def _report(
         "method": "stage walls from build()'s progress callback (first to last call per stage); "
         "stem seconds from the FLACs the pipeline wrote; soundfonts page-cached first",
     }
+
+
+def cluster_case(
+    args: argparse.Namespace, midi_dir: Path, files: list[Path], sample: list[Path], step: int
+) -> int:
+    """The notes store of ``sample`` built by ``--workers`` pool processes, then by a local
+    Dask cluster of as many workers; songs per second each, and whether the bytes agree."""
+    from train.data.notes import build_notes
+    from train.data.workers import connect
+
+    work = Path(tempfile.mkdtemp(prefix="kdlive-bench-cluster-"))
+    runs: dict[str, dict] = {}
+    try:
+        for name in ("pool", "cluster"):
+            cluster = f"local:{args.workers}" if name == "cluster" else None
+            cpu0 = _cpu_seconds()
+            t0 = time.perf_counter()
+            with connect(cluster) as client:
+                t1 = time.perf_counter()
+                summary = build_notes(sample, work / name, workers=args.workers, client=client)
+                t2 = time.perf_counter()
+            runs[name] = {
+                "engine_start_s": round(t1 - t0, 2),
+                "build_wall_s": round(t2 - t1, 2),
+                "songs_per_s": round(len(sample) / (t2 - t1), 2),
+                "songs_per_s_per_worker": round(len(sample) / (t2 - t1) / args.workers, 3),
+                "windows": sum(sum(c.values()) for c in summary["windows"].values()),
+                "cpu": _cpu_use(cpu0, _cpu_seconds()),
+            }
+            print(f"  {name}: {runs[name]['songs_per_s']} songs/s", file=sys.stderr)
+        same = all(
+            (work / "pool" / f).read_bytes() == (work / "cluster" / f).read_bytes()
+            for f in ("windows.i32", "cells.u16", "values.u8", "songs.jsonl", "meta.json")
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rate = runs["cluster"]["songs_per_s_per_worker"]
+    result = {
+        "what": "notes store (contract 2) of the same songs: process pool vs local Dask cluster",
+        "workers": args.workers,
+        "pool": runs["pool"],
+        "cluster": runs["cluster"] | {"spec": f"local:{args.workers}"},
+        "cluster_over_pool": round(runs["cluster"]["songs_per_s"] / runs["pool"]["songs_per_s"], 3),
+        "stores_byte_identical": same,
+        "lakh_176k_hours_at_measured_per_worker_rate": {
+            str(n): round(LAKH_FILES / (rate * n) / 3600, 2) for n in (2, 64, 256, 1024)
+        },
+        "corpus": {"midi_dir": str(midi_dir), "files": len(files), "every_kth": step},
+        "songs": len(sample),
+        "machine": machine(),
+        "git_commit": _git_commit(),
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(["python", *sys.argv]),
+        "method": "wall time of build_notes alone (the engine started before the clock); "
+        "cpu.other_processes_cpu_s shows what else shared the cores",
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(json.dumps({k: result[k] for k in ("pool", "cluster", "cluster_over_pool")}, indent=1))
+    print(f"wrote {args.json}")
+    return 0
 
 
 def _renderer() -> str:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up kdlive on a fresh Debian/Ubuntu machine: system packages, the CPU build of torch, and
-# the project itself (editable, with the training extra and the dev tools). Used by the README
-# and by .ci/run.
+# the project itself (editable, with the training extra, the Dask engine of `kdtrain data
+# --cluster` and the dev tools). Used by the README and by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,4 +36,4 @@ PIP="python3 -m pip"
 # The CPU build of torch first: any torch requirement it satisfies then installs nothing more,
 # where pip would otherwise pull the newest, multi-GB CUDA build.
 $PIP install -q "torch==2.13.0"
-$PIP install -q -e ".[train,dev]"
+$PIP install -q -e ".[train,dev,cluster]"

@@ -29,7 +29,8 @@ MAY_IMPORT = {
 }
 #: The console scripts (pyproject.toml) and the module each one starts.
 SCRIPTS = {"kdtrain": "kdapp.kdtrain", "kdexport": "kdapp.kdexport", "kdlive": "kdapp.kdlive"}
-#: What only the `train` extra installs (and our other packages): never imported by live.
+#: What only the `train` and `cluster` extras install (and our other packages): never
+#: imported by live.
 FORBIDDEN_IN_LIVE = (
     "torch",
     "librosa",
@@ -39,6 +40,8 @@ FORBIDDEN_IN_LIVE = (
     "matplotlib",
     "soundfile",
     "yaml",
+    "dask",
+    "distributed",
     "train",
     "export",
 )

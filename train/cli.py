@@ -34,6 +34,14 @@ Soundfont = Annotated[
     typer.Option(help="Soundfont to render with (repeatable). Default: every GM bank found."),
 ]
 Workers = Annotated[int, typer.Option(help="Parallel processes for the data.")]
+Cluster = Annotated[
+    str | None,
+    typer.Option(
+        help="Build the data on a Dask cluster instead: local:N (N worker processes here) or "
+        "a running scheduler's address, tcp://host:8786 (needs the kdlive[cluster] extra; "
+        "docs/data.md).",
+    ),
+]
 CPUS = os.cpu_count() or 1
 LimitSongs = Annotated[int | None, typer.Option(help="Use only the first N songs.")]
 Preset = Annotated[str, typer.Option(help="fast (default), paper (Table 1) or tiny (tests).")]
@@ -85,6 +93,7 @@ def data(
     slakh: Slakh = None,
     soundfont: Soundfont = None,
     workers: Workers = CPUS,
+    cluster: Cluster = None,
     limit_songs: LimitSongs = None,
 ) -> None:
     """Build the window store: render MIDI (or read Slakh), cut 2-bar windows, write summary.
@@ -103,6 +112,7 @@ def data(
             slakh=slakh,
             soundfonts=list(soundfont or []),
             workers=max(1, workers),
+            cluster=cluster,
             limit_songs=limit_songs,
         )
         with reporter() as report:
@@ -156,6 +166,7 @@ def _all_command(last: LastStage | None) -> Callable[..., None]:
         ] = "song",
         device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
         workers: Workers = CPUS,
+        cluster: Cluster = None,
         limit_songs: LimitSongs = None,
         set_: Sets = None,
     ) -> None:
@@ -169,6 +180,7 @@ def _all_command(last: LastStage | None) -> Callable[..., None]:
                 slakh=slakh,
                 soundfont=soundfont,
                 workers=workers,
+                cluster=cluster,
                 limit_songs=limit_songs,
                 seed=seed,
                 device=device,
@@ -216,6 +228,7 @@ def _config(
     workers: int,
     limit_songs: int | None,
     seed: int,
+    cluster: str | None = None,
     device: str,
     split: str = "song",
 ) -> RunConfig:
@@ -230,6 +243,7 @@ def _config(
         slakh=slakh,
         soundfonts=list(soundfont or []),
         workers=max(1, workers),
+        cluster=cluster,
         limit_songs=limit_songs,
     )
     cfg = replace(cfg, run=run, data=data, seed=seed, device=device, split=split)

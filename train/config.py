@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from live.contracts import CONTRACTS
+from train.data.workers import cluster_problem
 from train.errors import ConfigError
 
 #: Part of every stage's fingerprint: bumped when a stage's meaning changes, so runs made
@@ -49,6 +50,11 @@ class DataConfig:
     notes_midi: list[Path] = field(default_factory=list)
     soundfonts: list[Path] = field(default_factory=list)  # default: every GM bank found
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: Where the songs are rendered and cut: None, ``workers`` processes here; ``local:N``, a
+    #: local Dask cluster of N processes; or a running Dask scheduler's address
+    #: (``tcp://host:8786``; :mod:`train.data.workers`). Not part of any fingerprint: where
+    #: the build ran does not change what it built.
+    cluster: str | None = None
     limit_songs: int | None = None
     train_hop_bars: int = 1  # training windows start every bar (they overlap by one)...
     eval_hop_bars: int = 2  # ...validation and test windows every other bar (no overlap)
@@ -66,6 +72,7 @@ class DataConfig:
             not (self.slakh is not None and self.midi), "pass either --slakh or --midi, not both"
         )
         _check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        _check(cluster_problem(self.cluster) is None, str(cluster_problem(self.cluster)))
         _check(
             self.limit_songs is None or self.limit_songs >= 1,
             f"limit_songs must be >= 1, got {self.limit_songs}",

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from live.contract import CONTRACT_VERSION
 from live.errors import MidiFileError
@@ -26,8 +26,12 @@ from train.data.slakh import StemRef
 from train.data.soundfonts import find_soundfonts
 from train.data.stems import stem_windows
 from train.data.store import StemWindows, StoreWriter, WindowStore
+from train.data.workers import connect, map_songs
 from train.errors import DataError
 from train.files import atomic_write, folder_lock
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 #: Real MIDI a package manager installs (Debian): ~95 songs of game music, all General MIDI.
 DEMO_DIRS = (
@@ -55,15 +59,21 @@ def demo_dirs() -> list[Path]:
 def build(config: DataConfig, progress: Progress | None = None, *, notes: bool = False) -> dict:
     """Run the whole data pipeline; returns the summary (also written to ``OUT/summary.json``).
     With ``notes``, also the notes-only store of contract 2 (``OUT/notes``, see
-    :mod:`train.data.notes`), whose summary is the result's ``"notes"``."""
+    :mod:`train.data.notes`), whose summary is the result's ``"notes"``. Songs and stems are
+    done in ``config.workers`` processes, or on the Dask cluster ``config.cluster`` names
+    (:mod:`train.data.workers`), which builds the same bytes."""
     out = Path(config.out)
     # Runs that share a data folder (one per seed, started together) build it one at a time:
     # the first builds, the others wait and then find every song and stem done.
-    with folder_lock(out):
-        summary = _build(config, out, progress)
+    with folder_lock(out), connect(config.cluster) as client:
+        summary = _build(config, out, progress, client)
         if notes:
             summary["notes"] = build_notes(
-                notes_files(config), out / "notes", workers=config.workers, progress=progress
+                notes_files(config),
+                out / "notes",
+                workers=config.workers,
+                client=client,
+                progress=progress,
             )
         return summary
 
@@ -81,14 +91,14 @@ def notes_files(config: DataConfig) -> list[Path]:
     return files + collection.find_midi_files(config.notes_midi)
 
 
-def _build(config: DataConfig, out: Path, progress: Progress | None) -> dict:
+def _build(config: DataConfig, out: Path, progress: Progress | None, client: Client | None) -> dict:
     skipped: list[dict] = []
     silent_tracks = 0
     if config.slakh is not None:
         root = Path(config.slakh)
     else:
         root = out / "slakh"
-        skipped += _render(config, root, progress)
+        skipped += _render(config, root, progress, client)
         silent_tracks = sum(1 for r in skipped if r.get("silent_track"))
     stems, bad = slakh.scan(root)
     skipped += bad
@@ -97,11 +107,13 @@ def _build(config: DataConfig, out: Path, progress: Progress | None) -> dict:
         stems = [s for s in stems if s.song in set(keep)]
     if not stems:
         raise DataError(f"no usable stems found under {root}: see {out / 'skipped.jsonl'}")
-    skipped += _cut(config, root, stems, out / "windows", progress)
+    skipped += _cut(config, root, stems, out / "windows", progress, client)
     return _finish(config, out, stems, skipped, silent_tracks)
 
 
-def _render(config: DataConfig, root: Path, progress: Progress | None) -> list[dict]:
+def _render(
+    config: DataConfig, root: Path, progress: Progress | None, client: Client | None
+) -> list[dict]:
     fluidsynth_path()  # fail early, with the install hint, before any work
     soundfonts = find_soundfonts(config.soundfonts)
     files = collection.find_midi_files(config.midi or demo_dirs())
@@ -119,15 +131,21 @@ def _render(config: DataConfig, root: Path, progress: Progress | None) -> list[d
     if progress:
         progress("render", 0, len(jobs))
     skipped += collection.render_collection(
-        jobs, root, soundfonts, workers=config.workers, on_song=tick
+        jobs, root, soundfonts, workers=config.workers, client=client, on_song=tick
     )
     return skipped
 
 
 def _cut(
-    config: DataConfig, root: Path, stems: list[StemRef], folder: Path, progress: Progress | None
+    config: DataConfig,
+    root: Path,
+    stems: list[StemRef],
+    folder: Path,
+    progress: Progress | None,
+    client: Client | None,
 ) -> list[dict]:
-    """Windows of every stem not yet in the store, appended as they complete."""
+    """Windows of every stem not yet in the store, appended in a fixed order (longest stem
+    first), wherever they were cut."""
     skipped: list[dict] = []
     params = {
         "source": str(Path(root).resolve()),
@@ -140,7 +158,7 @@ def _cut(
         done = len(stems) - len(todo)
         if progress:
             progress("windows", done, len(stems))
-        for stem, result in _map_stems(config, todo):
+        for stem, result in _map_stems(config, todo, client):
             if isinstance(result, StemWindows):
                 writer.append(result)
             else:
@@ -158,23 +176,22 @@ def _one_stem(stem: StemRef, hop_bars: int, silence_db: float) -> StemWindows | 
         return f"unusable stem ({exc})"
 
 
+def _lost_stem(job: tuple[StemRef, int, float], reason: str) -> str:
+    return f"unusable stem (cutting it {reason})"
+
+
 def _map_stems(
-    config: DataConfig, stems: list[StemRef]
+    config: DataConfig, stems: list[StemRef], client: Client | None
 ) -> Iterator[tuple[StemRef, StemWindows | str]]:
     def hop(stem: StemRef) -> int:
         return config.train_hop_bars if stem.split == "train" else config.eval_hop_bars
 
     order = sorted(stems, key=lambda s: -s.audio_path.stat().st_size)
-    if config.workers <= 1:
-        for stem in order:
-            yield stem, _one_stem(stem, hop(stem), config.silence_db)
-        return
-    _warm_up_features()
-    with ProcessPoolExecutor(max_workers=config.workers) as pool:
-        futures = {pool.submit(_one_stem, s, hop(s), config.silence_db): s for s in order}
-        for future in as_completed(futures):
-            # pop: a finished stem's windows must not stay referenced until the pool closes
-            yield futures.pop(future), future.result()
+    if client is None and config.workers > 1:
+        _warm_up_features()
+    jobs = [(s, hop(s), config.silence_db) for s in order]
+    cut = map_songs(_one_stem, jobs, workers=config.workers, client=client, lost=_lost_stem)
+    yield from zip(order, cut, strict=True)
 
 
 def _warm_up_features() -> None:

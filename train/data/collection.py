@@ -18,10 +18,10 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mido
 import numpy as np
@@ -34,8 +34,12 @@ from live.midifile import Part, Song, load_midi, read_song
 from live.taxonomy import SLAKH_CLASS_OF_PROGRAM, class_of_program
 from train.data.render import render
 from train.data.soundfonts import choose_soundfont
+from train.data.workers import map_songs
 from train.errors import DataError
 from train.files import atomic_write
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 MIDI_SUFFIXES = {".mid", ".midi", ".kar", ".smf"}
 MIN_BPM, MAX_BPM = 20.0, 400.0
@@ -120,13 +124,17 @@ def render_collection(
     soundfonts: list[Path],
     *,
     workers: int,
+    client: Client | None = None,
     on_song: Callable[[SongJob], None] | None = None,
 ) -> list[dict]:
     """Render every job not already done in ``out`` (resumable), longest files first so that
-    the workers finish together. Returns the skip records of all ``jobs``, this run's and
+    the workers finish together: in ``workers`` processes, or on ``client``'s Dask cluster
+    (:mod:`train.data.workers`). Returns the skip records of all ``jobs``, this run's and
     earlier runs' alike (each song's are kept in ``OUT/.log/TrackNNNNN.json``)."""
     todo = sorted((j for j in jobs if not _logged(out, j)), key=lambda j: -j.size)
-    for job in _map(todo, out, soundfonts, workers=workers):
+    runs = [(job, out, soundfonts) for job in todo]
+    rendered = map_songs(render_song, runs, workers=workers, client=client, lost=_lost)
+    for job, _ in zip(todo, rendered, strict=True):
         if on_song is not None:
             on_song(job)
     skipped: list[dict] = []
@@ -135,19 +143,10 @@ def render_collection(
     return skipped
 
 
-def _map(
-    jobs: list[SongJob], out: Path, soundfonts: list[Path], *, workers: int
-) -> Iterator[SongJob]:
-    if workers <= 1:
-        for job in jobs:
-            render_song(job, out, soundfonts)
-            yield job
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(render_song, job, out, soundfonts): job for job in jobs}
-        for future in as_completed(futures):
-            future.result()
-            yield futures.pop(future)
+def _lost(run: tuple[SongJob, Path, list[Path]], reason: str) -> list[dict]:
+    """A song whose rendering killed every worker it ran on: logged as skipped."""
+    job, out, _ = run
+    return _log_song(out, job, [_skip(job.source, f"rendering it {reason}")])
 
 
 def _log_path(out: Path, job: SongJob) -> Path:

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -42,8 +42,12 @@ from train.data import slakh
 from train.data.collection import audible_parts, check_tempo, in_task, split_of
 from train.data.flatfiles import FlatFiles, memmap, start_fresh_if_changed
 from train.data.store import WindowStore
+from train.data.workers import map_songs
 from train.errors import DataError
 from train.files import atomic_write, read_log
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 #: Bumped when what a song's record or windows mean changes: a store of another version is
 #: rebuilt, not resumed.
@@ -85,7 +89,7 @@ def song_windows(path: Path, sha1: str) -> SongWindows:
         song = read_song(load_midi(path))
         check_tempo(song)
     except (MidiFileError, DataError, ValueError) as exc:
-        return _empty(record | {"skipped": [{"file": str(path), "reason": str(exc)}]})
+        return _skipped(path, sha1, str(exc))
     sources, skipped = audible_parts(song, path)
     targets = [i for i, p in enumerate(sources) if in_task(p)]
     record |= {
@@ -121,6 +125,16 @@ def _cut(record: dict, song: Song, sources: list[Part], targets: list[int]) -> S
     return SongWindows(
         record, np.array(rows, np.int32), np.concatenate(cells), np.concatenate(values)
     )
+
+
+def _skipped(path: Path, sha1: str, reason: str) -> SongWindows:
+    record = {"sha1": sha1, "file": str(path), "version": NOTES_VERSION}
+    return _empty(record | {"skipped": [{"file": str(path), "reason": reason}]})
+
+
+def _lost(job: tuple[Path, str], reason: str) -> SongWindows:
+    """A song whose job killed every worker it ran on (a cluster's): recorded as skipped."""
+    return _skipped(*job, f"reading it {reason}")
 
 
 def _empty(record: dict) -> SongWindows:
@@ -254,11 +268,18 @@ class NotesWriter:
 
 
 def build_notes(
-    files: list[Path], out: Path, *, workers: int = 1, progress: Progress | None = None
+    files: list[Path],
+    out: Path,
+    *,
+    workers: int = 1,
+    client: Client | None = None,
+    progress: Progress | None = None,
 ) -> dict:
-    """Build (or finish) the notes store of ``files`` in ``out``; returns its summary. Files
-    with the same bytes count once; unusable files and parts are recorded, never fatal. The
-    caller holds the data folder's lock (``train.data.build.build``)."""
+    """Build (or finish) the notes store of ``files`` in ``out``, in ``workers`` processes or
+    on ``client``'s Dask cluster (:mod:`train.data.workers`: the same bytes either way);
+    returns its summary. Files with the same bytes count once; unusable files and parts are
+    recorded, never fatal. The caller holds the data folder's lock
+    (``train.data.build.build``)."""
     writer = NotesWriter(Path(out))
     try:
         todo, seen = [], set(writer.done)
@@ -270,7 +291,7 @@ def build_notes(
         total, done = len(writer.done) + len(todo), len(writer.done)
         if progress:
             progress("notes", done, total)
-        for song in _map(todo, workers):
+        for song in map_songs(song_windows, todo, workers=workers, client=client, lost=_lost):
             writer.append(song)
             done += 1
             if progress:
@@ -278,15 +299,6 @@ def build_notes(
     finally:
         writer.close()
     return NotesStore(Path(out)).summary()
-
-
-def _map(todo: list[tuple[Path, str]], workers: int) -> Iterator[SongWindows]:
-    if workers <= 1:
-        for path, sha1 in todo:
-            yield song_windows(path, sha1)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(song_windows, *zip(*todo, strict=True), chunksize=4) if todo else ()
 
 
 # -------------------------------------------------------------------------------- reading
