@@ -15,12 +15,14 @@ of A and a part of B are *matched* when each is the other's best (highest simila
 nearest median pitch). A part needs ``--min-grams`` distinct grams to be matched at all.
 
 For the matched pairs, the family of one version is taken as a prediction of the other's,
-both ways, so the confusion matrix is symmetric and each family's F1 equals its agreement.
-Version pairs are split by how alike the two whole files are: *near-copies* when the Jaccard
-similarity of the songs' rhythmic grams (interval and inter-onset time in twelfths of a beat,
-over every line of the song) is at least ``--near-copy``, versions whose *lines differ*
-otherwise. Writes the JSON to ``--out`` and prints a Markdown table; figures in
-docs/results.md ("The ceiling").
+both ways, so the confusion matrix is symmetric and each family's F1 equals its agreement
+(also weighted by the bars each part plays in, as a student's window score is). A line's
+*rhythmic grams* are n-grams of (interval, time to the next onset in twelfths of a beat).
+Pairs are split two ways: by the two whole files, *near-copy songs* when the Jaccard
+similarity of the songs' rhythmic grams (over all their lines) is at least ``--near-copy``;
+and by the two parts, *same notes* when their own rhythmic grams' Jaccard is at least
+``--same-line``, *lines differ* otherwise: the same material, arranged differently. Writes
+the JSON to ``--out`` and prints Markdown tables; figures in docs/results.md ("The ceiling").
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from train.errors import DataError  # noqa: E402
 N_GRAM = 4
 THRESHOLD, THRESHOLDS = 0.3, (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 MIN_GRAMS = 8
-NEAR_COPY = 0.5
+NEAR_COPY, SAME_LINE, CUTS = 0.9, 0.5, (0.3, 0.5, 0.7, 0.9, 0.99)
 
 
 @dataclass
@@ -182,6 +184,7 @@ class Match:
     bars: tuple[int, int]
     similarity: float
     songs: float  # the two versions' song_similarity
+    lines: float  # Jaccard of the two parts' rhythmic grams: 1 when they play the same notes
 
 
 def version_matches(
@@ -196,7 +199,8 @@ def version_matches(
             songs.append(song_similarity(a, b))
             for i, j, s in match_lines(a.lines, b.lines):
                 x, y = a.lines[i], b.lines[j]
-                matches.append(Match((x.family, y.family), (x.bars, y.bars), s, songs[-1]))
+                same = jaccard(x.rhythm, y.rhythm)
+                matches.append(Match((x.family, y.family), (x.bars, y.bars), s, songs[-1], same))
     return matches, songs
 
 
@@ -227,19 +231,22 @@ def agreement(matches: list[Match], *, by_bars: bool = False) -> dict:
     }
 
 
-SUBSETS = ("all", "near-copies", "lines differ")
+SUBSETS = ("all", "near-copy songs", "songs differ", "same notes", "lines differ")
 
 
-def subsets(matches: list[Match], near_copy: float) -> dict[str, list[Match]]:
-    """The matches of all version pairs, of near-copies and of versions whose lines differ."""
+def subsets(matches: list[Match], near_copy: float, same_line: float) -> dict[str, list[Match]]:
+    """The matches of all version pairs; split by the two songs' similarity (near-copies or
+    not); split by the two parts' (the same notes, or lines that differ)."""
     return {
         "all": matches,
-        "near-copies": [m for m in matches if m.songs >= near_copy],
-        "lines differ": [m for m in matches if m.songs < near_copy],
+        "near-copy songs": [m for m in matches if m.songs >= near_copy],
+        "songs differ": [m for m in matches if m.songs < near_copy],
+        "same notes": [m for m in matches if m.lines >= same_line],
+        "lines differ": [m for m in matches if m.lines < same_line],
     }
 
 
-def sweep(matches: list[Match], thresholds: tuple[float, ...], near_copy: float) -> dict:
+def sweep(matches: list[Match], thresholds: tuple[float, ...], **cuts: float) -> dict:
     """Per threshold and subset, :func:`agreement` of the matches at least that similar, per
     part and per bar."""
     out: dict = {}
@@ -247,9 +254,19 @@ def sweep(matches: list[Match], thresholds: tuple[float, ...], near_copy: float)
         kept = [m for m in matches if m.similarity >= t]
         out[str(t)] = {
             name: {"parts": agreement(sub), "bars": agreement(sub, by_bars=True)}
-            for name, sub in subsets(kept, near_copy).items()
+            for name, sub in subsets(kept, **cuts).items()
         }
     return out
+
+
+def cut_sweep(matches: list[Match], threshold: float) -> dict:
+    """Per cut, the agreement of the part pairs (at ``threshold``) below it, by song
+    similarity and by the two parts' own similarity: how the figures move with the cut."""
+    kept = [m for m in matches if m.similarity >= threshold]
+    return {
+        by: {str(c): agreement([m for m in kept if getattr(m, by) < c]) for c in CUTS}
+        for by in ("songs", "lines")
+    }
 
 
 # ---------------------------------------------------------------------------- corpus
@@ -292,9 +309,9 @@ def version_groups(versions: list[Version], keys: dict[str, str] | None) -> list
 
 
 def table(result: dict) -> str:
-    """Markdown: per subset at the chosen threshold, then the threshold sweep."""
+    """Markdown: per subset at the chosen threshold, the threshold sweep, the cut sweep."""
     rows = [
-        "| versions | part pairs | agree | macro-F1 | macro-F1 per bar | "
+        "| pairs of parts | pairs | agree | macro-F1 | macro-F1 per bar | "
         + " | ".join(CLASSES)
         + " |",
         "|---" + "|---:" * (4 + len(CLASSES)) + "|",
@@ -306,17 +323,21 @@ def table(result: dict) -> str:
             f"| {name} | {a['pairs']} | {a['agree']:.3f} | {a['macro_f1']:.3f} | "
             f"{w['macro_f1']:.3f} | {fam} |"
         )
-    rows += ["", "| threshold | " + " | ".join(f"{n}: pairs, agree, macro-F1" for n in SUBSETS)]
-    rows[-1] += " |"
-    rows.append("|---:" + "|---:" * len(SUBSETS) + "|")
+    rows += ["", "| threshold | " + " | ".join(SUBSETS) + " |", "|---:" + "|---:" * len(SUBSETS)]
+    rows[-1] += "|"
     for t, by in result["sweep"].items():
-        cells = [
-            f"{by[n]['parts']['pairs']}, {by[n]['parts']['agree']:.3f}, "
-            f"{by[n]['parts']['macro_f1']:.3f}"
-            for n in SUBSETS
-        ]
+        cells = [_cell(by[n]["parts"]) for n in SUBSETS]
         rows.append(f"| {t} | " + " | ".join(cells) + " |")
+    rows += ["", "| cut | songs below it | parts below it |", "|---:|---:|---:|"]
+    for cut in result["cuts"]["songs"]:
+        songs, lines = result["cuts"]["songs"][cut], result["cuts"]["lines"][cut]
+        rows.append(f"| {cut} | {_cell(songs)} | {_cell(lines)} |")
     return "\n".join(rows)
+
+
+def _cell(a: dict) -> str:
+    """``pairs, agree, macro-F1``."""
+    return f"{a['pairs']}, {a['agree']:.3f}, {a['macro_f1']:.3f}"
 
 
 def main() -> None:
@@ -326,6 +347,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threshold", type=float, default=THRESHOLD)
     p.add_argument("--near-copy", type=float, default=NEAR_COPY)
+    p.add_argument("--same-line", type=float, default=SAME_LINE)
     p.add_argument("--out", type=Path, default=Path("/tmp/ceiling.json"))
     args = p.parse_args()
     if (args.midi is None) == (args.notes is None):
@@ -336,23 +358,22 @@ def main() -> None:
     versions = read_versions(files, args.workers)
     groups = version_groups(versions, keys)
     matches, songs = version_matches(versions, groups)
-    near = np.array(songs) >= args.near_copy
+    cuts = {"near_copy": args.near_copy, "same_line": args.same_line}
     result = {
         "files": len(files),
         "versions": len(versions),
         "groups": len(groups),
         "songs_in_groups": sum(map(len, groups)),
         "parts_in_groups": sum(len(versions[i].lines) for g in groups for i in g),
-        "version_pairs": {"all": len(songs), "near-copies": int(near.sum())},
-        "song_similarity_quantiles": np.quantile(songs, [0.1, 0.25, 0.5, 0.75, 0.9])
-        .round(3)
-        .tolist(),
+        "version_pairs": len(songs),
+        "near_copy_version_pairs": sum(s >= args.near_copy for s in songs),
         "mutual_best_pairs": len(matches),
         "n_gram": N_GRAM,
         "min_grams": MIN_GRAMS,
         "threshold": args.threshold,
-        "near_copy": args.near_copy,
-        "sweep": sweep(matches, tuple(sorted({*THRESHOLDS, args.threshold})), args.near_copy),
+        **cuts,
+        "sweep": sweep(matches, tuple(sorted({*THRESHOLDS, args.threshold})), **cuts),
+        "cuts": cut_sweep(matches, args.threshold),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     args.out.write_text(json.dumps(result, indent=1) + "\n")

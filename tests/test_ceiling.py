@@ -71,7 +71,9 @@ def test_short_lines_match_nothing() -> None:
 
 def test_agreement_is_symmetric_and_macro_averages_the_families_present() -> None:
     m = ceiling.Match
-    result = ceiling.agreement([m((0, 0), (1, 1), 1, 1), m((0, 6), (1, 1), 1, 1), m((3, 3), (1, 1), 1, 1)])
+    result = ceiling.agreement(
+        [m((0, 0), (1, 1), 1, 1, 1), m((0, 6), (1, 1), 1, 1, 1), m((3, 3), (1, 1), 1, 1, 1)]
+    )
     assert result["per_family"] == {"Piano": 0.6667, "Bass": 1.0, "Reed": 0.0}
     assert result["agree"] == 4 / 6
     assert abs(result["macro_f1"] - (2 / 3 + 1 + 0) / 3) < 1e-12
@@ -79,7 +81,9 @@ def test_agreement_is_symmetric_and_macro_averages_the_families_present() -> Non
 
 def test_agreement_by_bars_weighs_each_part_by_the_bars_it_plays() -> None:
     m = ceiling.Match
-    result = ceiling.agreement([m((0, 0), (2, 2), 1, 1), m((0, 6), (6, 1), 1, 1)], by_bars=True)
+    result = ceiling.agreement(
+        [m((0, 0), (2, 2), 1, 1, 1), m((0, 6), (6, 1), 1, 1, 1)], by_bars=True
+    )
     # Piano: 4 of 10 bars predicted Piano; Reed's 1 bar predicted Piano.
     assert result["agree"] == 4 / 11
     assert result["per_family"]["Piano"] == round(2 * 4 / (10 + 5), 4)
