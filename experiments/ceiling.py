@@ -87,8 +87,7 @@ def top_line(part: Part) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
 def interval_grams(pitches: npt.ArrayLike, n: int = N_GRAM) -> npt.NDArray[np.int64]:
     """Sorted unique n-grams of the intervals between consecutive pitches (each clipped to
     +-24 semitones, 6 bits): the same for a line transposed or played at any tempo."""
-    steps = np.clip(np.diff(np.asarray(pitches, np.int64)), -24, 24) + 24
-    return _pack(steps, 6, n)
+    return _pack(_steps(pitches), 6, n)
 
 
 def rhythm_grams(
@@ -96,9 +95,14 @@ def rhythm_grams(
 ) -> npt.NDArray[np.int64]:
     """Sorted unique n-grams of (interval, time to the next onset in twelfths of a beat, up to
     5 beats): two lines share most of them only when their notes *and* rhythm agree."""
-    steps = np.clip(np.diff(np.asarray(pitches, np.int64)), -24, 24) + 24
-    gaps = np.clip(np.rint(np.diff(np.asarray(onsets_beats, float)) * 12), 0, 63).astype(np.int64)
-    return _pack(steps << 6 | gaps, 12, n)
+    gaps = np.clip(np.rint(np.diff(np.asarray(onsets_beats, float)) * 12), 0, 63)
+    return _pack(_steps(pitches) << 6 | gaps.astype(np.int64), 12, n)
+
+
+def _steps(pitches: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Intervals between consecutive pitches, clipped to +-24 and shifted to 0..48."""
+    p = np.asarray(pitches, np.int64)
+    return np.clip(p[1:] - p[:-1], -24, 24) + 24
 
 
 def _pack(symbols: npt.NDArray[np.int64], bits: int, n: int) -> npt.NDArray[np.int64]:
@@ -289,7 +293,7 @@ def store_groups(notes: Path) -> dict[str, str]:
     """File -> version group (the store's ``song_key``) of every song of a finished notes
     store that is in a group of 2 or more."""
     store = NotesStore(notes)
-    keys, sizes = store.song_key, {}
+    keys, sizes = [str(k) for k in store.song_key], dict[str, int]()
     for key in keys:
         sizes[key] = sizes.get(key, 0) + 1
     return {s["file"]: k for s, k in zip(store.songs, keys, strict=True) if sizes[k] > 1}
@@ -299,10 +303,10 @@ def version_groups(versions: list[Version], keys: dict[str, str] | None) -> list
     """Groups (2 or more) of versions: by the store's ``keys``, or without a store by the
     store's own grouping (:func:`group_songs`) of the versions' fingerprints."""
     if keys is None:
-        group = [int(g) for g in group_songs(np.stack([v.fingerprint for v in versions]))]
+        group = [str(g) for g in group_songs(np.stack([v.fingerprint for v in versions]))]
     else:
         group = [keys[v.file] for v in versions]
-    members: dict[int | str, list[int]] = {}
+    members: dict[str, list[int]] = {}
     for i, g in enumerate(group):
         members.setdefault(g, []).append(i)
     return [m for m in members.values() if len(m) > 1]
