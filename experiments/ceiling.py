@@ -1,7 +1,11 @@
 """The ceiling: how often two versions of one song give the same material the same family.
 
-    nice python experiments/ceiling.py --midi /work/data/lakhlike/mid/data_D-Full \\
-        --notes /work/data/notes --workers 2 --out /tmp/ceiling.json
+    nice python experiments/ceiling.py --notes NOTES --workers 2 --out /tmp/ceiling.json
+    nice python experiments/ceiling.py --midi MIDI --workers 2 --out /tmp/ceiling.json
+
+``--notes``: a finished notes store (``kdtrain data``); its version groups, and only their
+files are parsed. ``--midi``: a folder of General MIDI files, every one parsed and grouped by
+the store's own code.
 
 A corpus holds songs in several versions (different files of one song: the version groups of
 the notes store, :func:`train.data.notes.group_songs`). Within a group, every two versions A
@@ -12,12 +16,13 @@ pitch at each distinct onset, onsets in ticks (so in beats: the file's own grid)
 invariant and, holding no time at all, tempo and re-timing invariant. Two parts play the same
 material when the Jaccard similarity of their gram sets is at least ``--threshold``; a part
 of A and a part of B are *matched* when each is the other's best (highest similarity, then
-nearest median pitch). A part needs ``--min-grams`` distinct grams to be matched at all.
+nearest median pitch). A part needs :data:`MIN_GRAMS` distinct grams to be matched at all.
 
 For the matched pairs, the family of one version is taken as a prediction of the other's,
-both ways, so the confusion matrix is symmetric and each family's F1 equals its agreement
-(also weighted by the bars each part plays in, as a student's window score is). A line's
-*rhythmic grams* are n-grams of (interval, time to the next onset in twelfths of a beat).
+both ways: counted per part, the confusion matrix is symmetric and each family's F1 equals
+its agreement; it is also counted per bar each part plays in, as a student's window score
+is. A line's *rhythmic grams* are n-grams of (interval, time to the next onset in twelfths
+of a beat).
 Pairs are split two ways: by the two whole files, *near-copy songs* when the Jaccard
 similarity of the songs' rhythmic grams (over all their lines) is at least ``--near-copy``;
 and by the two parts, *same notes* when their own rhythmic grams' Jaccard is at least
