@@ -10,7 +10,7 @@ import numpy as np
 
 from live.midifile import Part
 
-_PATH = Path(__file__).resolve().parents[1] / "experiments" / "ceiling.py"
+_PATH = Path(__file__).resolve().parents[2] / "experiments" / "ceiling.py"
 _spec = importlib.util.spec_from_file_location("ceiling", _PATH)
 assert _spec and _spec.loader
 ceiling = sys.modules["ceiling"] = importlib.util.module_from_spec(_spec)
