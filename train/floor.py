@@ -27,7 +27,6 @@ from live.taxonomy import N_CLASSES
 from train import history
 from train.baseline import FEATURE_NAMES as ROLL_NAMES
 from train.baseline import _safe_div, fit_baseline, note_features
-from train.splits import song_hashes
 
 #: Windows per block: bounds the temporaries (a block of inputs is about 40 MB).
 _CHUNK = 4096
@@ -301,20 +300,12 @@ def running_means(
 # ------------------------------------------------------------------------------- fitting
 
 
-def first_songs(
-    idx: npt.NDArray[np.int64], songs: np.ndarray, max_windows: int
-) -> npt.NDArray[np.int64]:
-    """The windows ``idx`` of whole songs, taken in a stable order of the songs
-    (:func:`train.splits.song_hashes`, the order ``train_fraction`` takes them in) until at
-    least ``max_windows`` windows; ``songs`` names the song of each of ``idx``. Whole songs,
-    so every window's running mean is over the windows before it."""
-    if len(idx) <= max_windows:
+def sample(idx: npt.NDArray[np.int64], n: int, *, seed: int) -> npt.NDArray[np.int64]:
+    """At most ``n`` of the windows ``idx``, drawn at random (``seed``), sorted; all of them
+    when there are no more than ``n``."""
+    if len(idx) <= n:
         return idx
-    names, inverse = np.unique(np.asarray(songs).astype(str), return_inverse=True)
-    rank = np.argsort(np.argsort(song_hashes(names), kind="stable"), kind="stable")[inverse]
-    counts = np.bincount(rank, minlength=len(names))
-    n_songs = int(np.searchsorted(np.cumsum(counts), max_windows)) + 1
-    return np.sort(idx[rank < n_songs])
+    return np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
 
 
 def fit_answers(

@@ -229,10 +229,7 @@ class RollStudents(Students):
     def floor(self, test: Index, *, seed: int) -> dict[str, Probs]:
         """Contract 1's floor: :func:`train.baseline.note_features` of the roll (all the
         paper's contract has), on a random sample of the training windows; a window answer."""
-        train = self.windows.split["train"]
-        if len(train) > FLOOR_MAX_TRAIN:
-            rng = np.random.default_rng(seed)
-            train = np.sort(rng.choice(train, FLOOR_MAX_TRAIN, replace=False))
+        train = floor.sample(self.windows.split["train"], FLOOR_MAX_TRAIN, seed=seed)
         x = self._features(train)
         return {
             "window": floor.fit_answers(
@@ -327,12 +324,11 @@ class NotesStudents(Students):
     def floor(self, test: Index, *, seed: int) -> dict[str, Probs]:
         """Contract 2's floor (:mod:`train.floor`): the window answer from the window's own
         hand statistics, the running answer from those and their running means over the part
-        so far; fitted on the windows of whole training songs (a stable choice of them, up to
-        :data:`FLOOR_MAX_TRAIN` windows), so every running mean is over all that came before."""
-        notes, train = self.notes, self.windows.split["train"]
-        sha1 = np.array([s["sha1"] for s in notes.songs])[notes.index["song"][train]]
-        train = floor.first_songs(train, sha1, FLOOR_MAX_TRAIN)
-        x, x_test = floor_features(notes, train), floor_features(notes, test)
+        so far (over every training window before it), fitted on at most
+        :data:`FLOOR_MAX_TRAIN` training windows drawn at random (:func:`train.floor.sample`)."""
+        notes, every = self.notes, self.windows.split["train"]
+        train = floor.sample(every, FLOOR_MAX_TRAIN, seed=seed)
+        x, x_test = floor_features(notes, every, train), floor_features(notes, test)
         y, own = self.windows.labels[train], len(floor.FEATURE_NAMES)
         return {
             "window": floor.fit_answers(x[:, :own], y, x_test[:, :own], seed=seed),
@@ -390,19 +386,35 @@ def students_for(version: int) -> type[Students]:
     return STUDENTS[version]
 
 
-def floor_features(notes: NotesStore, idx: Index) -> npt.NDArray[np.float32]:
-    """The floor's features of the windows ``idx`` of a notes store (whole parts), in that
-    order: :data:`train.floor.RUNNING_NAMES` (the window's own statistics, their running
-    means, the windows heard)."""
-    own = np.empty((len(idx), len(floor.FEATURE_NAMES)), np.float32)
-    order = np.argsort(idx)
-    for s in range(0, len(idx), 8192):
-        rows = order[s : s + 8192]
-        own[rows] = floor.input_features(
-            notes.inputs(idx[rows]), notes.index["valid_steps"][idx[rows]]
-        )
-    song, part, bar = (notes.index[k][idx] for k in ("song", "part", "bar"))
-    return floor.running_means(own, song, part, bar)
+def floor_features(
+    notes: NotesStore, idx: Index, keep: Index | None = None, block: int = 131072
+) -> npt.NDArray[np.float32]:
+    """The floor's features (:data:`train.floor.RUNNING_NAMES`: the window's own statistics,
+    their running means, the windows heard) of the windows ``keep`` (default: all of ``idx``),
+    in ``keep``'s order, the running means over the windows ``idx`` (whole parts; ``keep`` a
+    subset of them). Computed a block of whole songs at a time (about ``block`` windows), so
+    memory follows ``keep``, not ``idx``."""
+    idx = np.sort(idx)
+    keep = idx if keep is None else np.asarray(keep)
+    out = np.empty((len(keep), len(floor.RUNNING_NAMES)), np.float32)
+    song = notes.index["song"][idx]
+    starts = np.r_[0, np.flatnonzero(song[1:] != song[:-1]) + 1]  # each song's first window
+    at = starts[np.searchsorted(starts, np.arange(0, len(idx), block), side="right") - 1]
+    bounds = np.unique(np.r_[at, len(idx)]).tolist()  # blocks of whole songs
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        part = idx[lo:hi]
+        want = np.flatnonzero(np.isin(keep, part))
+        if len(want):
+            own = np.concatenate(
+                [
+                    floor.input_features(notes.inputs(w), notes.index["valid_steps"][w])
+                    for w in np.array_split(part, max(1, len(part) // 8192))
+                ]
+            )
+            song_, bar_, part_ = (notes.index[k][part] for k in ("song", "bar", "part"))
+            feats = floor.running_means(own, song_, part_, bar_)
+            out[want] = feats[np.searchsorted(part, keep[want])]
+    return out
 
 
 def spread(idx: Index, limit: int) -> Index:

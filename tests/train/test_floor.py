@@ -1,23 +1,21 @@
 """The floor's hand statistics (train.floor) on hand-built contract-2 inputs, its causal running
-means, and the stable choice of the songs it fits on."""
+means, and both over a real notes store."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from live.inputs import DRUMS, ENSEMBLE, ONSET, SOUNDING, VELOCITY
+from live.testing.songs import Track, melody, write_song
 from train.baseline import FEATURE_NAMES as ROLL_NAMES
 from train.baseline import note_features
-from train.floor import (
-    FEATURE_NAMES,
-    RUNNING_NAMES,
-    first_songs,
-    input_features,
-    running_means,
-)
+from train.data.notes import NotesStore, build_notes
+from train.floor import FEATURE_NAMES, RUNNING_NAMES, input_features, running_means, sample
 from train.history import RESET_BARS, order_segments
-from train.splits import song_hashes
+from train.students import floor_features
 
 C, E, G = 60, 64, 67
 
@@ -201,17 +199,40 @@ def test_running_means_are_causal_and_ignore_the_row_order() -> None:
     np.testing.assert_allclose(again, out[shuffle], rtol=1e-6)
 
 
-# ------------------------------------------------------------------------------ the songs
+# --------------------------------------------------------------------- a store's windows
 
 
-def test_first_songs_takes_whole_songs_in_a_stable_order_up_to_the_cap() -> None:
-    songs = np.repeat(np.array([f"song{i}" for i in range(10)]), 5)
-    idx = np.arange(100, 150)
-    picked = first_songs(idx, songs, 12)
-    chosen = np.unique(songs[picked - 100])
-    assert len(picked) == 15 and len(chosen) == 3  # whole songs, until at least 12 windows
-    names = np.unique(songs)
-    want = names[np.argsort(song_hashes(names))][:3]
-    assert set(chosen) == set(want)
-    assert set(first_songs(idx, songs, 3)) <= set(picked)  # a smaller cap: a subset
-    np.testing.assert_array_equal(first_songs(idx, songs, 50), idx)
+def test_sample_is_a_seeded_sorted_subset() -> None:
+    idx = np.arange(100, 200)
+    a, b = sample(idx, 30, seed=1), sample(idx, 30, seed=1)
+    np.testing.assert_array_equal(a, b)
+    assert len(a) == 30 and set(a) <= set(idx) and np.all(np.diff(a) > 0)
+    assert not np.array_equal(a, sample(idx, 30, seed=2))
+    np.testing.assert_array_equal(sample(idx, 100, seed=0), idx)
+
+
+def test_floor_features_of_a_store_in_blocks_of_songs(tmp_path: Path) -> None:
+    """floor_features over a real notes store: the statistics of its inputs with their
+    running means, the same in blocks of whole songs and for a subset of the windows."""
+    files = [
+        write_song(
+            tmp_path / f"song{i}.mid",
+            [
+                Track("Lead", 65, 0, melody(6, low=70, seed=i)),
+                Track("Bass", 33, 1, melody(6, low=36, step=0.5, seed=10 + i)),
+                Track("Kit", 0, 9, [(36, k, 0.1, 110) for k in range(24)]),
+            ],
+        )
+        for i in range(3)
+    ]
+    build_notes(files, tmp_path / "notes", workers=1)
+    notes = NotesStore(tmp_path / "notes")
+    every = np.arange(len(notes))
+    own = input_features(notes.inputs(every), notes.index["valid_steps"])
+    song, part, bar = (notes.index[k] for k in ("song", "part", "bar"))
+    want = running_means(own, song, part, bar)
+    np.testing.assert_array_equal(floor_features(notes, every), want)
+    np.testing.assert_array_equal(floor_features(notes, every, block=3), want)
+    keep = every[::-1][::3]  # a subset, in any order
+    np.testing.assert_array_equal(floor_features(notes, every, keep, block=5), want[keep])
+    assert want[:, FEATURE_NAMES.index("drums_present")].all()
