@@ -145,9 +145,10 @@ def _run_results(run: Path | None, which: str) -> tuple[dict, dict]:
     m = (report.get("models") or {}).get(REPORT_NAMES[which], {})
     keys = ("macro_f1", "accuracy", "per_class", "n", "running", "parts")
     metrics = {k: m[k] for k in keys if k in m}
-    baseline = (report.get("models") or {}).get("baseline", {}).get("macro_f1")
-    if baseline is not None:
-        metrics["baseline_macro_f1"] = baseline
+    for name in ("floor", "baseline"):  # the floor; a run from before issue 26, its baseline
+        figure = (report.get("models") or {}).get(name, {}).get("macro_f1")
+        if figure is not None:
+            metrics[f"{name}_macro_f1"] = figure
     return metrics, report.get("data") or {}
 
 

@@ -133,7 +133,7 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 
 def _all_help(last: LastStage | None) -> str:
-    stages = "Data -> teacher (AIC) -> NIC -> KDIC -> baseline -> evaluation -> report"
+    stages = "Data -> teacher (AIC) -> NIC -> KDIC -> floor -> evaluation -> report"
     return (
         f"{stages}{' -> ' + last.name if last else ''}.\n\n"
         "Each stage is skipped when its output exists and is current: run it again to resume."

@@ -36,7 +36,14 @@ def segments(
     """``(order, segment, position)``: the windows in (song, part, bar) order, the segment of
     each (in that order) and its position in the segment. A segment ends with its part or at a
     silence of more than :data:`RESET_BARS` bars."""
-    song, part, bar = (store.index[k].astype(np.int64) for k in ("song", "part", "bar"))
+    return order_segments(*(store.index[k] for k in ("song", "part", "bar")))
+
+
+def order_segments(
+    song: npt.ArrayLike, part: npt.ArrayLike, bar: npt.ArrayLike
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """:func:`segments` of windows given by their song, part and first bar (``[N]`` each)."""
+    song, part, bar = (np.asarray(a).astype(np.int64) for a in (song, part, bar))
     order = np.lexsort((bar, part, song))
     s, p, b = song[order], part[order], bar[order]
     new = np.ones(len(order), bool)

@@ -1,4 +1,4 @@
-"""`kdtrain all`: data -> teacher (AIC) -> teacher outputs -> NIC -> KDIC -> baseline ->
+"""`kdtrain all`: data -> teacher (AIC) -> teacher outputs -> NIC -> KDIC -> floor ->
 evaluation -> report.
 
 Every stage saves one file into the run folder, stamped with the fingerprint of what it was
@@ -10,8 +10,8 @@ top of this module; see ``kdapp.kdtrain``.)
 
 The teacher always learns from the audio store. The students learn from the windows of their
 input contract, and everything that differs between contracts (their store, windows and
-split, the teacher's logits on them, validation, evaluation, a history phase) is asked of one
-object, :mod:`train.students`: ``Run`` never asks which contract it holds.
+split, the teacher's logits on them, validation, evaluation, a history phase, the floor) is
+asked of one object, :mod:`train.students`: ``Run`` never asks which contract it holds.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import torch.distributed as dist
 from live.contract import CONTRACT_VERSION
 from live.taxonomy import CLASSES
 from train import checkpoints
-from train.baseline import fit_baseline, note_features
 from train.batches import MelSource, RollSource, labels_of
 from train.config import RunConfig, fingerprint, to_json
 from train.data import slakh
@@ -45,11 +44,19 @@ from train.models import KdModel, build_teacher, describe
 from train.progress import Reporter, Silent
 from train.splits import LookupTable, leakage, split_windows, train_share, window_keys
 from train.steps import Index, LossFn, PredictFn, StepFn, ce_loss, kd_loss, predictor, window_step
-from train.students import Data, Phase, Scorer, Students, Windows, students_for
+from train.students import (
+    Data,
+    Phase,
+    Scorer,
+    StoredAnswers,
+    Students,
+    Windows,
+    students_for,
+)
 
-#: The baseline fits on at most this many training windows (gradient boosting is slow).
-BASELINE_MAX_TRAIN = 200_000
 Answers = Callable[[Index], npt.NDArray[np.float32]]
+#: Bumped when the floor's features or fit change: its stage file is then refitted.
+FLOOR_VERSION = 2
 
 
 def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
@@ -71,7 +78,14 @@ def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
         "teacher_outputs.pt": fingerprint("teacher outputs", teacher),
         "nic.pt": nic,
         "kdic.pt": fingerprint("kdic", nic, teacher, cfg.distill),
-        "baseline.pt": fingerprint("baseline", data_fp, cfg.model.contract, cfg.seed),
+        "floor.pt": fingerprint(
+            "floor",
+            data_fp,
+            cfg.model.contract,
+            students_for(cfg.model.contract).floor_input,
+            FLOOR_VERSION,
+            cfg.seed,
+        ),
     }
 
 
@@ -95,7 +109,7 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
     logits, taught = run.teacher_logits(teacher)
     nic = run.student("nic", ce_loss(cfg.student))
     kdic = run.student("kdic", kd_loss(logits, cfg.distill, run.device, taught))
-    baseline = run.baseline()
+    floor = run.floor()
     if run.rank != 0:
         return {}
     leak, lookup = run.leakage_and_lookup()
@@ -107,12 +121,12 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
         "AIC": evaluate(run.data.rolls.labels[audio_test], mels(teacher, audio_test)),
         "NIC": run.evaluate(nic),
         "KDIC": run.evaluate(kdic),
-        "baseline": run.evaluate(baseline),
+        "floor": run.evaluate(floor) | {"input": run.students.floor_input},
         "lookup": run.evaluate(lookup),
     }
     train = students.split["train"]
     train = train[taught[train]]  # the windows the teacher has heard
-    confusions = {name: models[name]["confusion"] for name in ("NIC", "baseline")}
+    confusions = {name: models[name]["confusion"] for name in ("NIC", "floor")}
     targets = None
     if len(train):
         targets = soft_targets(
@@ -153,7 +167,7 @@ class Run:
     def current_or_build(self, name: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The stage file ``name`` if it exists and is current, else ``build()``'s result,
         saved (atomically, by rank 0) with its fingerprint. A stage file that cannot be loaded
-        safely (an older kdlive's baseline held a pickled model) is rebuilt."""
+        safely (an older kdlive's baseline.pt held a pickled model) is rebuilt."""
         path, fp = self.dir / name, self.fingerprints[name]
         if path.exists():
             try:
@@ -300,40 +314,23 @@ class Run:
             for path in (self.dir / "checkpoints").glob(f"{name}.*.pt"):
                 path.unlink(missing_ok=True)
 
-    def baseline(self) -> Answers:
-        """Gradient boosting on note statistics of the students' windows (the part's own
-        notes: contract 1's roll); returns its probabilities by test window.
+    def floor(self) -> StoredAnswers:
+        """The floor: gradient boosting on hand statistics of the students' inputs, fitted as
+        the contract's students say (:meth:`train.students.Students.floor`); its answers on
+        the test windows, window and (contract 2) running.
 
-        ``baseline.pt`` keeps those probabilities, not the fitted model: a scikit-learn model
+        ``floor.pt`` keeps those probabilities, not the fitted models: a scikit-learn model
         can only be saved by pickle, which loading a checkpoint safely refuses
         (:func:`train.checkpoints.load`). The fit is deterministic in the seed: to score the
-        baseline on other windows, fit it again (:func:`train.baseline.fit_baseline`)."""
+        floor on other windows, fit it again."""
 
         def fit() -> dict[str, Any]:
-            self.report.say("baseline", "fitting gradient boosting on note statistics")
-            windows = self.students.windows
-            train, test = windows.split["train"], windows.split["test"]
-            if len(train) > BASELINE_MAX_TRAIN:
-                rng = np.random.default_rng(self.cfg.seed)
-                train = np.sort(rng.choice(train, BASELINE_MAX_TRAIN, replace=False))
-            labels = windows.labels[train]
-            model = fit_baseline(self._features(train), labels, seed=self.cfg.seed)
-            probs = np.zeros((len(test), len(CLASSES)), np.float32)
-            for s in range(0, len(test), 65536):
-                part = test[s : s + 65536]
-                probs[s : s + 65536, model.classes_] = model.predict_proba(self._features(part))
-            return {"test": test, "probs": probs}  # a column for every class
+            self.report.say("floor", f"gradient boosting on {self.students.floor_input}")
+            test = self.students.windows.split["test"]
+            return {"test": test} | self.students.floor(test, seed=self.cfg.seed)
 
-        blob = self.current_or_build("baseline.pt", fit)
-        return _stored_answers(blob["test"], blob["probs"], "baseline")
-
-    def _features(self, idx: Index) -> npt.NDArray[np.float32]:
-        """Note features of the students' windows ``idx``, in that order."""
-        order = np.argsort(idx)
-        feats = note_features(*self.students.rolls(idx[order]))
-        out = np.empty_like(feats)
-        out[order] = feats
-        return out
+        blob = self.current_or_build("floor.pt", fit)
+        return StoredAnswers("floor", blob["test"], blob["window"], blob.get("running"))
 
     # ------------------------------------------------------------------- what leaks
 
@@ -360,7 +357,7 @@ class Run:
     # --------------------------------------------------------------------- evaluation
 
     def evaluate(self, model: Scorer) -> dict:
-        """A student's (or the baseline's) test metrics
+        """A student's (or the floor's) test metrics
         (:meth:`train.students.Students.evaluate`)."""
         return self.students.evaluate(model, self.students.windows.split["test"], self.device)
 
@@ -374,22 +371,6 @@ class Run:
             "train_songs_used": len(np.unique(self.students.songs(train))),
             "train_windows_used": len(train),
         }
-
-
-def _stored_answers(windows: Index, probs: npt.NDArray[np.float32], name: str) -> Answers:
-    """The probabilities ``probs [len(windows), 8]`` kept for ``windows``, as a scorer."""
-    order = np.argsort(windows)
-
-    def answers(idx: Index) -> npt.NDArray[np.float32]:
-        at = order[np.clip(np.searchsorted(windows[order], idx), 0, max(len(windows) - 1, 0))]
-        if len(idx) and (len(windows) == 0 or np.any(windows[at] != idx)):
-            raise DataError(
-                f"the {name}'s answers are kept for the test windows only: fit it again "
-                "to score other windows"
-            )
-        return probs[at]
-
-    return answers
 
 
 # --------------------------------------------------------------------------------- data

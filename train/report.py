@@ -6,8 +6,9 @@ Files (each written atomically)::
     training_curves.png     train loss and validation macro-F1 per epoch (models with a history)
     report.json             {"models": {name: metrics}, "data", "config", "teacher_targets",
                             "paper"}
-    report.md               Table 2 next to the paper's, the distillation effect, what the
-                            teacher's soft targets carry, per-class F1, data, figures, config
+    report.md               Table 2 next to the paper's, the distillation effect, the part-level
+                            answers and the students against the floor, what the teacher's soft
+                            targets carry, per-class F1, data, figures, config
 
 The figures are written first and the reports last, so a report never links a missing figure.
 matplotlib is imported inside the plotting functions (Agg backend), so importing this module
@@ -36,7 +37,7 @@ MODEL_KINDS: dict[str, tuple[str, str]] = {
     "AIC": ("audio", "hard"),
     "NIC": ("notes", "hard"),
     "KDIC": ("notes", "soft (from AIC)"),
-    "baseline": ("note statistics", "hard"),
+    "floor": ("hand statistics", "hard"),
     "lookup": ("exact roll", "memory: its labels in train"),
 }
 SPLIT_ORDER: tuple[str, ...] = ("train", "validation", "test")
@@ -124,6 +125,7 @@ def render_markdown(
         _split_section(data.get("split")),
         _distillation_section(models),
         _parts_section(models),
+        _floor_section(models),
         _targets_section(teacher_targets),
         _per_class_section(models, data),
         _data_section(data),
@@ -221,14 +223,49 @@ def _parts_section(models: dict[str, dict]) -> str:
     )
     intro = (
         "## Part-level answers (test split)\n\nMacro-F1 of the window answer, of the running "
-        "answer at every window (what the part has played so far: the student's state, or the "
-        "mean of the window answers for a model without one), and of each part's running "
-        "answer after it has been heard for N bars (parts at least that long). A student with "
-        "a state is also scored with its window answers averaged instead: what the learned "
-        "history adds over averaging."
+        "answer at every window (what the part has played so far: the student's state, the "
+        "floor's running means of its statistics, or the mean of the window answers for a "
+        "model with neither), and of each part's running answer after it has been heard for N "
+        "bars (parts at least that long). A model with a running answer of its own is also "
+        "scored with its window answers averaged instead: what its history adds over "
+        "averaging."
     )
     figure = "![part-level macro-F1 by bars heard](part_curves.png)"
     return intro + "\n\n" + _table(header, rows, "l" + "r" * (len(bars) + 2)) + "\n\n" + figure
+
+
+#: The students measured against the floor, and the part-level answer beside the window's.
+AGAINST_FLOOR: tuple[str, ...] = ("NIC", "KDIC")
+FLOOR_BARS = "8"
+
+
+def _floor_section(models: dict[str, dict]) -> str:
+    """Each student minus the floor: window, running, and after :data:`FLOOR_BARS` bars."""
+    floor = models.get("floor")
+    students = [name for name in AGAINST_FLOOR if name in models]
+    if not floor or not students:
+        return ""
+
+    def figures(m: dict) -> list[Any]:
+        parts = (m.get("parts") or {}).get(FLOOR_BARS) or {}
+        return [m.get("macro_f1"), (m.get("running") or {}).get("macro_f1"), parts.get("macro_f1")]
+
+    base = figures(floor)
+    rows = [
+        [name]
+        + [
+            DASH if a is None or b is None else f"{a - b:+.3f}"
+            for a, b in zip(figures(models[name]), base, strict=True)
+        ]
+        for name in students
+    ]
+    header = ["", "window", "running", f"after {FLOOR_BARS} bars"]
+    intro = (
+        "## Against the floor\n\nMacro-F1 of each student minus the floor's (gradient "
+        f"boosting on {floor.get('input', 'hand statistics')}, on the same test windows): a "
+        "learned student that does not beat it is not done."
+    )
+    return intro + "\n\n" + _table(header, rows, "lrrr")
 
 
 def _targets_section(targets: dict | None) -> str:

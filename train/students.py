@@ -12,8 +12,9 @@ between contracts is a method of one class here:
   the window.
 
 Each owns its store, its windows (source, labels, split with the ``train_fraction`` share),
-the teacher's logits on them, the validation subset, the rolls the baseline's features and the
-leakage keys are made of, test evaluation, and the songs of windows. ``train.pipeline.Run``
+the teacher's logits on them, the validation subset, its floor (gradient boosting on hand
+statistics of the contract's inputs: what a learned student must beat), the rolls the leakage
+keys are made of, test evaluation, and the songs of windows. ``train.pipeline.Run``
 asks :func:`students_for` once and never which contract it holds: a contract 3 is one more
 class here and an entry in :data:`STUDENTS`.
 """
@@ -31,7 +32,8 @@ import numpy.typing as npt
 import torch
 
 from live.contracts import V1, V2, Contract
-from train import history
+from train import floor, history
+from train.baseline import note_features
 from train.batches import NotesSource
 from train.config import ModelConfig, RunConfig
 from train.data.notes import NotesStore, audio_twins
@@ -51,8 +53,50 @@ from train.steps import Index, PredictFn, Source, StepFn, predictor
 
 #: Contract-2 students are validated on the windows of at most this many validation songs.
 VALIDATION_SONGS = 200
-#: Something that scores windows: a model, or a function of window indices -> probabilities.
-Scorer = KdModel | Callable[[Index], npt.NDArray[np.float32]]
+#: The floor fits on at most this many training windows (gradient boosting is slow).
+FLOOR_MAX_TRAIN = 200_000
+#: Probabilities ``[n, 8]`` by window.
+Probs = npt.NDArray[np.float32]
+
+
+class StoredAnswers:
+    """A model's answers kept for some windows (the floor's, on the test windows): called
+    with window indices, the window answers ``[len(idx), 8]``; :meth:`running`, the running
+    answers, where the model has its own (:attr:`has_running`)."""
+
+    def __init__(
+        self, name: str, windows: Index, window: Probs, running: Probs | None = None
+    ) -> None:
+        self.name, self.windows, self.window, self._running = name, windows, window, running
+        self._order = np.argsort(windows)
+
+    def _rows(self, idx: Index) -> Index:
+        order, windows = self._order, self.windows
+        at = order[np.clip(np.searchsorted(windows[order], idx), 0, max(len(windows) - 1, 0))]
+        if len(idx) and (len(windows) == 0 or np.any(windows[at] != idx)):
+            raise DataError(
+                f"the {self.name}'s answers are kept for the test windows only: fit it again "
+                "to score other windows"
+            )
+        return at
+
+    def __call__(self, idx: Index) -> Probs:
+        return self.window[self._rows(idx)]
+
+    @property
+    def has_running(self) -> bool:
+        return self._running is not None
+
+    def running(self, idx: Index) -> Probs:
+        """The running answers of the windows ``idx``."""
+        if self._running is None:
+            raise DataError(f"the {self.name} has no running answer of its own")
+        return self._running[self._rows(idx)]
+
+
+#: Something that scores windows: a model, stored answers, or a function of window indices
+#: -> probabilities.
+Scorer = KdModel | StoredAnswers | Callable[[Index], Probs]
 
 
 @dataclass
@@ -92,6 +136,8 @@ class Students(ABC):
     contract: ClassVar[Contract]
     #: Whether ``kdtrain data`` must build the notes-only store for it.
     needs_notes: ClassVar[bool] = False
+    #: What the floor reads (the report's "input" column; in the floor's fingerprint).
+    floor_input: ClassVar[str]
 
     def __init__(self, data: Data, cfg: RunConfig) -> None:
         self.data, self.cfg = data, cfg
@@ -126,9 +172,10 @@ class Students(ABC):
         return self.windows.split["validation"]
 
     @abstractmethod
-    def rolls(self, idx: Index) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-        """The part's own roll of each window ``idx`` (sorted), ``uint8 [n, 128, 16]``, and
-        its valid steps ``[n]``: what the baseline's features are made of."""
+    def floor(self, test: Index, *, seed: int) -> dict[str, Probs]:
+        """The floor fitted on the training windows (at most :data:`FLOOR_MAX_TRAIN`), and its
+        answers on the windows ``test``: ``{"window": [n, 8]}``, with ``"running": [n, 8]``
+        where it gives a running answer of its own. Deterministic in ``seed``."""
 
     def roll_keys(self, idx: Index) -> npt.NDArray[np.uint64]:
         """The key of each window's own roll (:func:`train.splits.roll_keys`)."""
@@ -165,6 +212,7 @@ class RollStudents(Students):
     """Contract 1, the paper's: the audio store's rolls, the teacher's windows."""
 
     contract = V1
+    floor_input = "note statistics of the roll"
 
     @staticmethod
     def new_model(m: ModelConfig) -> KdModel:
@@ -178,9 +226,29 @@ class RollStudents(Students):
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
         return logits, heard
 
-    def rolls(self, idx: Index) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    def floor(self, test: Index, *, seed: int) -> dict[str, Probs]:
+        """Contract 1's floor: :func:`train.baseline.note_features` of the roll (all the
+        paper's contract has), on a random sample of the training windows; a window answer."""
+        train = floor.sample(self.windows.split["train"], FLOOR_MAX_TRAIN, seed=seed)
+        x = self._features(train)
+        return {
+            "window": floor.fit_answers(
+                x, self.windows.labels[train], self._features(test), seed=seed
+            )
+        }
+
+    def _features(self, idx: Index) -> npt.NDArray[np.float32]:
+        """Note features of the windows ``idx``, in that order."""
+        out = np.empty((len(idx), len(floor.ROLL_NAMES)), np.float32)
         store = self.data.store
-        return store.rolls[idx], store.index["valid_steps"][idx]
+        for s in range(0, len(idx), 65536):
+            part = idx[s : s + 65536]
+            order = np.argsort(part)
+            rolls = store.rolls[part[order]]
+            out[s : s + len(part)][order] = note_features(
+                rolls, store.index["valid_steps"][part[order]]
+            )
+        return out
 
     def _roll_keys(self, idx: Index) -> npt.NDArray[np.uint64]:
         return roll_keys(self.data.store.rolls[idx])
@@ -208,6 +276,7 @@ class NotesStudents(Students):
 
     contract = V2
     needs_notes = True
+    floor_input = "hand statistics of the inputs, running means"
 
     @staticmethod
     def new_model(m: ModelConfig) -> KdModel:
@@ -252,12 +321,19 @@ class NotesStudents(Students):
         keep = keep[np.argsort(song_hashes(keep))][:VALIDATION_SONGS]
         return val[np.isin(songs, keep)]
 
-    def rolls(self, idx: Index) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-        rolls = np.concatenate(
-            [self.notes.inputs(idx[s : s + 8192])[:, 0] for s in range(0, len(idx), 8192)]
-            or [np.zeros((0, *V1.input_shape[1:]), np.uint8)]
-        )
-        return rolls, self.notes.index["valid_steps"][idx]
+    def floor(self, test: Index, *, seed: int) -> dict[str, Probs]:
+        """Contract 2's floor (:mod:`train.floor`): the window answer from the window's own
+        hand statistics, the running answer from those and their running means over the part
+        so far (over every training window before it), fitted on at most
+        :data:`FLOOR_MAX_TRAIN` training windows drawn at random (:func:`train.floor.sample`)."""
+        notes, every = self.notes, self.windows.split["train"]
+        train = floor.sample(every, FLOOR_MAX_TRAIN, seed=seed)
+        x, x_test = floor_features(notes, every, train), floor_features(notes, test)
+        y, own = self.windows.labels[train], len(floor.FEATURE_NAMES)
+        return {
+            "window": floor.fit_answers(x[:, :own], y, x_test[:, :own], seed=seed),
+            "running": floor.fit_answers(x, y, x_test, seed=seed),
+        }
 
     def _roll_keys(self, idx: Index) -> npt.NDArray[np.uint64]:
         rows, cells = self.notes.part_cells(idx)
@@ -310,6 +386,37 @@ def students_for(version: int) -> type[Students]:
     return STUDENTS[version]
 
 
+def floor_features(
+    notes: NotesStore, idx: Index, keep: Index | None = None, block: int = 131072
+) -> npt.NDArray[np.float32]:
+    """The floor's features (:data:`train.floor.RUNNING_NAMES`: the window's own statistics,
+    their running means, the windows heard) of the windows ``keep`` (default: all of ``idx``),
+    in ``keep``'s order, the running means over the windows ``idx`` (whole parts; ``keep`` a
+    subset of them). Computed a block of whole songs at a time (about ``block`` windows), so
+    memory follows ``keep``, not ``idx``."""
+    idx = np.sort(idx)
+    keep = idx if keep is None else np.asarray(keep)
+    out = np.empty((len(keep), len(floor.RUNNING_NAMES)), np.float32)
+    song = notes.index["song"][idx]
+    starts = np.r_[0, np.flatnonzero(song[1:] != song[:-1]) + 1]  # each song's first window
+    at = starts[np.searchsorted(starts, np.arange(0, len(idx), block), side="right") - 1]
+    bounds = np.unique(np.r_[at, len(idx)]).tolist()  # blocks of whole songs
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        part = idx[lo:hi]
+        want = np.flatnonzero(np.isin(keep, part))
+        if len(want):
+            own = np.concatenate(
+                [
+                    floor.input_features(notes.inputs(w), notes.index["valid_steps"][w])
+                    for w in np.array_split(part, max(1, len(part) // 8192))
+                ]
+            )
+            song_, bar_, part_ = (notes.index[k][part] for k in ("song", "bar", "part"))
+            feats = floor.running_means(own, song_, part_, bar_)
+            out[want] = feats[np.searchsorted(part, keep[want])]
+    return out
+
+
 def spread(idx: Index, limit: int) -> Index:
     """At most ``limit`` of ``idx``, evenly spaced, sorted."""
     if len(idx) == 0:
@@ -325,14 +432,18 @@ def evaluate_windows(model: Scorer, notes: NotesStore, idx: Index, device: torch
     notes store (whole parts): the window answer's (:func:`train.evaluate.evaluate`), the
     running answer's (``"running"``) and each part's after 2, 4, 8 and 16 bars (``"parts"``;
     without a state, the running answer is the mean of the window answers). A student with a
-    state is also scored as if it had none (``"mean"``: its window answers averaged), which
-    measures what the learned history adds over averaging."""
+    state, or stored answers with a running answer of their own (the floor's), is also scored
+    as if it had none (``"mean"``: its window answers averaged), which measures what the
+    history adds over averaging."""
     source = NotesSource(notes)
     mean = None
     if isinstance(model, PartStudent):
         window, running = history.running_answers(model, source, notes, idx, device)
         if model.state_dim:
             mean = history.running_mean(notes, idx, window)
+    elif isinstance(model, StoredAnswers) and model.has_running:
+        window, running = model(idx), model.running(idx)
+        mean = history.running_mean(notes, idx, window)
     else:
         if isinstance(model, torch.nn.Module):
             window = predictor(source, device)(model, idx)

@@ -133,7 +133,7 @@ def rerun(tiny_run: Path, run: Path, *options: str) -> dict[str, dict]:
 @pytest.mark.slow
 def test_report_and_checkpoints(tiny_run: Path) -> None:
     report = json.loads((tiny_run / "report.json").read_text())
-    assert list(report["models"]) == ["AIC", "NIC", "KDIC", "baseline", "lookup"]
+    assert list(report["models"]) == ["AIC", "NIC", "KDIC", "floor", "lookup"]
     for name, m in report["models"].items():
         assert 0.0 <= m["macro_f1"] <= 1.0, name
         assert set(m["per_class"]) == set(CLASSES)
@@ -143,25 +143,34 @@ def test_report_and_checkpoints(tiny_run: Path) -> None:
     assert 0 < targets["p_label"] <= 1 and 0 <= targets["entropy"] <= np.log(8) + 1e-9
     for row in targets["off_label"]:  # mean target per true class: a distribution, or None
         assert row is None or abs(sum(row) - 1) < 1e-6
-    assert set(targets["alignment"]) == {"NIC", "baseline"}
+    assert set(targets["alignment"]) == {"NIC", "floor"}
     md = (tiny_run / "report.md").read_text()
     assert "KDIC" in md and "0.76" in md
     assert (tiny_run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert (tiny_run / "part_curves.png").read_bytes()[:4] == b"\x89PNG"
-    for name in ("NIC", "KDIC", "baseline"):  # contract 2: running and part-level answers
+    for name in ("NIC", "KDIC", "floor"):  # contract 2: running and part-level answers
         parts = report["models"][name]["parts"]
         assert "2" in parts and 0 <= report["models"][name]["running"]["macro_f1"] <= 1
         assert parts["2"]["n"] == len(parts_tested(report))
-    for name in ("NIC", "KDIC"):  # with a state: also scored with the window answers averaged
+    for name in ("NIC", "KDIC", "floor"):  # a running answer of its own: also averaged
         mean = report["models"][name]["mean"]
         assert mean["parts"]["2"]["n"] == report["models"][name]["parts"]["2"]["n"]
-    assert "mean" not in report["models"]["baseline"]
+    assert "mean" not in report["models"]["lookup"]
     split = report["data"]["split"]  # the song split, and what it leaks, measured every run
     assert split["kind"] == "song" and "duplicates" not in split
     assert split["leakage"]["test_windows"] == report["models"]["NIC"]["n"]
     assert 0 <= split["leakage"]["same_roll_and_label"] <= split["leakage"]["same_roll"]
     assert "## Split" in md and "`lookup` row" in md
     assert "## Part-level answers" in md and "KDIC, window answers averaged" in md
+    floor = report["models"]["floor"]  # the floor: the inputs' statistics, beside the students
+    assert floor["input"] == "hand statistics of the inputs, running means"
+    assert "| floor, window answers averaged |" in md and "## Against the floor" in md
+    kdic = report["models"]["KDIC"]
+    gaps = (
+        kdic["macro_f1"] - floor["macro_f1"],
+        kdic["running"]["macro_f1"] - floor["running"]["macro_f1"],
+    )
+    assert f"| KDIC | {gaps[0]:+.3f} | {gaps[1]:+.3f} | — |" in md  # songs of 6 bars: no after 8
     # the resolved config beside the run, and in every checkpoint
     assert json.loads((tiny_run / "config.json").read_text()) == report["config"]
     for name in ("teacher", "nic", "kdic"):
@@ -221,7 +230,7 @@ def test_second_run_skips_finished_stages(tiny_run: Path) -> None:
         ["all", "--midi", str(midi), "--run", str(tiny_run), "--preset", "tiny", "--device", "cpu"],
     )
     assert result.exit_code == 0, result.output
-    assert result.output.count(": current: ") == 5  # teacher, its outputs, NIC, KDIC, baseline
+    assert result.output.count(": current: ") == 5  # teacher, its outputs, NIC, KDIC, floor
     after = {p.name: p.stat().st_mtime_ns for p in tiny_run.glob("*.pt")}
     assert {k: after[k] for k in before} == before
 
@@ -231,7 +240,8 @@ def test_a_stage_file_holding_a_pickled_object_is_rebuilt_not_loaded(
     tiny_run: Path, tmp_path: Path
 ) -> None:
     """A current stage file that a safe load refuses (as an older kdlive's baseline.pt, which
-    pickled the fitted model) is rebuilt, its code never runs, and the answers are the same."""
+    pickled the fitted model) is rebuilt, its code never runs, and the answers are the same:
+    the floor's stage file keeps probabilities, window and running, and nothing else."""
     import os
 
     class RunsCode:
@@ -242,10 +252,13 @@ def test_a_stage_file_holding_a_pickled_object_is_rebuilt_not_loaded(
     run.mkdir()
     for path in tiny_run.glob("*.pt"):
         (run / path.name).write_bytes(path.read_bytes())
-    fp = checkpoints.load(run / "baseline.pt")["fingerprint"]
-    torch.save({"model": RunsCode(), "fingerprint": fp}, run / "baseline.pt")
+    fp = checkpoints.load(run / "floor.pt")["fingerprint"]
+    torch.save({"model": RunsCode(), "fingerprint": fp}, run / "floor.pt")
     blobs = rerun(tiny_run, run)
-    assert not (tmp_path / "ran").exists() and blobs["baseline.pt"]["fingerprint"] == fp
+    assert not (tmp_path / "ran").exists() and blobs["floor.pt"]["fingerprint"] == fp
+    floor = blobs["floor.pt"]
+    assert set(floor) == {"test", "window", "running", "fingerprint"}
+    assert floor["window"].shape == floor["running"].shape == (len(floor["test"]), 8)
     want = json.loads((tiny_run / "report.json").read_text())["models"]
     assert json.loads((run / "report.json").read_text())["models"] == want
 
@@ -256,7 +269,7 @@ def test_each_setting_redoes_only_the_stages_that_depend_on_it(
 ) -> None:
     """The dependency graph of train.pipeline.fingerprints, through --set: the distillation
     redoes KDIC; the students' schedule NIC and KDIC; the teacher's the teacher, its outputs
-    and KDIC; the baseline only the seed or the data."""
+    and KDIC; the floor only the seed or the data."""
     run = tmp_path / "run"
     redone = {
         "distill.temperature=4": {"kdic.pt"},
@@ -280,7 +293,7 @@ def test_each_setting_redoes_only_the_stages_that_depend_on_it(
 def test_a_train_fraction_trains_every_model_on_a_subset_of_the_songs(
     tiny_run: Path, tmp_path: Path
 ) -> None:
-    """train_fraction f: the teacher, both students and the baseline learn from the songs
+    """train_fraction f: the teacher, both students and the floor learn from the songs
     whose stable share is below f (the same songs in the audio and the notes store);
     validation and test are untouched, the report says it."""
     from train.splits import song_shares

@@ -193,7 +193,7 @@ def test_report_shows_what_the_soft_targets_carry(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- write_report
 
-MACRO = {"AIC": 0.80, "NIC": 0.60, "KDIC": 0.70, "baseline": 0.45}
+MACRO = {"AIC": 0.80, "NIC": 0.60, "KDIC": 0.70, "floor": 0.45}
 
 
 def fake_models() -> dict[str, dict]:
@@ -201,7 +201,7 @@ def fake_models() -> dict[str, dict]:
     rng = np.random.default_rng(0)
     y = rng.integers(0, N_CLASSES - 1, size=200)  # never Pipe
     models = {}
-    for name, hit_rate in (("AIC", 0.8), ("NIC", 0.55), ("KDIC", 0.7), ("baseline", 0.4)):
+    for name, hit_rate in (("AIC", 0.8), ("NIC", 0.55), ("KDIC", 0.7), ("floor", 0.4)):
         predicted = np.where(rng.random(200) < hit_rate, y, rng.integers(0, N_CLASSES, 200))
         models[name] = evaluate(y, one_hot(predicted.tolist()))
         models[name]["macro_f1"] = MACRO[name]  # round numbers for the gap arithmetic
@@ -251,7 +251,7 @@ def report_dir(tmp_path: Path) -> Path:
 def test_report_json_structure(report_dir: Path) -> None:
     report = json.loads((report_dir / "report.json").read_text())
     assert set(report) == {"models", "data", "config", "paper"}
-    assert list(report["models"]) == ["AIC", "NIC", "KDIC", "baseline"]
+    assert list(report["models"]) == ["AIC", "NIC", "KDIC", "floor"]
     for name, entry in report["models"].items():
         assert entry["macro_f1"] == MACRO[name]
         assert 0 <= entry["accuracy"] <= 1
@@ -268,7 +268,7 @@ def test_report_md_tables(report_dir: Path) -> None:
     assert "| AIC | audio | hard | 0.800 |" in md
     assert "| NIC | notes | hard | 0.600 |" in md
     assert "| KDIC | notes | soft (from AIC) | 0.700 |" in md
-    assert "| baseline | note statistics | hard | 0.450 |" in md
+    assert "| floor | hand statistics | hard | 0.450 |" in md
     for paper in ("| 0.76 |", "| 0.61 |", "| 0.72 |"):
         assert paper in md
     # the gap closed, computed from the models given: (0.70 - 0.60) / (0.80 - 0.60) = 50%;
@@ -284,7 +284,7 @@ def test_report_md_tables(report_dir: Path) -> None:
 
 def test_report_figures(report_dir: Path) -> None:
     md = (report_dir / "report.md").read_text()
-    for name in ("AIC", "NIC", "KDIC", "baseline"):
+    for name in ("AIC", "NIC", "KDIC", "floor"):
         assert is_png(report_dir / f"confusion_{name}.png")
         assert f"(confusion_{name}.png)" in md
     assert is_png(report_dir / "training_curves.png")
@@ -295,13 +295,48 @@ def test_report_figures(report_dir: Path) -> None:
 def test_report_without_histories_and_with_another_model(tmp_path: Path) -> None:
     """A model the report does not know by name (e.g. a lookup table) says what it sees."""
     models = fake_models()
-    models["lookup"] = models["baseline"] | {"input": "exact roll", "targets": "majority"}
+    models["lookup"] = models["floor"] | {"input": "exact roll", "targets": "majority"}
     write_report(tmp_path, models=models, data={}, config={}, histories=None)
     md = (tmp_path / "report.md").read_text()
     assert not (tmp_path / "training_curves.png").exists()
     assert "No training histories." in md
     assert is_png(tmp_path / "confusion_lookup.png")
     assert "| lookup | exact roll | majority | 0.450 |" in md
+
+
+def part_answers(window: float, running: float, after8: float) -> dict:
+    """The part-level figures :func:`train.students.evaluate_windows` adds to a model's."""
+    parts = {b: {"macro_f1": after8 - 0.01 * (8 - int(b)), "n": 40} for b in ("2", "4", "8")}
+    return {"macro_f1": window, "running": {"macro_f1": running}, "parts": parts}
+
+
+def test_the_floor_stands_beside_the_students_with_its_part_level_answers(
+    tmp_path: Path,
+) -> None:
+    """Contract 2: the floor's window, running and after-8 figures in the part-level table,
+    with its window answers averaged, and each student minus the floor."""
+    models = fake_models()
+    models["NIC"] |= part_answers(0.60, 0.64, 0.62)
+    models["KDIC"] |= part_answers(0.70, 0.71, 0.69)
+    floor = part_answers(0.45, 0.52, 0.50) | {"input": "hand statistics of the inputs"}
+    models["floor"] |= floor | {"mean": part_answers(0.45, 0.47, 0.46)}
+    write_report(tmp_path, models=models, data={}, config={})
+    md = (tmp_path / "report.md").read_text()
+    assert "| floor | 0.450 | 0.520 | 0.440 | 0.460 | 0.500 |" in md
+    assert "| floor, window answers averaged | 0.450 | 0.470 |" in md
+    assert "## Against the floor" in md and "hand statistics of the inputs" in md
+    assert "| NIC | +0.150 | +0.120 | +0.120 |" in md
+    assert "| KDIC | +0.250 | +0.190 | +0.190 |" in md
+    assert "| floor | hand statistics of the inputs | hard | 0.450 |" in md
+
+
+def test_against_the_floor_without_part_level_answers_shows_the_window_alone(
+    tmp_path: Path,
+) -> None:
+    """Contract 1: no running answers; the window's difference, dashes for the rest."""
+    write_report(tmp_path, models=fake_models(), data={}, config={})
+    md = (tmp_path / "report.md").read_text()
+    assert "| NIC | +0.150 | — | — |" in md and "| KDIC | +0.250 | — | — |" in md
 
 
 def test_a_teacher_no_better_than_the_student_closes_no_share_of_the_gap(tmp_path: Path) -> None:
