@@ -47,19 +47,6 @@ KDLIVE = [sys.executable, "-c", "from live.cli import app; app()"]
 PERIOD_S = 60 / BPM / 24
 
 
-@pytest.fixture(scope="module")
-def jack() -> Iterator[JackServer]:
-    server = JackServer(f"kdtest{os.getpid()}").start()
-    saved = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = server.name  # for the rtmidi clients of this process
-    yield server
-    server.stop()
-    if saved is None:
-        os.environ.pop("JACK_DEFAULT_SERVER", None)
-    else:
-        os.environ["JACK_DEFAULT_SERVER"] = saved
-
-
 class Daemon:
     """``kdlive listen`` in a subprocess, with its log captured."""
 

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -25,19 +24,6 @@ pytestmark = [
 ]
 
 KDLIVE = [sys.executable, "-c", "from live.cli import app; app()"]
-
-
-@pytest.fixture(scope="module")
-def jack() -> Iterator[JackServer]:
-    server = JackServer(f"kdlearn{os.getpid()}").start()
-    saved = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = server.name  # for the rtmidi listener of this process
-    yield server
-    server.stop()
-    if saved is None:
-        os.environ.pop("JACK_DEFAULT_SERVER", None)
-    else:
-        os.environ["JACK_DEFAULT_SERVER"] = saved
 
 
 def test_learn_sends_only_that_cc_sweeping_until_ctrl_c(jack: JackServer) -> None:
