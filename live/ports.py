@@ -13,12 +13,14 @@ import os
 import sys
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from live.errors import PortError
 from live.inbox import Inbox
 from live.jackio import JackInput, JackOutputClient
 from live.portbase import CLIENT_NAME, WatchedInput, find_port
+
+T = TypeVar("T")
 
 API_NAMES = {
     "jack": "UNIX_JACK",
@@ -167,31 +169,25 @@ def open_io(
     tries ALSA, then JACK. The input's callback puts each message in ``inbox``. Returns
     ``(input, output)``: the output has ``send_message``; :func:`close_io` closes both."""
     rtmidi = _rtmidi()
-    errors = []
-    candidates = api_candidates(api)
-    for candidate in candidates:
+
+    def open_with(candidate: int) -> tuple[WatchedInput, Any]:
+        if candidate == rtmidi.API_UNIX_JACK:
+            jack_io = JackInput(
+                inbox.enqueue,
+                port=port,
+                virtual=virtual,
+                out_port=out_port,
+                out_virtual=out_virtual,
+            )
+            return jack_io, jack_io.output
+        midi_in = InputPort(inbox.rtmidi_callback, rtapi=candidate, port=port, virtual=virtual)
         try:
-            if candidate == rtmidi.API_UNIX_JACK:
-                jack_io = JackInput(
-                    inbox.enqueue,
-                    port=port,
-                    virtual=virtual,
-                    out_port=out_port,
-                    out_virtual=out_virtual,
-                )
-                return jack_io, jack_io.output
-            midi_in = InputPort(inbox.rtmidi_callback, rtapi=candidate, port=port, virtual=virtual)
-            try:
-                out = open_output(rtapi=candidate, port=out_port, virtual=out_virtual)
-            except PortError:
-                midi_in.close()
-                raise
-            return midi_in, out
-        except PortError as exc:
-            if "matches" in str(exc) or len(candidates) == 1:
-                raise
-            errors.append(str(exc))
-    raise PortError("; ".join(errors))
+            return midi_in, open_output(rtapi=candidate, port=out_port, virtual=out_virtual)
+        except PortError:
+            midi_in.close()
+            raise
+
+    return _first_api(api, open_with)
 
 
 def open_output_port(
@@ -201,13 +197,23 @@ def open_output_port(
     native JACK client's under JACK, else rtmidi's; has ``send_message``, closed with
     :func:`close_output`."""
     rtmidi = _rtmidi()
+
+    def open_with(candidate: int) -> Any:
+        if candidate == rtmidi.API_UNIX_JACK:
+            return JackOutputClient(out_port=port, out_virtual=virtual)
+        return open_output(rtapi=candidate, port=port, virtual=virtual)
+
+    return _first_api(api, open_with)
+
+
+def _first_api(api: str | None, open_with: Callable[[int], T]) -> T:
+    """``open_with(candidate)`` for each MIDI API of ``api`` in turn (:func:`api_candidates`)
+    until one opens; a port that no name matches fails at once (another API would not help)."""
     errors = []
     candidates = api_candidates(api)
     for candidate in candidates:
         try:
-            if candidate == rtmidi.API_UNIX_JACK:
-                return JackOutputClient(out_port=port, out_virtual=virtual)
-            return open_output(rtapi=candidate, port=port, virtual=virtual)
+            return open_with(candidate)
         except PortError as exc:
             if "matches" in str(exc) or len(candidates) == 1:
                 raise

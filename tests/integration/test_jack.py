@@ -29,17 +29,12 @@ from live.parts import PartTracker
 from live.replay import NOTE_ON, file_events, replay_windows
 from live.testing.jack import JackServer, Listener, Player, free_udp_port
 from live.testing.songs import Track, write_song
+from tests.integration.needs_jack import JACK_MARKS
 
 if TYPE_CHECKING:
     from pythonosc.osc_server import ThreadingOSCUDPServer
 
-_why = JackServer.available()
-if _why and os.environ.get("CI"):
-    pytest.fail(f"CI must run the JACK tests: {_why}", pytrace=False)
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(_why is not None, reason=f"no JACK server here: {_why}"),
-]
+pytestmark = JACK_MARKS
 
 BPM = 300
 #: ``kdlive`` run by this interpreter (the console script may belong to another).

@@ -4,24 +4,16 @@ independent JACK client (``live.testing.jack.Listener``)."""
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import subprocess
 import sys
 import time
 
-import pytest
-
 from live.learn import PERIOD_S, sweep_cycle
 from live.testing.jack import JackServer, Listener, die_with_parent
+from tests.integration.needs_jack import JACK_MARKS
 
-_why = JackServer.available()
-if _why and os.environ.get("CI"):
-    pytest.fail(f"CI must run the JACK tests: {_why}", pytrace=False)
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(_why is not None, reason=f"no JACK server here: {_why}"),
-]
+pytestmark = JACK_MARKS
 
 KDLIVE = [sys.executable, "-c", "from live.cli import app; app()"]
 
