@@ -12,6 +12,7 @@ import numpy.typing as npt
 import torch
 
 from live.contract import MEL
+from live.inputs import DRUMS
 from live.taxonomy import CLASSES
 from train.data.notes import NotesStore
 from train.data.store import WindowStore
@@ -39,14 +40,38 @@ class RollSource:
 
 class NotesSource:
     """Contract-v2 student input: ``x`` [B, 5, 128, 16] float32 (the contract's integers; the
-    model scales velocity), ``y`` [B] int64."""
+    model scales velocity), ``y`` [B] int64.
 
-    def __init__(self, store: NotesStore) -> None:
-        self.store, self.labels = store, store.labels
+    With ``transpose`` > 0 (training), each window's pitched channels (all but the drums) move
+    by a random whole number of semitones in ``[-transpose, transpose]``, notes pushed past
+    either end of the keyboard dropped; the label is the window's. torch's RNG draws the
+    shifts, so the loop's per-step seed makes them reproducible."""
+
+    def __init__(self, store: NotesStore, *, transpose: int = 0) -> None:
+        self.store, self.labels, self.transpose = store, store.labels, transpose
 
     def __call__(self, idx: npt.NDArray[np.int64]) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(self.store.inputs(idx)).float()
+        if self.transpose:
+            x = transposed(x, torch.randint(-self.transpose, self.transpose + 1, (len(idx),)))
         return x, torch.from_numpy(self.labels[idx])
+
+
+def transposed(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Contract-v2 inputs ``[B, 5, P, T]`` with window ``b``'s pitched channels moved up by
+    ``shifts[b]`` semitones (down if negative), zero-filled; the drums stay."""
+    out = x.clone()
+    pitched, n = slice(0, DRUMS), x.shape[2]
+    for s in shifts.unique().tolist():
+        rows = shifts == s
+        part = x[rows, pitched]
+        moved = torch.zeros_like(part)
+        if s >= 0:
+            moved[:, :, s:] = part[:, :, : n - s]
+        else:
+            moved[:, :, : n + s] = part[:, :, -s:]
+        out[rows, pitched] = moved
+    return out
 
 
 class MelSource:

@@ -33,6 +33,13 @@ DEVICES = ("auto", "cpu", "cuda")
 SPLITS = ("song", "window", "slakh-orig")  # train.splits.KINDS, without importing numpy here
 
 
+def since(default: Any) -> Any:
+    """A field added after runs were made: left out of :func:`fingerprint` while it holds its
+    ``default``, so the runs made before it stay current (their stages are what the default
+    would have trained)."""
+    return field(default=default, metadata={"omit_default": True})
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
@@ -102,6 +109,9 @@ class ModelConfig:
     #: channels). ``steps`` meets the live budget of a bar line of 16 channels on one CPU
     #: thread, where ``cnn`` misses it, at a small cost in window macro-F1 (docs/results.md).
     encoder: str = "steps"
+    #: Contract 2: the window encoder's widths (step embedding, convolutions, embedding) times
+    #: this; 1 = the preset's.
+    scale: int = since(1)
 
     def __post_init__(self) -> None:
         _check(
@@ -125,6 +135,7 @@ class ModelConfig:
         )
         _check(self.state >= 0, f"state must be >= 0, got {self.state}")
         _check(self.encoder in ("cnn", "steps"), f"encoder is cnn or steps, got {self.encoder!r}")
+        _check(1 <= self.scale <= 8, f"scale must be 1 to 8, got {self.scale}")
 
 
 @dataclass(frozen=True)
@@ -146,6 +157,9 @@ class OptimConfig:
     #: Students with a state learn on chunks of this many successive windows of a part
     #: (``batch_size`` and ``samples_per_epoch`` still count windows).
     sequence: int = 8
+    #: Contract-2 window training: shift each window's pitched channels by a random whole
+    #: number of semitones in [-transpose, transpose] (the label unchanged); 0 = off.
+    transpose: int = since(0)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -157,6 +171,7 @@ class OptimConfig:
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
         _check(0 <= self.ema < 1, "ema is a decay per step, in [0, 1) (0: off)")
         _check(self.sequence >= 1, f"sequence must be >= 1, got {self.sequence}")
+        _check(0 <= self.transpose <= 24, "transpose is in semitones, 0 (off) to 24")
 
 
 @dataclass(frozen=True)
@@ -327,6 +342,17 @@ def _parse(text: str, kind: Any) -> Any:
 # ---------------------------------------------------------------------- serialising, hashing
 
 
+def _fingerprinted(config: Any) -> dict:
+    """:func:`to_json` of ``config`` without the :func:`since` fields at their default."""
+    out = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.metadata.get("omit_default") and value == f.default:
+            continue
+        out[f.name] = _fingerprinted(value) if is_dataclass(value) else value
+    return json.loads(json.dumps(out, default=str))
+
+
 def to_json(config: Any) -> dict:
     """A (nested) config dataclass as plain JSON types."""
     return json.loads(json.dumps(asdict(config), default=str))
@@ -334,7 +360,8 @@ def to_json(config: Any) -> dict:
 
 def fingerprint(*parts: Any) -> str:
     """Stable short hash of what a stage is made from (config pieces, other fingerprints): a
-    stage is current when the hash it was saved with matches."""
-    plain = [to_json(p) if dataclasses.is_dataclass(p) else p for p in parts]
+    stage is current when the hash it was saved with matches. Fields made with :func:`since`
+    count only when they differ from their default."""
+    plain = [_fingerprinted(p) if dataclasses.is_dataclass(p) else p for p in parts]
     blob = json.dumps([FINGERPRINT_VERSION, *plain], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]

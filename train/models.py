@@ -571,16 +571,39 @@ def build_student(preset: str = "fast") -> KdModel:
 
 
 def build_part_student(
-    preset: str = "fast", *, inputs: Sequence[int] = (0,), state: int = 0, encoder: str = "cnn"
+    preset: str = "fast",
+    *,
+    inputs: Sequence[int] = (0,),
+    state: int = 0,
+    encoder: str = "cnn",
+    scale: int = 1,
 ) -> PartStudent:
     """A contract-2 :class:`PartStudent` of ``preset`` on the channels ``inputs`` of
-    ``[B, 5, 128, 16]``, with a state of ``state`` and a window ``encoder`` (the paper's preset
-    has none: its student is Table 1's, contract 1)."""
+    ``[B, 5, 128, 16]``, with a state of ``state`` and a window ``encoder`` whose widths are
+    ``scale`` times the preset's (the paper's preset has none: its student is Table 1's,
+    contract 1)."""
     _check_preset(preset)
     if preset == "paper":
         raise ValueError("contract 2 needs the fast or tiny student: the paper's is Table 1")
-    sizes = _STUDENT_CNN if encoder == "cnn" else _STUDENT_STEPS
-    return PartStudent(inputs=inputs, state=state, encoder=encoder, **sizes[preset])
+    sizes = dict((_STUDENT_CNN if encoder == "cnn" else _STUDENT_STEPS)[preset])
+    if scale != 1:
+        sizes.update(_scaled(StudentCNN if encoder == "cnn" else StepCNN, sizes, scale))
+    return PartStudent(inputs=inputs, state=state, encoder=encoder, **sizes)
+
+
+def _scaled(cls: type[KdModel], sizes: dict[str, Any], scale: int) -> dict[str, Any]:
+    """The width arguments of ``cls`` (its defaults where ``sizes`` has none) times ``scale``."""
+    defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()}
+    out: dict[str, Any] = {}
+    for name in ("width", "channels", "hidden"):
+        if name in defaults:
+            value = sizes.get(name, defaults[name])
+            out[name] = (
+                tuple(v * scale for v in value)
+                if isinstance(value, (tuple, list))
+                else value * scale
+            )
+    return out
 
 
 _STUDENT_CNN: dict[str, dict[str, Any]] = {

@@ -144,9 +144,11 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
 
 
 class Run:
-    """The stages of one ``kdtrain all``, over its data, config and run folder."""
+    """The stages of one ``kdtrain all``, over its data, config and run folder. ``data``:
+    the run's :class:`Data` when the caller has it (experiments that train students from the
+    notes store alone), else built or opened as the config says (:func:`load_data`)."""
 
-    def __init__(self, cfg: RunConfig, report: Reporter) -> None:
+    def __init__(self, cfg: RunConfig, report: Reporter, data: Data | None = None) -> None:
         self.cfg, self.report = cfg, report
         self.dir = Path(cfg.run)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +156,7 @@ class Run:
         self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         if self.rank == 0:
             atomic_write(self.dir / "config.json", json.dumps(to_json(cfg), indent=1) + "\n")
-        self.data = load_data(cfg, report, self.rank)
+        self.data = data if data is not None else load_data(cfg, report, self.rank)
         self.students: Students = students_for(cfg.model.contract)(self.data, cfg)
         self.fingerprints = fingerprints(cfg, self.data.fingerprint)
         self.histories: dict[str, list[dict]] = {}
@@ -236,7 +238,7 @@ class Run:
 
         def train() -> dict[str, Any]:
             model = new_student(self.cfg)
-            step = window_step(windows.source, loss, device)
+            step = window_step(self.students.train_source(), loss, device)
             predict = predictor(windows.source, device)
             model, state = self._fit(model, name, windows, step, predict)
             histories = state.history

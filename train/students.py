@@ -171,6 +171,11 @@ class Students(ABC):
         """The windows a student is validated on."""
         return self.windows.split["validation"]
 
+    def train_source(self) -> Source:
+        """What a student's window answer learns from: its windows' source, augmented where
+        the config says so."""
+        return self.windows.source
+
     @abstractmethod
     def floor(self, test: Index, *, seed: int) -> dict[str, Probs]:
         """The floor fitted on the training windows (at most :data:`FLOOR_MAX_TRAIN`), and its
@@ -280,7 +285,9 @@ class NotesStudents(Students):
 
     @staticmethod
     def new_model(m: ModelConfig) -> KdModel:
-        return build_part_student(m.preset, inputs=m.inputs, state=m.state, encoder=m.encoder)
+        return build_part_student(
+            m.preset, inputs=m.inputs, state=m.state, encoder=m.encoder, scale=m.scale
+        )
 
     def __init__(self, data: Data, cfg: RunConfig) -> None:
         self.notes = NotesStore(Path(cfg.data.out) / "notes")
@@ -311,6 +318,11 @@ class NotesStudents(Students):
         heard_notes[self.windows.split["validation"]] = False
         heard_notes[self.windows.split["test"]] = False
         return logits[np.maximum(twin, 0)] * heard_notes[:, None], heard_notes
+
+    def train_source(self) -> Source:
+        """The windows, each transposed by a random shift within ``student.transpose``
+        semitones (:class:`train.batches.NotesSource`)."""
+        return NotesSource(self.notes, transpose=self.cfg.student.transpose)
 
     def validation(self) -> Index:
         """The validation windows of at most :data:`VALIDATION_SONGS` songs (whole songs, so

@@ -1,0 +1,89 @@
+"""Issue 26's levers on the student's training: transposed windows, a wider encoder, and
+config fields that leave earlier runs' fingerprints alone."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from live.inputs import DRUMS, ENSEMBLE, SOUNDING, VELOCITY
+from train.batches import transposed
+from train.config import ConfigError, RunConfig, fingerprint, override, preset_config, to_json
+from train.models import build_part_student, count_params, describe
+
+
+def _windows() -> torch.Tensor:
+    x = torch.zeros(3, 5, 128, 16)
+    x[:, SOUNDING, 60, :4] = 1
+    x[:, VELOCITY, 60, 0] = 100
+    x[:, ENSEMBLE, 0, 2] = 1  # the lowest key: pushed off the keyboard going down
+    x[:, ENSEMBLE, 127, 3] = 1  # the highest: pushed off going up
+    x[:, DRUMS, 36, 0] = 1
+    return x
+
+
+def test_transposition_moves_the_pitched_channels_and_keeps_the_drums() -> None:
+    x = _windows()
+    out = transposed(x, torch.tensor([2, -3, 0]))
+    assert out[0, SOUNDING, 62, :4].eq(1).all() and out[0, SOUNDING, 60].eq(0).all()
+    assert out[0, VELOCITY, 62, 0] == 100
+    assert out[1, SOUNDING, 57, :4].eq(1).all()
+    assert torch.equal(out[2], x[2])  # no shift, no change
+    assert torch.equal(out[:, DRUMS], x[:, DRUMS])
+    # notes pushed past the keyboard are dropped, nothing wraps around
+    assert out[0, ENSEMBLE, 127].eq(0).all() and out[0, ENSEMBLE, 2, 2] == 1
+    assert out[1, ENSEMBLE, 0].eq(0).all() and out[1, ENSEMBLE, 124, 3] == 1
+    assert out[0, ENSEMBLE].sum() == 1 and out[1, ENSEMBLE].sum() == 1
+    assert torch.equal(x, _windows())  # the input is left as it was
+
+
+def test_transpose_is_checked() -> None:
+    cfg = override(preset_config("fast"), ["student.transpose=3"])
+    assert cfg.student.transpose == 3
+    with pytest.raises(ConfigError, match="semitones"):
+        override(preset_config("fast"), ["student.transpose=-1"])
+
+
+def test_a_scaled_encoder_is_wider_and_describes_itself() -> None:
+    one = build_part_student("fast", inputs=(0, 1, 2, 3, 4), state=64, encoder="steps")
+    two = build_part_student("fast", inputs=(0, 1, 2, 3, 4), state=64, encoder="steps", scale=2)
+    assert two.window.kwargs["width"] == 2 * one.window.kwargs["width"]
+    assert two.window.kwargs["channels"] == [2 * c for c in one.window.kwargs["channels"]]
+    assert two.window.kwargs["hidden"] == 2 * one.window.kwargs["hidden"]
+    assert count_params(two) > 2 * count_params(one)
+    assert two(torch.zeros(2, 5, 128, 16)).shape == (2, 8)
+    cnn = build_part_student("fast", encoder="cnn", scale=2)
+    assert cnn.window.kwargs["channels"] == [32, 64, 64]
+    # the default scale records no more than before the option existed (same fingerprint)
+    assert "width" not in describe(one)["kwargs"] and "scale" not in describe(one)["kwargs"]
+
+
+def _without(plain: dict, names: tuple[str, ...]) -> dict:
+    return {
+        k: _without(v, names) if isinstance(v, dict) else v
+        for k, v in plain.items()
+        if k not in names
+    }
+
+
+def test_new_fields_at_their_default_leave_the_fingerprint_alone() -> None:
+    cfg, new = RunConfig(), ("transpose", "scale")
+    for part in (cfg, cfg.student, cfg.model):
+        assert fingerprint(part) == fingerprint(_without(to_json(part), new))
+    assert fingerprint(cfg.student) != fingerprint(replace(cfg.student, transpose=2))
+    assert fingerprint(cfg.model) != fingerprint(replace(cfg.model, scale=2))
+    assert all(f.name in to_json(cfg.student) for f in dataclasses.fields(cfg.student))
+
+
+def test_training_draws_the_same_shifts_on_a_resumed_step() -> None:
+    x = _windows()
+    torch.manual_seed(5)
+    a = transposed(x, torch.randint(-3, 4, (3,)))
+    torch.manual_seed(5)
+    b = transposed(x, torch.randint(-3, 4, (3,)))
+    assert torch.equal(a, b)
+    assert np.isfinite(a.numpy()).all()
