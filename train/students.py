@@ -39,7 +39,7 @@ from train.config import ModelConfig, RunConfig
 from train.data.notes import NotesStore, audio_twins
 from train.data.store import WindowStore
 from train.errors import ConfigError, DataError
-from train.evaluate import evaluate
+from train.evaluate import evaluate, five_class_accuracy
 from train.models import KdModel, PartStudent, build_part_student, build_student
 from train.splits import (
     roll_keys,
@@ -475,6 +475,7 @@ def _running(
 ) -> dict:
     """The running answer's metrics, and each part's after :data:`history.BARS_HEARD` bars."""
     result: dict = {"running": _brief(evaluate(y, running)), "parts": {}}
+    result["running"]["five_classes"] = five_class_accuracy(y, running)
     for bars in history.BARS_HEARD:
         labels, probs = history.answers_after(notes, idx, running, bars)
         if len(labels):

@@ -87,3 +87,18 @@ def test_training_draws_the_same_shifts_on_a_resumed_step() -> None:
     b = transposed(x, torch.randint(-3, 4, (3,)))
     assert torch.equal(a, b)
     assert np.isfinite(a.numpy()).all()
+
+
+def test_five_class_accuracy_chooses_among_dongs_classes_only() -> None:
+    from live.taxonomy import CLASSES
+    from train.evaluate import five_class_accuracy
+
+    y = np.array([CLASSES.index(c) for c in ("Piano", "Bass", "Organ", "Brass")])
+    probs = np.zeros((4, 8))
+    probs[0, CLASSES.index("Organ")] = 0.9  # Organ is not among the five: Piano is next
+    probs[0, CLASSES.index("Piano")] = 0.1
+    probs[1, CLASSES.index("Guitar")] = 1.0  # wrong
+    probs[3, CLASSES.index("Brass")] = 1.0
+    out = five_class_accuracy(y, probs)
+    assert out == {"accuracy": 2 / 3, "n": 3}  # the Organ window is not scored
+    assert five_class_accuracy(y[2:3], probs[2:3]) == {"accuracy": None, "n": 0}
