@@ -7,6 +7,8 @@ for an array of store indices; distillation adds the teacher's cached outputs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -14,7 +16,7 @@ import torch
 from live.contract import MEL
 from live.inputs import DRUMS
 from live.taxonomy import CLASSES
-from train.data.notes import NotesStore
+from train.data.notes import SHAPE, NotesStore
 from train.data.store import WindowStore
 
 LABEL_INDEX = {name: i for i, name in enumerate(CLASSES)}
@@ -38,6 +40,53 @@ class RollSource:
         return torch.from_numpy(rolls).unsqueeze(1), torch.from_numpy(self.labels[idx])
 
 
+@dataclass
+class SparseWindows:
+    """Contract-v2 windows as their nonzero cells, what the notes store holds: cell ``k`` is
+    window ``rows[k]``'s flat position ``cells[k]`` in ``[5, 128, 16]`` (channel, pitch,
+    step) with the integer ``values[k]``. A student whose window encoder can read cells
+    (:meth:`train.models.StepCNN.embed_cells`) skips building ``n x 10,240`` dense inputs;
+    any other reads :meth:`dense`, the same inputs :meth:`NotesStore.inputs` gives."""
+
+    rows: torch.Tensor  # int64 [M]
+    cells: torch.Tensor  # int64 [M]
+    values: torch.Tensor  # float32 [M]
+    n: int
+
+    def __len__(self) -> int:
+        return self.n
+
+    def to(self, device: torch.device | str) -> SparseWindows:
+        return SparseWindows(
+            self.rows.to(device), self.cells.to(device), self.values.to(device), self.n
+        )
+
+    def dense(self) -> torch.Tensor:
+        """``float32 [n, 5, 128, 16]``."""
+        out = torch.zeros(self.n, SHAPE[0] * SHAPE[1] * SHAPE[2], device=self.values.device)
+        out[self.rows, self.cells] = self.values
+        return out.view(self.n, *SHAPE)
+
+    def parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(channel, pitch, step)`` of every cell, int64 ``[M]`` each."""
+        per_channel = SHAPE[1] * SHAPE[2]
+        return (
+            self.cells // per_channel,
+            self.cells % per_channel // SHAPE[2],
+            self.cells % SHAPE[2],
+        )
+
+    def transposed(self, shifts: torch.Tensor) -> SparseWindows:
+        """:func:`transposed` on cells: window ``b``'s pitched cells moved by ``shifts[b]``
+        semitones, those pushed off the keyboard dropped, the drums kept."""
+        channel, pitch, _ = self.parts()
+        pitched = channel < DRUMS
+        moved = pitch + torch.where(pitched, shifts[self.rows], 0)
+        keep = (moved >= 0) & (moved < SHAPE[1])
+        cells = self.cells + (moved - pitch) * SHAPE[2]
+        return SparseWindows(self.rows[keep], cells[keep], self.values[keep], self.n)
+
+
 class NotesSource:
     """Contract-v2 student input: ``x`` [B, 5, 128, 16] float32 (the contract's integers; the
     model scales velocity), ``y`` [B] int64.
@@ -47,14 +96,30 @@ class NotesSource:
     either end of the keyboard dropped; the label is the window's. torch's RNG draws the
     shifts, so the loop's per-step seed makes them reproducible."""
 
-    def __init__(self, store: NotesStore, *, transpose: int = 0) -> None:
+    def __init__(self, store: NotesStore, *, transpose: int = 0, cells: bool = False) -> None:
         self.store, self.labels, self.transpose = store, store.labels, transpose
+        self.cells = cells
 
-    def __call__(self, idx: npt.NDArray[np.int64]) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(self.store.inputs(idx)).float()
+    def __call__(
+        self, idx: npt.NDArray[np.int64]
+    ) -> tuple[torch.Tensor | SparseWindows, torch.Tensor]:
+        """With ``cells``, ``x`` is :class:`SparseWindows` (what contract-2 students read
+        fastest); else dense."""
+        y = torch.from_numpy(self.labels[idx])
+        shifts = None
         if self.transpose:
-            x = transposed(x, torch.randint(-self.transpose, self.transpose + 1, (len(idx),)))
-        return x, torch.from_numpy(self.labels[idx])
+            shifts = torch.randint(-self.transpose, self.transpose + 1, (len(idx),))
+        if self.cells:
+            rows, cells, values = self.store.window_cells(idx)
+            x = SparseWindows(
+                torch.from_numpy(rows),
+                torch.from_numpy(cells.astype(np.int64)),
+                torch.from_numpy(values.astype(np.float32)),
+                len(idx),
+            )
+            return (x if shifts is None else x.transposed(shifts)), y
+        dense = torch.from_numpy(self.store.inputs(idx)).float()
+        return (dense if shifts is None else transposed(dense, shifts)), y
 
 
 def transposed(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

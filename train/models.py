@@ -30,12 +30,14 @@ from typing import Any, ClassVar, overload
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from live.contract import MEL, WINDOW
 from live.contracts import V1, V2, Contract
 from live.inputs import VELOCITY
 from live.taxonomy import N_CLASSES
+from train.batches import SparseWindows
 from train.config import PRESETS
 
 #: dB value that the teacher's fixed input scaling maps to 0 (the log-mel floor: silence).
@@ -402,7 +404,36 @@ class StepCNN(_PooledCNN):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Input ``Tensor[B x C x P x T]`` -> embedding ``Tensor[B x hidden]``: the step
         features' mean and max over time side by side (not summed), then the projection."""
-        z = self.features(x)
+        return self._pooled(self.features(x))
+
+    def embed_cells(
+        self,
+        rows: torch.Tensor,
+        features: torch.Tensor,
+        steps: torch.Tensor,
+        values: torch.Tensor,
+        n: int,
+    ) -> torch.Tensor:
+        """:meth:`embed` of ``n`` windows given as their nonzero inputs (training reads them
+        so): input ``k`` is ``values[k]`` at row ``features[k]`` (channel * P + pitch) and
+        step ``steps[k]`` of window ``rows[k]``. The step embedding is then a sum over the
+        few notes sounding instead of a product with every key; the same function, up to
+        float rounding."""
+        first = self.features[1]
+        assert isinstance(first, nn.Conv1d) and first.kernel_size == (1,)
+        weight = first.weight[:, :, 0].t()  # [C * P, width]
+        n_steps = WINDOW.n_steps
+        bag = rows * n_steps + steps  # the (window, step) each input adds into
+        order = torch.argsort(bag)
+        counts = torch.bincount(bag, minlength=n * n_steps)
+        offsets = torch.cumsum(counts, 0) - counts
+        z = F.embedding_bag(
+            features[order], weight, offsets, mode="sum", per_sample_weights=values[order]
+        )
+        z = z.view(n, n_steps, -1).transpose(1, 2)
+        return self._pooled(self.features[2:](z))
+
+    def _pooled(self, z: torch.Tensor) -> torch.Tensor:
         return self.project(torch.cat([z.mean(dim=2), z.amax(dim=2)], dim=1))
 
 
@@ -423,6 +454,27 @@ class ChannelSelect(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.index_select(1, self.index) * self.scale
+
+    def cells(
+        self, x: SparseWindows
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What :meth:`forward` makes of cells: ``(rows, feature, step, value)`` of the
+        selected channels' cells, feature = selected channel * P + pitch, velocity scaled."""
+        channel, pitch, step = x.parts()
+        position = torch.full((V2.input_shape[0],), -1, dtype=torch.long, device=channel.device)
+        position[self.index] = torch.arange(len(self.index), device=channel.device)
+        at = position[channel]
+        rows, value = x.rows, x.values
+        if len(self.index) < V2.input_shape[0]:  # drop the cells of channels not read
+            keep = at >= 0
+            rows, value, at, pitch, step = (
+                rows[keep],
+                value[keep],
+                at[keep],
+                pitch[keep],
+                step[keep],
+            )
+        return rows, at * V2.input_shape[1] + pitch, step, value * self.scale.view(-1)[at]
 
 
 class GRUCell(nn.Module):
@@ -497,7 +549,12 @@ class PartStudent(KdModel):
             self.window.eval()
         return self
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor | SparseWindows) -> torch.Tensor:
+        """Window embeddings of inputs ``[B x 5 x P x T]``, or of their cells (training)."""
+        if isinstance(x, SparseWindows):
+            if isinstance(self.window, StepCNN):
+                return self.window.embed_cells(*self.select.cells(x), n=len(x))
+            x = x.dense()
         return self.window.embed(self.select(x))
 
     def head(self, emb: torch.Tensor) -> torch.Tensor:

@@ -305,7 +305,7 @@ class NotesStudents(Students):
             duplicates=cfg.split_duplicates,
         )
         split = train_share(split, sha1, cfg.train_fraction)
-        return Windows(NotesSource(notes), notes.labels, split)
+        return Windows(NotesSource(notes, cells=True), notes.labels, split)
 
     def teacher_targets(
         self, logits: npt.NDArray[np.float32], heard: npt.NDArray[np.bool_]
@@ -322,7 +322,7 @@ class NotesStudents(Students):
     def train_source(self) -> Source:
         """The windows, each transposed by a random shift within ``student.transpose``
         semitones (:class:`train.batches.NotesSource`)."""
-        return NotesSource(self.notes, transpose=self.cfg.student.transpose)
+        return NotesSource(self.notes, transpose=self.cfg.student.transpose, cells=True)
 
     def validation(self) -> Index:
         """The validation windows of at most :data:`VALIDATION_SONGS` songs (whole songs, so
@@ -447,7 +447,7 @@ def evaluate_windows(model: Scorer, notes: NotesStore, idx: Index, device: torch
     state, or stored answers with a running answer of their own (the floor's), is also scored
     as if it had none (``"mean"``: its window answers averaged), which measures what the
     history adds over averaging."""
-    source = NotesSource(notes)
+    source = NotesSource(notes, cells=True)
     mean = None
     if isinstance(model, PartStudent):
         window, running = history.running_answers(model, source, notes, idx, device)

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from live.inputs import DRUMS, ENSEMBLE, SOUNDING, VELOCITY
-from train.batches import transposed
+from live.testing.songs import write_song
+from train.batches import NotesSource, SparseWindows, transposed
 from train.config import ConfigError, RunConfig, fingerprint, override, preset_config, to_json
+from train.data.notes import NotesStore, build_notes
 from train.models import build_part_student, count_params, describe
 
 
@@ -102,3 +105,56 @@ def test_five_class_accuracy_chooses_among_dongs_classes_only() -> None:
     out = five_class_accuracy(y, probs)
     assert out == {"accuracy": 2 / 3, "n": 3}  # the Organ window is not scored
     assert five_class_accuracy(y[2:3], probs[2:3]) == {"accuracy": None, "n": 0}
+
+
+def _random_store_windows(n: int = 24, seed: int = 0) -> torch.Tensor:
+    """Sparse contract-2 inputs like the store's: 0/1 channels, velocities 1-127."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(n, 5, 128, 16, generator=g) < 0.03).float()
+    x[:, VELOCITY] *= torch.randint(1, 128, (n, 128, 16), generator=g).float()
+    return x
+
+
+def _cells_of(x: torch.Tensor) -> SparseWindows:
+    flat = x.reshape(len(x), -1)
+    rows, cells = flat.nonzero(as_tuple=True)
+    return SparseWindows(rows, cells, flat[rows, cells], len(x))
+
+
+@pytest.mark.parametrize("inputs", [(0, 1, 2, 3, 4), (0, 2, 4), (0,)])
+def test_a_student_reads_cells_as_it_reads_dense_inputs(inputs: tuple[int, ...]) -> None:
+    x = _random_store_windows()
+    cells = _cells_of(x)
+    assert torch.equal(cells.dense(), x)
+    for encoder in ("steps", "cnn"):
+        model = build_part_student("fast", inputs=inputs, state=8, encoder=encoder).eval()
+        with torch.no_grad():
+            dense, sparse = model.embed(x), model.embed(cells)
+        torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-5)
+    # and the gradients agree: training on cells trains the same function
+    model = build_part_student("fast", inputs=inputs, encoder="steps")
+    grads = []
+    for batch in (x, cells):
+        model.zero_grad()
+        torch.manual_seed(0)  # the same dropout
+        model(batch).square().sum().backward()
+        grads.append(model.window.features[1].weight.grad.clone())
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
+
+
+def test_cells_transpose_as_dense_inputs_do() -> None:
+    x = _random_store_windows()
+    shifts = torch.randint(-5, 6, (len(x),), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(_cells_of(x).transposed(shifts).dense(), transposed(x, shifts))
+
+
+def test_the_notes_source_gives_the_store_inputs_as_cells(tmp_path: Path) -> None:
+    from tests.train.test_notes import BAND
+
+    write_song(tmp_path / "band.mid", BAND)
+    build_notes([tmp_path / "band.mid"], tmp_path / "notes", workers=1)
+    store = NotesStore(tmp_path / "notes")
+    idx = np.arange(min(len(store), 40))[::-1].copy()
+    x, y = NotesSource(store, cells=True)(idx)
+    dense, y2 = NotesSource(store)(idx)
+    assert torch.equal(x.dense(), dense) and torch.equal(y, y2)

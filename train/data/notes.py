@@ -356,6 +356,14 @@ class NotesStore:
         flat[rows, self.cells[take]] = self.values[take]
         return batch
 
+    def window_cells(
+        self, idx: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16], npt.NDArray[np.uint8]]:
+        """The windows' stored cells: ``(row in idx, flat position in [5, 128, 16], value)``,
+        what :meth:`inputs` writes into zeros."""
+        rows, take = self._cells_of(idx)
+        return rows, self.cells[take], self.values[take]
+
     def _cells_of(
         self, idx: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
