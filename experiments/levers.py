@@ -73,7 +73,8 @@ def main() -> None:
     with reporter() as report:
         ood = {name: ood_store(name, folder, args.runs, report) for name, folder in args.ood}
         for variant in args.variants:
-            sets = [f"run={args.runs / variant}", f"data.out={args.data}", f"seed={args.seed}"]
+            folder = args.runs / (variant if args.seed == 0 else f"{variant}-s{args.seed}")
+            sets = [f"run={folder}", f"data.out={args.data}", f"seed={args.seed}"]
             settings = [s for v in variant.split("+") for s in VARIANTS[v]]
             cfg = override(preset_config("fast"), [*sets, *args.set, *settings])
             start = time.monotonic()
@@ -84,6 +85,9 @@ def main() -> None:
                 every = np.arange(len(store), dtype=np.int64)
                 result[name] = evaluate_windows(nic, store, every, run.device)
             result["settings"] = settings
+            # What `kdexport bundle RUN --student nic` puts in a bundle's manifest.
+            report_json = {"models": {"NIC": result["in_domain"]}, "data": run.data.summary}
+            (folder / "report.json").write_text(json.dumps(report_json, indent=1))
             results[f"{variant}/seed{args.seed}"] = result
             results_path.write_text(json.dumps(results, indent=1))
             report.say(variant, summary_line(result))
