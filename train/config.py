@@ -102,6 +102,10 @@ class ModelConfig:
     #: channels). ``steps`` meets the live budget of a bar line of 16 channels on one CPU
     #: thread, where ``cnn`` misses it, at a small cost in window macro-F1 (docs/results.md).
     encoder: str = "steps"
+    #: Contract 2: give the student the floor's hand statistics of each window beside its
+    #: embedding (train.stats; the window answer and the history read both). Off by default;
+    #: a model with it off is described, and fingerprinted, as before the option existed.
+    stats: bool = False
 
     def __post_init__(self) -> None:
         _check(
@@ -125,6 +129,10 @@ class ModelConfig:
         )
         _check(self.state >= 0, f"state must be >= 0, got {self.state}")
         _check(self.encoder in ("cnn", "steps"), f"encoder is cnn or steps, got {self.encoder!r}")
+        _check(
+            not self.stats or self.contract != 1,
+            "model.stats reads the contract-2 channels: it needs model.contract=2",
+        )
 
 
 @dataclass(frozen=True)

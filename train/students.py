@@ -280,7 +280,9 @@ class NotesStudents(Students):
 
     @staticmethod
     def new_model(m: ModelConfig) -> KdModel:
-        return build_part_student(m.preset, inputs=m.inputs, state=m.state, encoder=m.encoder)
+        return build_part_student(
+            m.preset, inputs=m.inputs, state=m.state, encoder=m.encoder, stats=m.stats
+        )
 
     def __init__(self, data: Data, cfg: RunConfig) -> None:
         self.notes = NotesStore(Path(cfg.data.out) / "notes")
