@@ -70,9 +70,10 @@ class WindowStats(nn.Module):
 
     The sounding, onset, ensemble and drum channels are 0/1 and the velocity is 0 where no
     note starts, as :func:`live.inputs.window_inputs` makes them (the floor reads "not 0").
-    Each full-size tensor is read by few operators (sums per pitch and per step first, then
-    small tensors): on one CPU thread the statistics of 16 windows cost about as much as the
-    steps encoder (docs/results.md). No weights; constant buffers only (not in the state dict).
+    Full-size tensors go through few operators (sums per pitch and per step first, then
+    small tensors); still, in ONNX Runtime on one CPU thread the statistics of 16 windows cost
+    more than the fast steps student itself (issue 26's measurement: p50 0.44 -> 1.25 ms for a
+    bar line of 16 windows). No weights; constant buffers only (not in the state dict).
     """
 
     names = FEATURE_NAMES
