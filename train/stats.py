@@ -51,16 +51,20 @@ def _sum(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1).sum(dim=1, keepdim=True)
 
 
-def longest_runs(n_steps: int) -> torch.Tensor:
-    """``[2 ** n_steps]``: the longest run of consecutive 1 bits of each number (float16:
-    exact for these small whole numbers, half the size in an exported graph)."""
+def run_table(n_steps: int) -> torch.Tensor:
+    """``[2 ** n_steps, 2]``: of each number's bits, the longest run of consecutive 1s and
+    how many 1s follow a 1 (float16: exact for these small whole numbers, half the size in
+    an exported graph)."""
     code = torch.arange(2**n_steps)
     length = torch.zeros_like(code)
     longest = torch.zeros_like(code)
     for k in range(n_steps):
         length = (length + 1) * ((code >> k) & 1)
         longest = torch.maximum(longest, length)
-    return longest.to(torch.float16)
+    pairs = torch.zeros_like(code)
+    for k in range(1, n_steps):
+        pairs += ((code >> k) & 1) * ((code >> (k - 1)) & 1)
+    return torch.stack([longest, pairs], dim=1).to(torch.float16)
 
 
 class WindowStats(nn.Module):
@@ -83,7 +87,7 @@ class WindowStats(nn.Module):
     not_last_step: torch.Tensor
     moments: torch.Tensor
     binary: torch.Tensor
-    longest: torch.Tensor
+    runs: torch.Tensor
     offbeat: torch.Tensor
     upto: torch.Tensor
     later: torch.Tensor
@@ -107,7 +111,7 @@ class WindowStats(nn.Module):
             "not_last_step": not_last,
             "moments": moments,  # [P, 1 + 12 + 11]: pitch, pitch-class and octave one-hots
             "binary": (2.0 ** step.float())[:, None],  # [T, 1]: a pitch's steps as bits
-            "longest": longest_runs(n_steps),  # [2 ** T]: the longest run of those bits
+            "runs": run_table(n_steps),  # [2 ** T, 2]: the runs of those bits
             "offbeat": (step % 2 == 1).float()[:, None],  # [T, 1]
             # upto[s, t] = 1 where s <= t: a product with it sums over the steps so far.
             "upto": (step[:, None] <= step[None, :]).float(),
@@ -127,14 +131,14 @@ class WindowStats(nn.Module):
         both = PART_AND_ENSEMBLE
         register = self._register(per_pitch[:, both], total[:, both])
         lines = self._lines(x[:, both], per_step[:, both])
-        held = self._held(x)
         stats: Stats = {}
         # [B, P]: the steps each pitch sounds, as the bits of a number (a 2-D matrix product:
         # ONNX Runtime's batched product with a vector is many times slower).
         part = x[:, SOUNDING]
         codes = (part.reshape(-1, self.n_steps) @ self.binary).reshape(part.shape[:2])
-        stats |= self._roll(codes, per_step[:, SOUNDING], total, held, register, lines)
-        stats |= self._onsets(per_step[:, ONSET], total, held)
+        runs = self.runs[codes.long()].to(x.dtype)  # [B, P, 2]: longest run, 1s after a 1
+        stats |= self._roll(runs, per_step[:, SOUNDING], total, register, lines)
+        stats |= self._onsets(per_step, total, stats["n_runs"])
         stats |= self._velocity(x[:, ONSET : VELOCITY + 1], total)
         stats |= self._ensemble(x, per_pitch[:, ENSEMBLE], total, register, lines)
         stats["drums_present"] = _at_most_one(total[:, DRUMS:])
@@ -174,38 +178,25 @@ class WindowStats(nn.Module):
         lowest = self.n_pitches - top[:, :, 1:]
         return torch.cat([_at_most_one(per_step)[:, :, None], lowest, top[:, :, :1]], dim=2)
 
-    def _held(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B x 3]``: the part's sounding cells and onsets where its pitch sounded the step
-        before, and its cells at the first step that are not onsets (carried in)."""
-        # Over each channel's cells in memory order (pitch-major), the cell before is the
-        # step before, but for a pitch's first step: ``last_step`` takes those pairs out.
-        flat = x[:, : ONSET + 1].flatten(2)  # [B, 2, P * T]
-        before = flat[:, :, 1:] * (flat[:, :1, :-1] * self.not_last_step)
-        first = x[:, SOUNDING, :, 0]
-        carried = _sum(first - first * x[:, ONSET, :, 0])
-        return torch.cat([before.sum(dim=2), carried], dim=1)
-
     # ------------------------------------------------------------------ the part's roll
 
     def _roll(
         self,
-        codes: torch.Tensor,
+        runs: torch.Tensor,
         poly: torch.Tensor,
         totals: torch.Tensor,
-        held: torch.Tensor,
         register: dict[str, torch.Tensor],
         lines: torch.Tensor,
     ) -> Stats:
         """:data:`train.baseline.FEATURE_NAMES` of the part's roll, from the steps each pitch
-        sounds as the bits of a number ``codes [B x P]``, its notes per step ``poly [B x T]``,
-        the channels' totals ``[B x 5]``, :meth:`_held`,
+        sounds, :func:`run_table`'s ``runs [B x P x 2]``, its notes per step ``poly [B x T]``,
+        the channels' totals ``[B x 5]``,
         :meth:`_register` and :meth:`_lines` (of the part and the ensemble)."""
         total = totals[:, SOUNDING : SOUNDING + 1]
         mine = {k: v[:, :1] for k, v in register.items() if k != "shares"}
         sounding = lines[:, 0, 0]
         steps = sounding.sum(dim=1, keepdim=True)
-        runs = total - held[:, :1]  # a cell starts a run unless its pitch sounded before
-        longest = self.longest[codes.long()].to(codes.dtype)  # [B, P]
+        n_runs = total - runs[..., 1].sum(dim=1, keepdim=True)  # cells that start a run
         return {
             "pitch_lowest": mine["lowest"],
             "pitch_highest": mine["highest"],
@@ -219,9 +210,9 @@ class WindowStats(nn.Module):
             "density": steps / self.n_steps,
             "cells_per_step": total / self.n_steps,
             "chord_fraction": _div((poly - 2.0).clamp(0.0, 1.0).sum(dim=1, keepdim=True), steps),
-            "run_length_mean": _div(total, runs),
-            "run_length_max": longest.amax(dim=1, keepdim=True),
-            "n_runs": runs,
+            "run_length_mean": _div(total, n_runs),
+            "run_length_max": runs[..., 0].amax(dim=1, keepdim=True),
+            "n_runs": n_runs,
             ("bass_motion", "top_motion"): self._motion(lines[:, 0, 1:], sounding),
         }
 
@@ -237,19 +228,29 @@ class WindowStats(nn.Module):
 
     # ------------------------------------------------------------------ onsets, velocity
 
-    def _onsets(self, per_step: torch.Tensor, total: torch.Tensor, held: torch.Tensor) -> Stats:
+    def _onsets(self, per_step: torch.Tensor, total: torch.Tensor, n_runs: torch.Tensor) -> Stats:
         """Onsets, their rate and timing, durations and the notes carried into the window,
-        from the onsets per step ``[B x T]``, the channels' totals ``[B x 5]`` and
-        :meth:`_held`."""
+        from every channel's notes per step ``[B x 5 x T]``, their totals ``[B x 5]`` and the
+        part's runs of sounding steps ``n_runs [B x 1]``.
+
+        Onsets sound, and a pitch that starts sounding after the first step has an onset
+        there (as :func:`live.inputs.window_inputs` makes them): so the pitches carried in
+        are those sounding at the first step without an onset, and the onsets on a pitch that
+        did not sound the step before are those at the first step and the runs starting later.
+        """
         n = total[:, ONSET : ONSET + 1]
+        first = per_step[:, :, :1]  # [B, 5, 1]: notes at the first step
+        carried = first[:, SOUNDING] - first[:, ONSET]
+        restruck = n - first[:, ONSET] - (n_runs - first[:, SOUNDING])
+        per_step = per_step[:, ONSET]
         return {
             "onsets": n,
             "onsets_per_step": n / self.n_steps,
             "onset_step_share": _at_most_one(per_step).sum(dim=1, keepdim=True) / self.n_steps,
-            "restruck_share": _div(held[:, 1:2], n),
+            "restruck_share": _div(restruck, n),
             "offbeat_share": _div(per_step @ self.offbeat, n),
             "steps_per_onset": _div(total[:, SOUNDING : SOUNDING + 1], n) * _at_most_one(n),
-            "carried_in": held[:, 2:],
+            "carried_in": carried,
         }
 
     def _velocity(self, x: torch.Tensor, total: torch.Tensor) -> Stats:
