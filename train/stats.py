@@ -72,12 +72,14 @@ class WindowStats(nn.Module):
     velocity 0-127, ensemble, drums) -> hand statistics ``Tensor[B x 66]``, columns and units
     as :data:`train.floor.FEATURE_NAMES`, over all ``T`` steps (see the module docstring).
 
-    The sounding, onset, ensemble and drum channels are 0/1 and the velocity is 0 where no
-    note starts, as :func:`live.inputs.window_inputs` makes them (the floor reads "not 0").
+    The input is as :func:`live.inputs.window_inputs` makes it: the sounding, onset, ensemble
+    and drum channels are 0/1 (the floor reads "not 0"), the velocity is 0 where no note
+    starts, onsets sound, and a pitch starts sounding only with an onset (:meth:`_onsets`).
     Full-size tensors go through few operators (sums per pitch and per step first, then
     small tensors); still, in ONNX Runtime on one CPU thread the statistics of 16 windows cost
-    more than the fast steps student itself (issue 26's measurement: p50 0.44 -> 1.25 ms for a
-    bar line of 16 windows). No weights; constant buffers only (not in the state dict).
+    about as much as the fast steps student itself (issue 26's measurement of a bar line of 16
+    windows, batch 16: p50 0.55 -> 1.05 ms, p99 0.8 -> 1.7 ms). No weights; constant buffers
+    only (not in the state dict).
     """
 
     names = FEATURE_NAMES
