@@ -13,32 +13,11 @@ import numpy.typing as npt
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from live.contract import WINDOW
+from train.features import N_OCTAVES, N_PITCH_CLASSES
+from train.features import ROLL_NAMES as FEATURE_NAMES
 
-N_PITCH_CLASSES = 12
-N_OCTAVES = 11  # MIDI pitches 0-127 span octaves 0-10 (pitch // 12)
 #: Windows processed per block: bounds the temporary arrays (~10 MB each) for any N.
 _CHUNK = 8192
-
-FEATURE_NAMES: list[str] = [
-    "pitch_lowest",  # lowest sounding MIDI pitch
-    "pitch_highest",  # highest sounding MIDI pitch
-    "pitch_mean",  # mean pitch of active cells (each cell = one pitch for one step)
-    "pitch_std",  # standard deviation of the pitch of active cells, semitones
-    "pitch_span",  # highest - lowest, semitones
-    "n_pitches",  # distinct pitches in the window
-    *[f"pitch_class_{k}" for k in range(N_PITCH_CLASSES)],  # share of active cells, C=0
-    *[f"octave_{k}" for k in range(N_OCTAVES)],  # share of active cells, pitch // 12
-    "polyphony_mean",  # notes per step, over steps with any note
-    "polyphony_max",  # most notes in one step
-    "density",  # share of valid steps with any note
-    "cells_per_step",  # active cells per valid step
-    "chord_fraction",  # share of steps with any note that have >= 3 notes
-    "run_length_mean",  # steps per run of one pitch (a duration proxy)
-    "run_length_max",  # longest run of one pitch, steps
-    "n_runs",  # runs of consecutive active steps over all pitches (an onset proxy)
-    "bass_motion",  # mean |interval| between lowest notes of consecutive sounding steps
-    "top_motion",  # mean |interval| between highest notes of consecutive sounding steps
-]
 
 
 def note_features(rolls: npt.ArrayLike, valid_steps: npt.ArrayLike) -> npt.NDArray[np.float32]:

@@ -112,6 +112,10 @@ class ModelConfig:
     #: Contract 2: the window encoder's widths (step embedding, convolutions, embedding) times
     #: this; 1 = the preset's.
     scale: int = since(1)
+    #: Contract 2: give the student the floor's hand statistics of each window beside its
+    #: embedding (train.stats; the window answer and the history read both). Off by default;
+    #: a model with it off is described, and fingerprinted, as before the option existed.
+    stats: bool = since(False)
 
     def __post_init__(self) -> None:
         _check(
@@ -136,6 +140,10 @@ class ModelConfig:
         _check(self.state >= 0, f"state must be >= 0, got {self.state}")
         _check(self.encoder in ("cnn", "steps"), f"encoder is cnn or steps, got {self.encoder!r}")
         _check(1 <= self.scale <= 8, f"scale must be 1 to 8, got {self.scale}")
+        _check(
+            not self.stats or self.contract != 1,
+            "model.stats reads the contract-2 channels: it needs model.contract=2",
+        )
 
 
 @dataclass(frozen=True)

@@ -25,47 +25,12 @@ from live.contracts import V2
 from live.inputs import DRUMS, ENSEMBLE, ONSET, SOUNDING, VELOCITY
 from live.taxonomy import N_CLASSES
 from train import history
-from train.baseline import FEATURE_NAMES as ROLL_NAMES
 from train.baseline import _safe_div, fit_baseline, note_features
+from train.features import INPUT_NAMES as FEATURE_NAMES
+from train.features import OCTAVES, ROLL_NAMES
 
 #: Windows per block: bounds the temporaries (a block of inputs is about 40 MB).
 _CHUNK = 4096
-#: Octave doubling: the ensemble sounds the part's pitch this many semitones up or down.
-OCTAVES = (12, 24)
-
-#: The window's own statistics, in column order. Pitches are MIDI numbers, velocities MIDI
-#: velocities (1-127), counts per window, "per step" per valid eighth-note step, shares in [0, 1].
-#: A statistic with nothing to measure (no onset, no ensemble) is 0, never NaN.
-FEATURE_NAMES: list[str] = [
-    *ROLL_NAMES,  # the part's sounding roll: register, pitch classes, octaves, texture, motion
-    "onsets",  # notes of the part starting in the window
-    "onsets_per_step",  # onsets / valid steps
-    "onset_step_share",  # share of valid steps with an onset
-    "restruck_share",  # share of onsets on a pitch that sounded in the step before
-    "offbeat_share",  # share of onsets on an off-beat eighth (odd step)
-    "steps_per_onset",  # sounding cells / onsets: a duration, in steps
-    "carried_in",  # pitches sounding at the first step that did not start there
-    "velocity_mean",  # over onsets
-    "velocity_max",
-    "velocity_min",
-    "velocity_std",
-    "ensemble_density",  # share of valid steps where another pitched part sounds
-    "ensemble_cells_per_step",  # the ensemble's sounding cells / valid steps
-    "ensemble_pitch_mean",  # mean pitch of the ensemble's cells
-    "ensemble_lowest",
-    "ensemble_highest",
-    "ensemble_below_lowest",  # share of ensemble cells below the part's lowest pitch
-    "ensemble_above_highest",  # share of ensemble cells above the part's highest pitch
-    "ensemble_below_mean",  # share of ensemble cells below the part's mean pitch
-    "pitch_mean_above_ensemble",  # the part's mean pitch - the ensemble's, semitones
-    "lowest_of_ensemble",  # share of steps both sound where the part's lowest note is lowest
-    "highest_of_ensemble",  # ... where the part's highest note is highest
-    "with_ensemble",  # share of the part's sounding steps where the ensemble sounds too
-    "unison_share",  # share of the part's cells the ensemble sounds at the same pitch
-    "octave_share",  # share of the part's cells the ensemble doubles 1 or 2 octaves away
-    "drums_present",  # 1 if a drum hit starts in the window
-    "drum_onsets_per_step",  # drum hits / valid steps
-]
 #: What the running answer reads: the window's own statistics, their mean over the part's
 #: windows so far (this one included), and how many windows that mean is over.
 RUNNING_NAMES: list[str] = [

@@ -39,6 +39,7 @@ from live.inputs import VELOCITY
 from live.taxonomy import N_CLASSES
 from train.batches import SparseWindows
 from train.config import PRESETS
+from train.stats import StatsInput
 
 #: dB value that the teacher's fixed input scaling maps to 0 (the log-mel floor: silence).
 DB_FLOOR = MEL.top_db_floor
@@ -118,6 +119,10 @@ class KdModel(nn.Module):
 
     #: The constructor arguments (JSON-able), recorded by every subclass's ``__init__``.
     kwargs: dict[str, Any]
+    #: Constructor arguments added after models of the class were described, with the value
+    #: that means "off": not recorded while off, so that the descriptions (and so the
+    #: fingerprints) of models that do not use them stay as they were.
+    added_later: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -138,7 +143,8 @@ class KdModel(nn.Module):
 def _recording(init: Callable[..., None]) -> Callable[..., None]:
     """``init`` that also records its arguments, defaults and ``**kwargs`` included, in
     ``self.kwargs`` (what :func:`describe` stores in a checkpoint): only for the class being
-    built, not for a base class's ``__init__`` reached through ``super()``."""
+    built, not for a base class's ``__init__`` reached through ``super()``; an argument of
+    ``added_later`` only when it is not off."""
     signature = inspect.signature(init)
 
     @functools.wraps(init)
@@ -152,7 +158,10 @@ def _recording(init: Callable[..., None]) -> Callable[..., None]:
         for name, value in list(bound.arguments.items())[1:]:
             kind = signature.parameters[name].kind
             recorded.update(value if kind is inspect.Parameter.VAR_KEYWORD else {name: value})
-        self.kwargs = {k: _jsonable(v) for k, v in recorded.items()}
+        off = type(self).added_later
+        self.kwargs = {
+            k: _jsonable(v) for k, v in recorded.items() if not (k in off and v == off[k])
+        }
 
     return wrapper
 
@@ -502,6 +511,9 @@ class PartStudent(KdModel):
     - a window encoder over them (``encoder``: ``"cnn"``, a :class:`StudentCNN`, or ``"steps"``,
       a :class:`StepCNN`; ``cnn`` are its arguments): the window's embedding and the *window
       answer*, as the paper's student gives it;
+    - with ``stats``, the floor's hand statistics of the whole input (all five channels,
+      whatever ``inputs`` says; :class:`train.stats.StatsInput`) beside the encoder's
+      embedding: the window answer and the history read both;
     - with ``state`` > 0, a :class:`GRUCell` over the part's successive window embeddings and a
       linear head on its state: the *running answer*, which has heard the part so far.
 
@@ -512,6 +524,7 @@ class PartStudent(KdModel):
     """
 
     contract = V2
+    added_later: ClassVar[dict[str, Any]] = {"stats": False}
 
     def __init__(
         self,
@@ -519,6 +532,7 @@ class PartStudent(KdModel):
         inputs: Sequence[int] = tuple(range(5)),
         state: int = 64,
         encoder: str = "cnn",
+        stats: bool = False,
         n_classes: int = N_CLASSES,
         **cnn: Any,
     ) -> None:
@@ -529,33 +543,50 @@ class PartStudent(KdModel):
             raise ValueError(f"encoder is cnn or steps, got {encoder!r}")
         self.window = encoders[encoder](in_channels=len(inputs), n_classes=n_classes, **cnn)
         self.embedding_dim = self.window.embedding_dim
+        self.statistics: StatsInput | None = None
+        if stats:
+            self.statistics = StatsInput()
+            self.embedding_dim += self.statistics.width
+            # The window answer reads the embedding and the statistics side by side.
+            self.window.classifier = nn.Linear(self.embedding_dim, n_classes)
         self.state_dim = state
         self.window_frozen = False
         if state:
             self.history = GRUCell(self.embedding_dim, state)
             self.part_head = nn.Linear(state, n_classes)
 
+    def _window_parts(self) -> list[nn.Module]:
+        """What makes the window embedding and answer: selection, encoder, statistics."""
+        return [self.select, self.window, *([self.statistics] if self.statistics else [])]
+
     def freeze_window(self) -> None:
         """Keep the window encoder and answer as they are (no gradients, batch norm on its
         running statistics), so that training moves the history alone."""
         self.window_frozen = True
-        for p in [*self.select.parameters(), *self.window.parameters()]:
-            p.requires_grad_(False)
+        for part in self._window_parts():
+            for p in part.parameters():
+                p.requires_grad_(False)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> PartStudent:
         super().train(mode)
         if self.window_frozen:
-            self.window.eval()
+            for part in self._window_parts():
+                part.eval()
         return self
 
     def embed(self, x: torch.Tensor | SparseWindows) -> torch.Tensor:
-        """Window embeddings of inputs ``[B x 5 x P x T]``, or of their cells (training)."""
+        """``Tensor[B x 5 x 128 x 16]``, or its cells (training), -> ``Tensor[B x
+        embedding_dim]``: the encoder's embedding, then (with ``stats``) the scaled
+        statistics."""
         if isinstance(x, SparseWindows):
-            if isinstance(self.window, StepCNN):
+            if isinstance(self.window, StepCNN) and self.statistics is None:
                 return self.window.embed_cells(*self.select.cells(x), n=len(x))
             x = x.dense()
-        return self.window.embed(self.select(x))
+        emb = self.window.embed(self.select(x))
+        if self.statistics is None:
+            return emb
+        return torch.cat([emb, self.statistics(x)], dim=1)
 
     def head(self, emb: torch.Tensor) -> torch.Tensor:
         return self.window.head(emb)
@@ -634,18 +665,19 @@ def build_part_student(
     state: int = 0,
     encoder: str = "cnn",
     scale: int = 1,
+    stats: bool = False,
 ) -> PartStudent:
     """A contract-2 :class:`PartStudent` of ``preset`` on the channels ``inputs`` of
-    ``[B, 5, 128, 16]``, with a state of ``state`` and a window ``encoder`` whose widths are
-    ``scale`` times the preset's (the paper's preset has none: its student is Table 1's,
-    contract 1)."""
+    ``[B, 5, 128, 16]``, with a state of ``state``, a window ``encoder`` whose widths are
+    ``scale`` times the preset's and, with ``stats``, the hand statistics beside its embedding
+    (the paper's preset has none: its student is Table 1's, contract 1)."""
     _check_preset(preset)
     if preset == "paper":
         raise ValueError("contract 2 needs the fast or tiny student: the paper's is Table 1")
     sizes = dict((_STUDENT_CNN if encoder == "cnn" else _STUDENT_STEPS)[preset])
     if scale != 1:
         sizes.update(_scaled(StudentCNN if encoder == "cnn" else StepCNN, sizes, scale))
-    return PartStudent(inputs=inputs, state=state, encoder=encoder, **sizes)
+    return PartStudent(inputs=inputs, state=state, encoder=encoder, stats=stats, **sizes)
 
 
 def _scaled(cls: type[KdModel], sizes: dict[str, Any], scale: int) -> dict[str, Any]:

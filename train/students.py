@@ -286,7 +286,12 @@ class NotesStudents(Students):
     @staticmethod
     def new_model(m: ModelConfig) -> KdModel:
         return build_part_student(
-            m.preset, inputs=m.inputs, state=m.state, encoder=m.encoder, scale=m.scale
+            m.preset,
+            inputs=m.inputs,
+            state=m.state,
+            encoder=m.encoder,
+            scale=m.scale,
+            stats=m.stats,
         )
 
     def __init__(self, data: Data, cfg: RunConfig) -> None:

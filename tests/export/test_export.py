@@ -159,15 +159,29 @@ def test_a_teacher_checkpoint_is_refused(tmp_path: Path) -> None:
         write_bundle(teacher, tmp_path / "b")
 
 
-@pytest.mark.parametrize("encoder", ["cnn", "steps"])
-@pytest.mark.parametrize("state", [0, 16])
+@pytest.mark.parametrize(
+    ("encoder", "state", "stats"),
+    [
+        ("cnn", 0, False),
+        ("steps", 0, False),
+        ("cnn", 16, False),
+        ("steps", 16, False),
+        ("steps", 16, True),  # the hand statistics beside the embedding (train.stats)
+    ],
+)
 def test_contract_2_students_export_with_their_state(
-    encoder: str, state: int, tmp_path: Path
+    encoder: str, state: int, stats: bool, tmp_path: Path
 ) -> None:
     """A contract-2 student: inputs [B,5,128,16] (and a state in and out) through the
-    gauntlet; live's Model gives PyTorch's window answer, running answer and state."""
+    gauntlet and the TensorRT pre-flight; live's Model gives PyTorch's window answer,
+    running answer and state."""
     ckpt = _checkpoint(
-        tmp_path / "kdic.pt", contract=2, inputs=(0, 1, 2, 3, 4), state=state, encoder=encoder
+        tmp_path / "kdic.pt",
+        contract=2,
+        inputs=(0, 1, 2, 3, 4),
+        state=state,
+        encoder=encoder,
+        stats=stats,
     )
     b, report = write_bundle(ckpt, tmp_path / "b")
     assert report["passed"] and (b.contract, b.state_size, b.input_shape) == (
@@ -175,6 +189,7 @@ def test_contract_2_students_export_with_their_state(
         state,
         (5, 128, 16),
     )
+    assert b.manifest["export"]["tensorrt_preflight"]["passed"]
     student = load_model(ckpt)
     x = random_inputs(40, V2, seed=4)
     model = Model(b.dir)
