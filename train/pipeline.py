@@ -30,19 +30,20 @@ import torch.distributed as dist
 
 from live.contract import CONTRACT_VERSION
 from live.taxonomy import CLASSES
-from train import checkpoints
+from train import checkpoints, stages
 from train.batches import MelSource, RollSource, labels_of
 from train.config import RunConfig, fingerprint, to_json
 from train.data import slakh
 from train.data.build import build
 from train.data.store import WindowStore
-from train.errors import CheckpointError, DataError
+from train.errors import DataError
 from train.evaluate import evaluate, soft_targets
 from train.files import atomic_write
 from train.loop import LoopState, Task, fit
 from train.models import KdModel, build_teacher, describe
 from train.progress import Reporter, Silent
 from train.splits import LookupTable, leakage, split_windows, train_share, window_keys
+from train.stages import barrier
 from train.steps import Index, LossFn, PredictFn, StepFn, ce_loss, kd_loss, predictor, window_step
 from train.students import (
     Data,
@@ -166,23 +167,9 @@ class Run:
 
     def current_or_build(self, name: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The stage file ``name`` if it exists and is current, else ``build()``'s result,
-        saved (atomically, by rank 0) with its fingerprint. A stage file that cannot be loaded
-        safely (an older kdlive's baseline.pt held a pickled model) is rebuilt."""
+        saved with its fingerprint (:func:`train.stages.current_or_build`)."""
         path, fp = self.dir / name, self.fingerprints[name]
-        if path.exists():
-            try:
-                blob = checkpoints.load(path)
-            except CheckpointError:
-                self.report.say(path.stem, f"{path} holds a pickled object: rebuilding it")
-                blob = {}
-            if blob.get("fingerprint") == fp:
-                self.report.say(path.stem, f"current: {path}")
-                return blob
-        blob = build() | {"fingerprint": fp}
-        if self.rank == 0:
-            checkpoints.save(blob, path)
-        _barrier()
-        return blob
+        return stages.current_or_build(path, fp, build, self.report, self.rank)
 
     # ------------------------------------------------------------------------- models
 
@@ -384,7 +371,7 @@ def load_data(cfg: RunConfig, report: Reporter, rank: int = 0) -> Data:
         report.say("data", f"building windows in {out}")
         notes = students_for(cfg.model.contract).needs_notes
         summary = build(cfg.data, report.progress, notes=notes)
-    _barrier()
+    barrier()
     if rank != 0:
         summary = json.loads((out / "summary.json").read_text())
     store = WindowStore(out / "windows")
@@ -434,8 +421,3 @@ def _init_distributed() -> None:
         dist.init_process_group(backend)
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
