@@ -30,7 +30,7 @@ import torch.distributed as dist
 
 from live.contract import CONTRACT_VERSION
 from live.taxonomy import CLASSES
-from train import checkpoints, stages
+from train import checkpoints, offline, stages
 from train.batches import MelSource, RollSource, labels_of
 from train.config import RunConfig, fingerprint, to_json
 from train.data import slakh
@@ -63,7 +63,8 @@ FLOOR_VERSION = 2
 def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
     """Each stage's file and what it depends on. The architecture's recipe is in it, so a
     changed model class retrains; NIC does not depend on the teacher, so another teacher keeps
-    it; KDIC depends on both."""
+    it; KDIC depends on both (on the teachers ``distill.teacher`` names: the audio teacher,
+    the offline notes teacher of :mod:`train.offline`, or both)."""
     teacher = fingerprint(
         "teacher",
         data_fp,
@@ -74,11 +75,21 @@ def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
         cfg.seed,
     )
     nic = fingerprint("nic", data_fp, describe(new_student(cfg)), cfg.student, cfg.seed)
+    notes = offline.fingerprints(cfg, data_fp)
+    teachers = {
+        "audio": (teacher,),
+        "notes": (notes["notes_teacher.pt"],),
+        "both": (teacher, notes["notes_teacher.pt"]),
+    }[cfg.distill.teacher]
+    distill = to_json(cfg.distill)
+    if cfg.distill.teacher == "audio":
+        del distill["teacher"]  # as before the field existed: today's runs stay current
     return {
         "teacher.pt": teacher,
         "teacher_outputs.pt": fingerprint("teacher outputs", teacher),
         "nic.pt": nic,
-        "kdic.pt": fingerprint("kdic", nic, teacher, cfg.distill),
+        "kdic.pt": fingerprint("kdic", nic, *teachers, distill),
+        **notes,
         "floor.pt": fingerprint(
             "floor",
             data_fp,
@@ -106,8 +117,11 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
 
     _init_distributed()
     run = Run(cfg, report or Silent())
-    teacher = run.teacher()
-    logits, taught = run.teacher_logits(teacher)
+    which = cfg.distill.teacher
+    teacher = run.teacher() if which != "notes" else None  # not needed: not trained
+    audio = run.teacher_logits(teacher) if teacher is not None else None
+    notes = run.notes_teacher_logits() if which != "audio" else None
+    logits, taught = offline.targets(which, audio, notes)
     nic = run.student("nic", ce_loss(cfg.student))
     kdic = run.student("kdic", kd_loss(logits, cfg.distill, run.device, taught))
     floor = run.floor()
@@ -117,11 +131,16 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
     students = run.students.windows
     audio_test, test = run.data.rolls.split["test"], students.split["test"]
     run.report.say("evaluate", f"{len(test)} test windows")
-    mels = predictor(run.mels(train=False), run.device)
-    models = {
-        "AIC": evaluate(run.data.rolls.labels[audio_test], mels(teacher, audio_test)),
+    models = {}
+    if teacher is not None:
+        mels = predictor(run.mels(train=False), run.device)
+        models["AIC"] = evaluate(run.data.rolls.labels[audio_test], mels(teacher, audio_test))
+    if notes is not None:
+        probs = torch.softmax(torch.from_numpy(notes[0]), dim=1).numpy()
+        models["notes teacher"] = run.evaluate(lambda idx: probs[idx])
+    models |= {
         "NIC": run.evaluate(nic),
-        "KDIC": run.evaluate(kdic),
+        "KDIC": run.evaluate(kdic) | offline.KDIC_TARGETS[which],
         "floor": run.evaluate(floor) | {"input": run.students.floor_input},
         "lookup": run.evaluate(lookup),
     }
@@ -133,6 +152,8 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
         targets = soft_targets(
             logits[train], students.labels[train], cfg.distill.temperature, confusions
         )
+        if which != "audio":
+            targets["teacher"] = offline.TEACHER_NAMES[which]
     write_report(
         run.dir,
         models=models,
@@ -214,6 +235,20 @@ class Run:
         heard = np.zeros(len(self.data.store), bool)
         heard[self.data.rolls.split["train"]] = True
         return self.students.teacher_targets(logits, heard)
+
+    def notes_teacher_logits(self) -> offline.Targets:
+        """The offline notes teacher trained on the students' windows, and its logits on
+        them: ``(logits [N, 8], heard [N])`` by student window
+        (:func:`train.offline.train_notes_teacher`)."""
+        return offline.train_notes_teacher(
+            self.students,
+            self.cfg,
+            self.dir,
+            self.device,
+            self.report,
+            data_fp=self.data.fingerprint,
+            rank=self.rank,
+        )
 
     def student(self, name: str, loss: LossFn) -> KdModel:
         """NIC (cross-entropy) or KDIC (distillation): the student on its contract's windows.
