@@ -193,13 +193,16 @@ class NotesTeacherConfig:
     :class:`train.models.StepCNN` window encoder over the five contract-2 channels (``width``,
     ``channels``, ``hidden``), a bidirectional GRU of ``state`` units each way over a part's
     successive windows, and its schedule (``optim``; ``optim.sequence`` windows per training
-    chunk, ``batch_size`` and ``samples_per_epoch`` counting windows)."""
+    chunk, ``batch_size`` and ``samples_per_epoch`` counting windows). ``ensemble``: each
+    window also hears the other parts of the song at the same bar (the mean of their window
+    embeddings), and trains on chunks of every part of the song over the same bars."""
 
     width: int = 96
     channels: tuple[int, ...] = (128,)
     hidden: int = 128
     state: int = 128
     dropout: float = 0.2
+    ensemble: bool = False
     optim: OptimConfig = field(default_factory=lambda: _fast_notes_teacher())
 
     def __post_init__(self) -> None:

@@ -555,13 +555,17 @@ class NotesTeacher(KdModel):
       0..1, as :class:`ChannelSelect` does): each window's embedding ``[D]`` (``hidden``);
     - a bidirectional GRU (``state`` units each way) over a part's successive window
       embeddings, and a linear head on both directions' states: every window's logits have
-      heard the whole sequence, before and after it.
+      heard the whole sequence, before and after it;
+    - with ``ensemble``, each window's GRU input also holds the mean embedding of the other
+      parts' windows at the same bar of the song (:meth:`context`): the whole arrangement.
 
     ``forward(x)``: each window ``Tensor[B x 5 x 128 x 16]`` alone -> logits ``[B x 8]``;
     ``forward(x, valid)``: sequences of successive windows (``valid`` bool ``[S x L]``, a
     prefix of each row; ``x`` the valid windows in row order) -> the logits of each valid
-    window ``[n x 8]``, in the same order. :meth:`embed_steps` embeds windows from their
-    stored nonzero cells (about 180 of 10,240), which skips the dense first layer's work.
+    window ``[n x 8]``, in the same order; with ``ensemble``, ``group`` (int64 ``[n]``, the
+    same number for windows of one song at one bar) says which windows sound together.
+    :meth:`embed_steps` embeds windows from their stored nonzero cells (about 180 of 10,240),
+    which skips the dense first layer's work.
     """
 
     def __init__(
@@ -572,6 +576,7 @@ class NotesTeacher(KdModel):
         hidden: int = 128,
         state: int = 128,
         dropout: float = 0.2,
+        ensemble: bool = False,
         n_classes: int = N_CLASSES,
     ) -> None:
         super().__init__()
@@ -580,10 +585,12 @@ class NotesTeacher(KdModel):
         self.window = StepCNN(
             in_channels=len(inputs), width=width, channels=channels, hidden=hidden
         )
+        self.window.classifier.requires_grad_(False)  # its own head, unused (DDP: no gradient)
         self.embedding_dim = hidden
         self.state_dim = state
         self.dropout = nn.Dropout(dropout)
-        self.gru = nn.GRU(hidden, state, batch_first=True, bidirectional=True)
+        self.ensemble = ensemble
+        self.gru = nn.GRU(hidden * (1 + ensemble), state, batch_first=True, bidirectional=True)
         self.classifier = nn.Linear(2 * state, n_classes)
         self.scale: torch.Tensor  # each input feature's scale (velocity 1/127)
         scale = self.select.scale.view(-1, 1).expand(len(inputs), V2.input_shape[1])
@@ -611,10 +618,25 @@ class NotesTeacher(KdModel):
         z = self.window.features[2:](z.view(-1, steps, z.shape[1]).transpose(1, 2))
         return self.window.project(torch.cat([z.mean(dim=2), z.amax(dim=2)], dim=1))
 
-    def sequences(self, emb: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def context(emb: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """``[n x hidden]``: for each window, the mean embedding of the other windows of its
+        ``group`` (int64 ``[n]``: the song's parts at one bar), zeros where it has none."""
+        sums = emb.new_zeros(int(group.max()) + 1 if len(group) else 0, emb.shape[1])
+        sums = sums.index_add(0, group, emb)
+        others = torch.bincount(group, minlength=len(sums))[group] - 1
+        return (sums[group] - emb) / others.clamp(min=1).unsqueeze(1).to(emb.dtype)
+
+    def sequences(
+        self, emb: torch.Tensor, valid: torch.Tensor, group: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Embeddings of the valid windows ``[n x hidden]`` (row order of ``valid``, bool
         ``[S x L]``, each row a prefix) -> their logits ``[n x 8]``, each having heard its
-        whole row."""
+        whole row (and, with ``ensemble``, the windows of its ``group``)."""
+        if self.ensemble:
+            if group is None:
+                raise ValueError("a NotesTeacher with ensemble=True needs each window's group")
+            emb = torch.cat([emb, self.context(emb, group)], dim=1)
         grid = emb.new_zeros(*valid.shape, emb.shape[1])
         grid[valid] = self.dropout(emb)
         lengths = valid.sum(dim=1).cpu()
@@ -629,11 +651,15 @@ class NotesTeacher(KdModel):
 
     def head(self, emb: torch.Tensor) -> torch.Tensor:
         """Embeddings ``[B x hidden]`` -> logits ``[B x 8]``, each window alone."""
-        return self.sequences(emb, torch.ones(len(emb), 1, dtype=torch.bool, device=emb.device))
+        alone = torch.arange(len(emb), device=emb.device)
+        valid = torch.ones(len(emb), 1, dtype=torch.bool, device=emb.device)
+        return self.sequences(emb, valid, alone)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, valid: torch.Tensor | None = None, group: torch.Tensor | None = None
+    ) -> torch.Tensor:
         emb = self.embed(x)
-        return self.head(emb) if valid is None else self.sequences(emb, valid)
+        return self.head(emb) if valid is None else self.sequences(emb, valid, group)
 
 
 # --------------------------------------------------------------------------- factories

@@ -60,7 +60,12 @@ def new_notes_teacher(cfg: RunConfig) -> NotesTeacher:
     """An untrained notes teacher as ``cfg.notes_teacher`` sizes it."""
     t = cfg.notes_teacher
     return NotesTeacher(
-        width=t.width, channels=t.channels, hidden=t.hidden, state=t.state, dropout=t.dropout
+        width=t.width,
+        channels=t.channels,
+        hidden=t.hidden,
+        state=t.state,
+        dropout=t.dropout,
+        ensemble=t.ensemble,
     )
 
 
@@ -81,53 +86,94 @@ def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Parts:
-    """Some windows of a notes store (``windows``) in segment order: ``order`` (store
-    indices, by segment then position), each one's ``segment`` and ``position``, and
+    """Some windows of a notes store in segment order: ``order`` (store indices, by song,
+    part, bar), each one's ``segment``, ``position`` in it, ``song`` and ``bar``, and
     ``rank`` ``[len(store)]``, each store window's place in ``order`` (-1: not among them).
     Segments are made of these windows alone, so a chunk never leaves them."""
 
     order: Index
     segment: Index
     position: Index
+    song: Index
+    bar: Index
     rank: Index
 
     @classmethod
     def of(cls, store: NotesStore, windows: Index) -> Parts:
         windows = np.asarray(windows, np.int64)
-        cols = (store.index[k][windows] for k in ("song", "part", "bar"))
-        order, segment, position = order_segments(*cols)
+        song, part, bar = (
+            store.index[k][windows].astype(np.int64) for k in ("song", "part", "bar")
+        )
+        order, segment, position = order_segments(song, part, bar)
         rank = np.full(len(store), -1, np.int64)
         rank[windows[order]] = np.arange(len(order))
-        return cls(windows[order], segment, position, rank)
+        return cls(windows[order], segment, position, song[order], bar[order], rank)
 
     def chunks(self, windows: Index, length: int, back: Index) -> tuple[Index, npt.NDArray]:
         """``(idx [B, length], valid [B, length])``: chunks of successive windows of a
         segment, each of ``windows`` at place ``back`` (or its own position, if less) in its
         chunk; a chunk ends with its segment (the rest padded and marked invalid)."""
-        at = self.rank[windows]
-        if np.any(at < 0):
-            raise ValueError("chunks of windows that are not among the Parts' windows")
+        at = self._ranks(windows)
         start = at - np.minimum(back, self.position[at])
         ranks = start[:, None] + np.arange(length)
         inside = np.minimum(ranks, len(self.order) - 1)
         valid = (ranks < len(self.order)) & (self.segment[inside] == self.segment[start, None])
         return self.order[np.where(valid, inside, start[:, None])], valid
 
+    def around(self, idx: Index, valid: npt.NDArray) -> Index:
+        """Every window (sorted, once) of the song of each chunk (``idx``, ``valid`` as
+        :meth:`chunks` gives them) at the bars it spans: all the parts over those bars."""
+        first, last = (
+            self._ranks(idx[:, 0]),
+            self._ranks(idx[np.arange(len(idx)), valid.sum(1) - 1]),
+        )
+        by_bar = np.lexsort((self.bar, self.song))  # places in order, by song then bar
+        key = self.song[by_bar] * _BARS + self.bar[by_bar]
+        lo = np.searchsorted(key, self.song[first] * _BARS + self.bar[first], side="left")
+        hi = np.searchsorted(key, self.song[last] * _BARS + self.bar[last], side="right")
+        counts = hi - lo
+        at = np.repeat(lo - np.r_[0, np.cumsum(counts)[:-1]], counts) + np.arange(counts.sum())
+        return np.unique(self.order[by_bar[at]])
+
+    def grid(self, windows: Index) -> tuple[Index, npt.NDArray]:
+        """Distinct windows as sequences: ``(windows in row order, valid [S, L])``, a row per
+        run of successive windows of one segment."""
+        at = np.sort(self._ranks(windows))
+        new = np.r_[True, (np.diff(at) != 1) | (np.diff(self.segment[at]) != 0)]
+        row = np.cumsum(new) - 1
+        lengths = np.bincount(row)
+        return self.order[at], np.arange(lengths.max(initial=0)) < lengths[:, None]
+
+    def groups(self, windows: Index) -> Index:
+        """Which of ``windows`` sound together: one number per song and bar, from 0."""
+        at = self._ranks(windows)
+        return np.unique(self.song[at] * _BARS + self.bar[at], return_inverse=True)[1]
+
     def runs(self, most: int = 8 * EMBED_BATCH) -> list[tuple[int, int, npt.NDArray]]:
-        """Whole segments, a run of them at a time of at most ``most`` windows (or one
-        segment): ``(a, b, valid [S, L])`` for ``order[a:b]``, a row per segment."""
+        """Whole songs, a run of them at a time of at most ``most`` windows (or one song):
+        ``(a, b, valid [S, L])`` for ``order[a:b]``, a row per segment."""
         bounds = np.r_[0, np.flatnonzero(np.diff(self.segment)) + 1, len(self.order)]
+        songs = np.r_[0, np.flatnonzero(np.diff(self.song)) + 1, len(self.order)]
         cuts = [0]
-        for lo, hi in zip(bounds[1:-1].tolist(), bounds[2:].tolist(), strict=True):
-            if hi - cuts[-1] > most:  # the segment [lo, hi) starts the next run
+        for lo, hi in zip(songs[1:-1].tolist(), songs[2:].tolist(), strict=True):
+            if hi - cuts[-1] > most:  # the song [lo, hi) starts the next run
                 cuts.append(lo)
         cuts.append(len(self.order))
         out = []
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-            inside = bounds[(bounds >= a) & (bounds <= b)]
-            lengths = np.diff(inside)
+            lengths = np.diff(bounds[(bounds >= a) & (bounds <= b)])
             out.append((a, b, np.arange(lengths.max()) < lengths[:, None]))
         return out
+
+    def _ranks(self, windows: Index) -> Index:
+        at = self.rank[windows]
+        if np.any(at < 0):
+            raise ValueError("windows that are not among the Parts' windows")
+        return at
+
+
+#: Bars a song may have, and more (a key of song and bar is ``song * _BARS + bar``).
+_BARS = 1 << 24
 
 
 def step_bags(
@@ -161,22 +207,37 @@ def embed(model: NotesTeacher, store: NotesStore, idx: Index, device: torch.devi
 # ----------------------------------------------------------------------- train and infer
 
 
-def chunk_step(store: NotesStore, parts: Parts, length: int, device: torch.device) -> StepFn:
+def chunk_step(
+    store: NotesStore, parts: Parts, length: int, device: torch.device, *, ensemble: bool = False
+) -> StepFn:
     """Each drawn window in a chunk of up to ``length`` successive windows of its segment, at
     a random place in it (so it is heard with some past and some future): the cross-entropy
-    of the teacher's logits at every window of the chunks (a part keeps its label)."""
+    of the teacher's logits at every window of the chunks (a part keeps its label).
+
+    With ``ensemble``, the chunks of every other part of the song over the same bars too (a
+    window hears the others at its bar), each of their windows weighted by the inverse of its
+    class's share of ``parts``' windows (mean weight 1): the drawn chunks are class-balanced,
+    the other parts are as the songs have them."""
     labels = store.labels
+    counts = np.bincount(labels[parts.order], minlength=N_CLASSES)
+    balance = len(parts.order) / (N_CLASSES * np.maximum(counts, 1))
 
     def step(model: torch.nn.Module, idx: Index) -> dict[str, torch.Tensor]:
         assert isinstance(model, NotesTeacher)
         back = torch.randint(0, length, (len(idx),)).numpy()  # seeded per step by the loop
         grid, valid = parts.chunks(idx, length, back)
-        windows = grid[valid]
-        logits = model.sequences(
-            embed(model, store, windows, device), torch.from_numpy(valid).to(device)
-        )
-        ce = F.cross_entropy(logits, torch.from_numpy(labels[windows]).to(device))
-        return {"loss": ce, "task/ce": ce}
+        windows, weight, group = grid[valid], np.ones(int(valid.sum())), None
+        if ensemble:
+            drawn = grid[valid]
+            windows, valid = parts.grid(parts.around(grid, valid))
+            weight = np.where(np.isin(windows, drawn), 1.0, balance[labels[windows]])
+            group = torch.from_numpy(parts.groups(windows)).to(device)
+        emb = embed(model, store, windows, device)
+        logits = model.sequences(emb, torch.from_numpy(valid).to(device), group)
+        y = torch.from_numpy(labels[windows]).to(device)
+        ce = F.cross_entropy(logits, y, reduction="none")
+        w = torch.from_numpy(weight).to(ce)
+        return {"loss": (ce * w).sum() / w.sum(), "task/ce": ce.mean()}
 
     return step
 
@@ -186,13 +247,16 @@ def teacher_logits(
     model: NotesTeacher, store: NotesStore, idx: Index, device: torch.device
 ) -> npt.NDArray[np.float32]:
     """Logits ``[len(idx), 8]`` of the windows ``idx``, in ``idx``'s order, each window run
-    with the whole of its segment among ``idx`` (give whole parts)."""
+    with the whole of its segment among ``idx`` (give whole songs: with ``ensemble`` a window
+    also hears the other parts among ``idx`` at its bar)."""
     model.eval()
     parts = Parts.of(store, idx)
     out = np.zeros((len(idx), N_CLASSES), np.float32)  # in parts.order
     for a, b, valid in parts.runs():
-        emb = embed(model, store, parts.order[a:b], device)
-        out[a:b] = model.sequences(emb, torch.from_numpy(valid).to(device)).float().cpu()
+        windows = parts.order[a:b]
+        group = torch.from_numpy(parts.groups(windows)).to(device)
+        emb = embed(model, store, windows, device)
+        out[a:b] = model.sequences(emb, torch.from_numpy(valid).to(device), group).float().cpu()
     return out[parts.rank[idx]]
 
 
@@ -271,9 +335,14 @@ def _fit(
 ) -> tuple[NotesTeacher, LoopState]:
     """Train a new notes teacher through the generic loop (its state file named after the
     stage's fingerprint, so only the same stage resumes from it)."""
-    notes, windows, optim = students.notes, students.windows, cfg.notes_teacher.optim
+    notes, windows, ensemble = students.notes, students.windows, cfg.notes_teacher.ensemble
+    optim, length = cfg.notes_teacher.optim, cfg.notes_teacher.optim.sequence
     train, val = windows.split["train"], students.validation()
-    per = optim.sequence  # examples are chunks: the batch and the epoch still count windows
+    parts = Parts.of(notes, train)
+    # Examples are chunks (with the ensemble, chunks of every part of a song at once: as many
+    # as a bar has parts, on average): the batch and the epoch still count windows.
+    fanout = len(train) / (int(parts.groups(train).max(initial=-1)) + 1) if ensemble else 1
+    per = max(1, round(length * fanout))
     optim = replace(
         optim,
         batch_size=max(1, optim.batch_size // per),
@@ -281,7 +350,7 @@ def _fit(
     )
     task = Task(
         name="notes teacher",
-        step=chunk_step(notes, Parts.of(notes, train), per, device),
+        step=chunk_step(notes, parts, length, device, ensemble=ensemble),
         predict=predictor(notes, device),
         train_labels=windows.labels[train],
         train_index=train,

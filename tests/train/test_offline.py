@@ -79,7 +79,7 @@ def test_the_sparse_embedding_is_the_dense_one(notes_dir: Path) -> None:
     torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-6)
 
 
-def test_chunks_stay_in_a_segment_and_runs_cover_whole_segments(notes_dir: Path) -> None:
+def test_chunks_stay_in_a_segment_and_runs_cover_whole_songs(notes_dir: Path) -> None:
     notes = NotesStore(notes_dir / "notes")
     train = notes.split("train")
     parts = Parts.of(notes, train)
@@ -94,8 +94,9 @@ def test_chunks_stay_in_a_segment_and_runs_cover_whole_segments(notes_dir: Path)
     assert runs[0][0] == 0 and runs[-1][1] == len(train)
     for (a, b, ok), nxt in zip(runs, [*runs[1:], None], strict=True):
         assert ok.sum() == b - a and (nxt is None or nxt[0] == b)
-        assert b - a <= 10 or len(ok) == 1  # longer only for one segment
-        assert parts.position[a] == 0 and (b == len(train) or parts.position[b] == 0)
+        assert b - a <= 10 or len(set(parts.song[a:b])) == 1  # longer only for one song
+        assert a == 0 or parts.song[a] != parts.song[a - 1]  # whole songs
+        assert b == len(train) or parts.song[b] != parts.song[b - 1]
 
 
 def test_the_teacher_hears_a_part_after_each_window_the_student_does_not() -> None:
@@ -113,6 +114,52 @@ def test_the_teacher_hears_a_part_after_each_window_the_student_does_not() -> No
         (_, sa), (_, sb) = student(x, valid), student(later, valid)
     assert not torch.allclose(a[0], b[0]) and torch.equal(a[5], b[5])  # row 1 alone: same
     assert torch.equal(sa[:4], sb[:4]) and not torch.allclose(sa[4], sb[4])
+
+
+def test_the_ensemble_teacher_hears_the_other_parts_at_the_same_bar() -> None:
+    torch.manual_seed(0)
+    emb = torch.randn(5, 3)
+    group = torch.tensor([0, 0, 1, 0, 2])
+    ctx = NotesTeacher.context(emb, group)
+    torch.testing.assert_close(ctx[0], (emb[1] + emb[3]) / 2)
+    assert torch.equal(ctx[2], torch.zeros(3)) and torch.equal(ctx[4], torch.zeros(3))
+    teacher = NotesTeacher(width=8, channels=(8,), hidden=8, state=4, ensemble=True).eval()
+    x = (torch.rand(4, 5, 128, 16) < 0.05).float()
+    other = x.clone()
+    other[3] = (torch.rand(5, 128, 16) < 0.2).float()  # the second part's second window
+    valid = torch.tensor([[True, True], [True, True]])
+    with torch.no_grad():
+        a = teacher(x, valid, torch.tensor([0, 1, 0, 1]))
+        b = teacher(other, valid, torch.tensor([0, 1, 0, 1]))
+        c = teacher(other, valid, torch.tensor([0, 1, 2, 3]))  # heard apart
+        d = teacher(x, valid, torch.tensor([0, 1, 2, 3]))
+    assert not torch.allclose(a[1], b[1])  # the first part at bar 2 hears the change
+    torch.testing.assert_close(c[:2], d[:2])  # not when the parts are not together
+    with pytest.raises(ValueError, match="group"):
+        teacher(x, valid)
+
+
+def test_a_chunk_of_every_part_over_the_drawn_bars(notes_dir: Path) -> None:
+    notes = NotesStore(notes_dir / "notes")
+    train = notes.split("train")
+    parts = Parts.of(notes, train)
+    grid, valid = parts.chunks(train[:7], 3, np.zeros(7, np.int64))
+    around = parts.around(grid, valid)
+    song, bar = notes.index["song"], notes.index["bar"]
+    want = set()
+    for row, ok in zip(grid, valid, strict=True):
+        w = row[ok]
+        lo, hi = bar[w].min(), bar[w].max()
+        want |= {int(i) for i in train if song[i] == song[w[0]] and lo <= bar[i] <= hi}
+    assert set(around.tolist()) == want and len(set(notes.index["part"][around])) > 1
+    windows, ok = parts.grid(around)
+    assert sorted(windows.tolist()) == sorted(want) and ok.sum() == len(windows)
+    rows = np.split(windows, np.cumsum(ok.sum(1))[:-1])
+    for w in rows:  # a row: successive windows of one part
+        assert len(set(notes.index["part"][w])) == 1 and np.all(np.diff(bar[w]) > 0)
+    group = parts.groups(windows)
+    key = song[windows].astype(np.int64) * 10_000 + bar[windows]
+    assert np.array_equal(group, np.unique(key, return_inverse=True)[1])
 
 
 def test_logits_of_a_store_run_over_whole_segments(notes_dir: Path) -> None:
@@ -160,6 +207,17 @@ def test_train_notes_teacher_keeps_its_stages_and_resumes(notes_dir: Path, tmp_p
     said = Said()
     train_notes_teacher(students, longer, tmp_path / "a", CPU, said)
     assert not any("current" in s for s in said.lines)
+
+
+def test_the_ensemble_teacher_trains_on_every_part(notes_dir: Path, tmp_path: Path) -> None:
+    # 42 steps: OneCycleLR divides by zero at exactly 10 (its warm-up ends at step 0)
+    students = students_of(
+        notes_dir, "notes_teacher.ensemble=true", "notes_teacher.optim.samples_per_epoch=256"
+    )
+    logits, heard = train_notes_teacher(students, students.cfg, tmp_path, CPU, Said())
+    blob = torch.load(tmp_path / "notes_teacher.pt", weights_only=False)
+    assert blob["description"]["kwargs"]["ensemble"] is True
+    assert np.all(logits[heard] != 0) and len(blob["history"]) == 2
 
 
 def test_the_audio_teacher_keeps_every_fingerprint() -> None:
