@@ -177,6 +177,10 @@ class DistillConfig:
     #: not trained; ``both``, where the audio teacher heard the window the mean of the two
     #: teachers' log-probabilities (``train.offline.combine``), the notes teacher's elsewhere.
     teacher: str = "audio"
+    #: Distil the running answer too: the history phase of a student with a state (KDIC's)
+    #: learns from the teacher's targets at every window of its chunks, as its window answer
+    #: does; off, it learns from the labels (the part's instrument).
+    history: bool = False
 
     def __post_init__(self) -> None:
         _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")

@@ -56,6 +56,9 @@ from train.students import (
 )
 
 Answers = Callable[[Index], npt.NDArray[np.float32]]
+#: Distillation settings added after runs were made, with their defaults (which are left out
+#: of KDIC's fingerprint, so that those runs stay current).
+NEW_DISTILL: dict[str, Any] = {"teacher": "audio", "history": False}
 #: Bumped when the floor's features or fit change: its stage file is then refitted.
 FLOOR_VERSION = 2
 
@@ -81,9 +84,10 @@ def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
         "notes": (notes["notes_teacher.pt"],),
         "both": (teacher, notes["notes_teacher.pt"]),
     }[cfg.distill.teacher]
-    distill = to_json(cfg.distill)
-    if cfg.distill.teacher == "audio":
-        del distill["teacher"]  # as before the field existed: today's runs stay current
+    # Fields added since, at their defaults, left out: today's runs stay current.
+    distill = {
+        k: v for k, v in to_json(cfg.distill).items() if k not in NEW_DISTILL or NEW_DISTILL[k] != v
+    }
     return {
         "teacher.pt": teacher,
         "teacher_outputs.pt": fingerprint("teacher outputs", teacher),
@@ -123,7 +127,8 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
     notes = run.notes_teacher_logits() if which != "audio" else None
     logits, taught = offline.targets(which, audio, notes)
     nic = run.student("nic", ce_loss(cfg.student))
-    kdic = run.student("kdic", kd_loss(logits, cfg.distill, run.device, taught))
+    kd = kd_loss(logits, cfg.distill, run.device, taught)
+    kdic = run.student("kdic", kd, history=kd if cfg.distill.history else None)
     floor = run.floor()
     if run.rank != 0:
         return {}
@@ -250,10 +255,11 @@ class Run:
             rank=self.rank,
         )
 
-    def student(self, name: str, loss: LossFn) -> KdModel:
+    def student(self, name: str, loss: LossFn, *, history: LossFn | None = None) -> KdModel:
         """NIC (cross-entropy) or KDIC (distillation): the student on its contract's windows.
         Its window answer first; then, for a student with a history, the phase that teaches it
-        (:meth:`train.students.Students.start_history`)."""
+        (:meth:`train.students.Students.start_history`), by ``history`` (default: the running
+        answer's cross-entropy)."""
         windows, device = self.students.windows, self.device
 
         def train() -> dict[str, Any]:
@@ -262,7 +268,7 @@ class Run:
             predict = predictor(windows.source, device)
             model, state = self._fit(model, name, windows, step, predict)
             histories = state.history
-            phase = self.students.start_history(model, device)
+            phase = self.students.start_history(model, device, history)
             if phase is not None:
                 model, state = self._fit(
                     model, name, windows, phase.step, phase.predict, phase=phase

@@ -18,6 +18,7 @@ from train.data.notes import NotesStore, build_notes
 from train.models import NotesTeacher, PartStudent
 from train.offline import Parts, combine, log_probs, step_bags, teacher_logits, train_notes_teacher
 from train.pipeline import fingerprints
+from train.steps import kd_loss
 from train.students import Data, NotesStudents
 
 CPU = torch.device("cpu")
@@ -234,16 +235,37 @@ def test_the_audio_teacher_keeps_every_fingerprint() -> None:
         assert tuple(got[n] for n in names) == fps, preset
     base = fingerprints(preset_config("tiny"), "data")
     kdic = {base["kdic.pt"]}
-    for which in ("notes", "both"):
-        got = fingerprints(override(preset_config("tiny"), [f"distill.teacher={which}"]), "data")
+    for setting in ("distill.teacher=notes", "distill.teacher=both", "distill.history=true"):
+        got = fingerprints(override(preset_config("tiny"), [setting]), "data")
         assert {k for k in got if got[k] != base[k]} == {"kdic.pt"}
         kdic.add(got["kdic.pt"])
-    assert len(kdic) == 3
+    assert len(kdic) == 4
     sized = fingerprints(override(preset_config("tiny"), ["notes_teacher.state=16"]), "data")
     assert {k for k in sized if sized[k] != base[k]} == {
         "notes_teacher.pt",
         "notes_teacher_outputs.pt",
     }
+
+
+def test_distill_history_teaches_the_running_answer_from_the_teacher(
+    notes_dir: Path, tmp_path: Path
+) -> None:
+    """distill.history: the history phase of KDIC learns from the teacher's targets (its
+    running answer's KL to them), not from the labels."""
+    students = students_of(notes_dir, "distill.teacher=notes", "distill.history=true")
+    cfg = students.cfg
+    logits, heard = train_notes_teacher(students, cfg, tmp_path, CPU, Said())
+    train = students.windows.split["train"][:4]
+    model = students.new_model(cfg.model)
+    plain = students.start_history(model, CPU)
+    taught = students.start_history(model, CPU, kd_loss(logits, cfg.distill, CPU, heard))
+    assert plain is not None and taught is not None
+    torch.manual_seed(0)
+    assert set(plain.step(model, train)) == {"loss", "part/ce"}
+    torch.manual_seed(0)
+    named = taught.step(model, train)
+    assert set(named) == {"loss", "task/ce", "kd/soft"}
+    torch.testing.assert_close(named["loss"], named["kd/soft"])  # alpha 0: the soft targets alone
 
 
 def test_both_teachers_multiply_where_both_heard() -> None:
