@@ -199,11 +199,11 @@ class DistillConfig:
     #: the whole part, past and future, on every training window), and the audio teacher is
     #: not trained; ``both``, where the audio teacher heard the window the mean of the two
     #: teachers' log-probabilities (``train.offline.combine``), the notes teacher's elsewhere.
-    teacher: str = "audio"
+    teacher: str = since("audio")
     #: Distil the running answer too: the history phase of a student with a state (KDIC's)
     #: learns from the teacher's targets at every window of its chunks, as its window answer
     #: does; off, it learns from the labels (the part's instrument).
-    history: bool = False
+    history: bool = since(False)
 
     def __post_init__(self) -> None:
         _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")

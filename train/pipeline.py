@@ -56,9 +56,6 @@ from train.students import (
 )
 
 Answers = Callable[[Index], npt.NDArray[np.float32]]
-#: Distillation settings added after runs were made, with their defaults (which are left out
-#: of KDIC's fingerprint, so that those runs stay current).
-NEW_DISTILL: dict[str, Any] = {"teacher": "audio", "history": False}
 #: Bumped when the floor's features or fit change: its stage file is then refitted.
 FLOOR_VERSION = 2
 
@@ -84,15 +81,11 @@ def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
         "notes": (notes["notes_teacher.pt"],),
         "both": (teacher, notes["notes_teacher.pt"]),
     }[cfg.distill.teacher]
-    # Fields added since, at their defaults, left out: today's runs stay current.
-    distill = {
-        k: v for k, v in to_json(cfg.distill).items() if k not in NEW_DISTILL or NEW_DISTILL[k] != v
-    }
     return {
         "teacher.pt": teacher,
         "teacher_outputs.pt": fingerprint("teacher outputs", teacher),
         "nic.pt": nic,
-        "kdic.pt": fingerprint("kdic", nic, *teachers, distill),
+        "kdic.pt": fingerprint("kdic", nic, *teachers, cfg.distill),
         **notes,
         "floor.pt": fingerprint(
             "floor",

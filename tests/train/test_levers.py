@@ -82,7 +82,7 @@ def test_new_fields_at_their_default_leave_the_fingerprint_alone() -> None:
         if f.metadata.get("omit_default")
     )
     assert {"transpose", "scale", "stats"} <= set(new)
-    for part in (cfg, cfg.student, cfg.model):
+    for part in (cfg.student, cfg.teacher, cfg.model, cfg.distill):
         assert fingerprint(part) == fingerprint(_without(to_json(part), new))
     assert fingerprint(cfg.student) != fingerprint(replace(cfg.student, transpose=2))
     assert fingerprint(cfg.model) != fingerprint(replace(cfg.model, scale=2))
