@@ -63,6 +63,9 @@ VARIANTS = {
     # A budget that sees the training windows: 30 epochs of 131,072 windows (3.9 M draws,
     # about one pass over the 3.7 M training windows; the shipped recipe draws 330 k).
     "budget": ["student.epochs=30", "student.samples_per_epoch=131072", "student.patience=30"],
+    # Where the budget's validation peaked (about 800 k draws), annealed there: 20 epochs of
+    # 40,960 windows.
+    "long": ["student.epochs=20", "student.samples_per_epoch=40960"],
     "transpose": ["student.transpose=3"],
     "wide": ["model.scale=2"],
     "stats": ["model.stats=true"],

@@ -95,8 +95,9 @@ def history_step(
 
     def step(model: torch.nn.Module, idx: npt.NDArray[np.int64]) -> dict[str, torch.Tensor]:
         grid, valid = chunks(idx, nxt, length)
-        x, y = (t.to(device) for t in source(grid[valid]))
-        _, part = model(x, torch.from_numpy(valid).to(device))  # one forward (for DDP)
+        x, y = source(grid[valid])
+        y = y.to(device)
+        _, part = model(x.to(device), torch.from_numpy(valid).to(device))  # one forward (DDP)
         if loss is not None:
             return loss(part, y, grid[valid])
         ce = F.cross_entropy(part, y)

@@ -17,11 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from live.taxonomy import N_CLASSES
+from train.batches import SparseWindows
 from train.config import DistillConfig, OptimConfig
 
 Index = npt.NDArray[np.int64]
-#: ``source(idx) -> (x, y)``: a batch of inputs and labels for store indices ``idx``.
-Source = Callable[[Index], tuple[torch.Tensor, torch.Tensor]]
+#: ``source(idx) -> (x, y)``: a batch of inputs (a tensor, or a contract-2 student's cells)
+#: and labels for store indices ``idx``.
+Source = Callable[[Index], tuple[torch.Tensor | SparseWindows, torch.Tensor]]
 #: ``loss(logits, y, idx) -> {"loss": total, "task/ce": ..., ...}``.
 LossFn = Callable[[torch.Tensor, torch.Tensor, Index], dict[str, torch.Tensor]]
 #: ``step(model, idx) -> {"loss": total, ...}``: named losses of one batch.
@@ -72,8 +74,8 @@ def window_step(source: Source, loss: LossFn, device: torch.device) -> StepFn:
     """A batch of windows: ``loss`` of the model's logits."""
 
     def step(model: nn.Module, idx: Index) -> dict[str, torch.Tensor]:
-        x, y = (t.to(device) for t in source(idx))
-        return loss(model(x), y, idx)
+        x, y = source(idx)
+        return loss(model(x.to(device)), y.to(device), idx)
 
     return step
 
