@@ -651,7 +651,7 @@ class NotesTeacher(KdModel):
     prefix of each row; ``x`` the valid windows in row order) -> the logits of each valid
     window ``[n x 8]``, in the same order; with ``ensemble``, ``group`` (int64 ``[n]``, the
     same number for windows of one song at one bar) says which windows sound together.
-    :meth:`embed_steps` embeds windows from their stored nonzero cells (about 180 of 10,240),
+    :meth:`embed` also takes windows as their stored nonzero cells (about 180 of 10,240),
     which skips the dense first layer's work.
     """
 
@@ -679,31 +679,13 @@ class NotesTeacher(KdModel):
         self.ensemble = ensemble
         self.gru = nn.GRU(hidden * (1 + ensemble), state, batch_first=True, bidirectional=True)
         self.classifier = nn.Linear(2 * state, n_classes)
-        self.scale: torch.Tensor  # each input feature's scale (velocity 1/127)
-        scale = self.select.scale.view(-1, 1).expand(len(inputs), V2.input_shape[1])
-        self.register_buffer("scale", scale.reshape(-1).clone(), persistent=False)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Windows ``Tensor[B x 5 x 128 x 16]`` -> embeddings ``Tensor[B x hidden]``."""
+    def embed(self, x: torch.Tensor | SparseWindows) -> torch.Tensor:
+        """Windows ``Tensor[B x 5 x 128 x 16]``, or their cells (what training reads, see
+        :meth:`StepCNN.embed_cells`), -> embeddings ``Tensor[B x hidden]``."""
+        if isinstance(x, SparseWindows):
+            return self.window.embed_cells(*self.select.cells(x), n=len(x))
         return self.window.embed(self.select(x))
-
-    def embed_steps(
-        self, features: torch.Tensor, values: torch.Tensor, offsets: torch.Tensor
-    ) -> torch.Tensor:
-        """The embeddings ``[n x hidden]`` of ``n`` windows given by their nonzero cells, as
-        ``n * 16`` bags, one per step of each window in order (window-major): ``features``
-        (int64 ``[M]``: each cell's input feature ``channel * 128 + pitch``), ``values`` (its
-        stored value, ``[M]``) and ``offsets`` (int64 ``[n * 16]``: where each bag starts).
-        Equal to :meth:`embed` of the dense windows: the first (pointwise) convolution is a
-        sum of its weight's columns over a step's cells, which skips the work on zeros."""
-        first = self.window.features[1]  # Conv1d(5 * 128, width, 1), no bias
-        assert isinstance(first, nn.Conv1d)
-        weight = first.weight[:, :, 0].t()  # [5 * 128, width]
-        scaled = values.to(weight.dtype) * self.scale[features]
-        z = F.embedding_bag(features, weight, offsets, mode="sum", per_sample_weights=scaled)
-        steps = V2.input_shape[2]
-        z = self.window.features[2:](z.view(-1, steps, z.shape[1]).transpose(1, 2))
-        return self.window.project(torch.cat([z.mean(dim=2), z.amax(dim=2)], dim=1))
 
     @staticmethod
     def context(emb: torch.Tensor, group: torch.Tensor) -> torch.Tensor:

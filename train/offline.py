@@ -28,9 +28,9 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from live.contracts import V2
 from live.taxonomy import N_CLASSES
 from train import checkpoints
+from train.batches import NotesSource
 from train.config import RunConfig, fingerprint, to_json
 from train.data.notes import NotesStore
 from train.errors import ConfigError
@@ -53,7 +53,6 @@ KDIC_TARGETS: dict[str, dict[str, str]] = {
 }
 #: Windows embedded at once (memory: about 2 KB of activations a window for the fast sizes).
 EMBED_BATCH = 4096
-STEPS = V2.input_shape[2]
 
 
 def new_notes_teacher(cfg: RunConfig) -> NotesTeacher:
@@ -176,29 +175,11 @@ class Parts:
 _BARS = 1 << 24
 
 
-def step_bags(
-    store: NotesStore, idx: Index, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The windows ``idx`` as :meth:`train.models.NotesTeacher.embed_steps` takes them: a bag
-    of ``(feature, value)`` per step of each window, ``(features [M], values [M],
-    offsets [len(idx) * 16])``."""
-    rows, cells, values = store.sparse(idx)
-    cells = cells.astype(np.int64)
-    bag = rows * STEPS + cells % STEPS
-    order = np.argsort(bag, kind="stable")
-    counts = np.bincount(bag, minlength=len(idx) * STEPS)
-    offsets = np.r_[0, np.cumsum(counts)[:-1]]
-    return (
-        torch.from_numpy(cells[order] // STEPS).to(device),
-        torch.from_numpy(values[order].astype(np.int64)).to(device),
-        torch.from_numpy(offsets).to(device),
-    )
-
-
 def embed(model: NotesTeacher, store: NotesStore, idx: Index, device: torch.device) -> torch.Tensor:
     """Embeddings ``[len(idx), hidden]`` of the windows ``idx`` (with gradients when enabled)."""
+    cells = NotesSource(store, cells=True)
     parts = [
-        model.embed_steps(*step_bags(store, idx[s : s + EMBED_BATCH], device))
+        model.embed(cells(idx[s : s + EMBED_BATCH])[0].to(device))
         for s in range(0, len(idx), EMBED_BATCH)
     ]
     return torch.cat(parts) if parts else torch.zeros(0, model.embedding_dim, device=device)

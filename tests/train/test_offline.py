@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from live.testing.songs import Track, melody, write_song
+from train.batches import NotesSource
 from train.config import ConfigError, override, preset_config
 from train.data.collection import split_of
 from train.data.notes import NotesStore, build_notes
 from train.models import NotesTeacher, PartStudent
-from train.offline import Parts, combine, log_probs, step_bags, teacher_logits, train_notes_teacher
+from train.offline import Parts, combine, log_probs, teacher_logits, train_notes_teacher
 from train.pipeline import fingerprints
 from train.steps import kd_loss
 from train.students import Data, NotesStudents
@@ -75,7 +76,7 @@ def test_the_sparse_embedding_is_the_dense_one(notes_dir: Path) -> None:
     model = NotesTeacher(width=8, channels=(8,), hidden=8, state=4).eval()
     with torch.no_grad():
         dense = model.embed(torch.from_numpy(notes.inputs(idx)).float())
-        sparse = model.embed_steps(*step_bags(notes, idx, CPU))
+        sparse = model.embed(NotesSource(notes, cells=True)(idx)[0])
     assert dense.abs().max() > 0
     torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-6)
 

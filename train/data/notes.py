@@ -374,15 +374,6 @@ class NotesStore:
         ) + np.arange(counts.sum())
         return np.repeat(np.arange(len(idx)), counts), take
 
-    def sparse(
-        self, idx: npt.NDArray[np.int64]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16], npt.NDArray[np.uint8]]:
-        """The windows' inputs as stored: ``(row in idx, flat cell, value)`` of every nonzero
-        cell, the cell ``(channel * 128 + pitch) * 16 + step``, rows ascending. ``inputs`` is
-        these, scattered into zeros."""
-        rows, take = self._cells_of(idx)
-        return rows, self.cells[take], self.values[take]
-
     def part_cells(
         self, idx: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
