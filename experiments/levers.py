@@ -9,7 +9,8 @@ window macro-F1, the running answer's, and part-level macro-F1 after 2, 4, 8 and
         --ood freedoom=../shared/corpora/freedoom-music --ood demo=DEMO [--variants v1,all]
 
 ``DEMO`` is the demo corpus (the Debian packages' folders). Issue 26's levers (``shipped``,
-``budget``, ``transpose``, ``wide``; ``a+b`` together) run on the notes store alone::
+``budget``, ``long``, ``wide``, ``stats``, ``notes-teacher``; ``a+b`` together) run on the
+notes store alone::
 
     python experiments/levers.py --notes-only --data D --runs R --variants shipped,budget \\
         --ood freedoom=../shared/corpora/freedoom-music --ood demo=DEMO
@@ -66,7 +67,6 @@ VARIANTS = {
     # Where the budget's validation peaked (about 800 k draws), annealed there: 20 epochs of
     # 40,960 windows.
     "long": ["student.epochs=20", "student.samples_per_epoch=40960"],
-    "transpose": ["student.transpose=3"],
     "wide": ["model.scale=2"],
     "stats": ["model.stats=true"],
     # KDIC from the offline notes teacher (train.offline), on a budget this CPU affords: 4

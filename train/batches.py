@@ -14,7 +14,6 @@ import numpy.typing as npt
 import torch
 
 from live.contract import MEL
-from live.inputs import DRUMS
 from live.taxonomy import CLASSES
 from train.data.notes import SHAPE, NotesStore
 from train.data.store import WindowStore
@@ -76,29 +75,13 @@ class SparseWindows:
             self.cells % SHAPE[2],
         )
 
-    def transposed(self, shifts: torch.Tensor) -> SparseWindows:
-        """:func:`transposed` on cells: window ``b``'s pitched cells moved by ``shifts[b]``
-        semitones, those pushed off the keyboard dropped, the drums kept."""
-        channel, pitch, _ = self.parts()
-        pitched = channel < DRUMS
-        moved = pitch + torch.where(pitched, shifts[self.rows], 0)
-        keep = (moved >= 0) & (moved < SHAPE[1])
-        cells = self.cells + (moved - pitch) * SHAPE[2]
-        return SparseWindows(self.rows[keep], cells[keep], self.values[keep], self.n)
-
 
 class NotesSource:
     """Contract-v2 student input: ``x`` [B, 5, 128, 16] float32 (the contract's integers; the
-    model scales velocity), ``y`` [B] int64.
+    model scales velocity), ``y`` [B] int64."""
 
-    With ``transpose`` > 0 (training), each window's pitched channels (all but the drums) move
-    by a random whole number of semitones in ``[-transpose, transpose]``, notes pushed past
-    either end of the keyboard dropped; the label is the window's. torch's RNG draws the
-    shifts, so the loop's per-step seed makes them reproducible."""
-
-    def __init__(self, store: NotesStore, *, transpose: int = 0, cells: bool = False) -> None:
-        self.store, self.labels, self.transpose = store, store.labels, transpose
-        self.cells = cells
+    def __init__(self, store: NotesStore, *, cells: bool = False) -> None:
+        self.store, self.labels, self.cells = store, store.labels, cells
 
     def __call__(
         self, idx: npt.NDArray[np.int64]
@@ -106,9 +89,6 @@ class NotesSource:
         """With ``cells``, ``x`` is :class:`SparseWindows` (what contract-2 students read
         fastest); else dense."""
         y = torch.from_numpy(self.labels[idx])
-        shifts = None
-        if self.transpose:
-            shifts = torch.randint(-self.transpose, self.transpose + 1, (len(idx),))
         if self.cells:
             rows, cells, values = self.store.window_cells(idx)
             x = SparseWindows(
@@ -117,26 +97,8 @@ class NotesSource:
                 torch.from_numpy(values.astype(np.float32)),
                 len(idx),
             )
-            return (x if shifts is None else x.transposed(shifts)), y
-        dense = torch.from_numpy(self.store.inputs(idx)).float()
-        return (dense if shifts is None else transposed(dense, shifts)), y
-
-
-def transposed(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """Contract-v2 inputs ``[B, 5, P, T]`` with window ``b``'s pitched channels moved up by
-    ``shifts[b]`` semitones (down if negative), zero-filled; the drums stay."""
-    out = x.clone()
-    pitched, n = slice(0, DRUMS), x.shape[2]
-    for s in shifts.unique().tolist():
-        rows = shifts == s
-        part = x[rows, pitched]
-        moved = torch.zeros_like(part)
-        if s >= 0:
-            moved[:, :, s:] = part[:, :, : n - s]
-        else:
-            moved[:, :, : n + s] = part[:, :, -s:]
-        out[rows, pitched] = moved
-    return out
+            return x, y
+        return torch.from_numpy(self.store.inputs(idx)).float(), y
 
 
 class MelSource:

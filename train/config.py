@@ -167,9 +167,6 @@ class OptimConfig:
     #: Students with a state learn on chunks of this many successive windows of a part
     #: (``batch_size`` and ``samples_per_epoch`` still count windows).
     sequence: int = 8
-    #: Contract-2 window training: shift each window's pitched channels by a random whole
-    #: number of semitones in [-transpose, transpose] (the label unchanged); 0 = off.
-    transpose: int = since(0)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -181,7 +178,6 @@ class OptimConfig:
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
         _check(0 <= self.ema < 1, "ema is a decay per step, in [0, 1) (0: off)")
         _check(self.sequence >= 1, f"sequence must be >= 1, got {self.sequence}")
-        _check(0 <= self.transpose <= 24, "transpose is in semitones, 0 (off) to 24")
 
 
 @dataclass(frozen=True)

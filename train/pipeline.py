@@ -259,7 +259,7 @@ class Run:
 
         def train() -> dict[str, Any]:
             model = new_student(self.cfg)
-            step = window_step(self.students.train_source(), loss, device)
+            step = window_step(windows.source, loss, device)
             predict = predictor(windows.source, device)
             model, state = self._fit(model, name, windows, step, predict)
             histories = state.history

@@ -171,11 +171,6 @@ class Students(ABC):
         """The windows a student is validated on."""
         return self.windows.split["validation"]
 
-    def train_source(self) -> Source:
-        """What a student's window answer learns from: its windows' source, augmented where
-        the config says so."""
-        return self.windows.source
-
     @abstractmethod
     def floor(self, test: Index, *, seed: int) -> dict[str, Probs]:
         """The floor fitted on the training windows (at most :data:`FLOOR_MAX_TRAIN`), and its
@@ -326,11 +321,6 @@ class NotesStudents(Students):
         heard_notes[self.windows.split["validation"]] = False
         heard_notes[self.windows.split["test"]] = False
         return logits[np.maximum(twin, 0)] * heard_notes[:, None], heard_notes
-
-    def train_source(self) -> Source:
-        """The windows, each transposed by a random shift within ``student.transpose``
-        semitones (:class:`train.batches.NotesSource`)."""
-        return NotesSource(self.notes, transpose=self.cfg.student.transpose, cells=True)
 
     def validation(self) -> Index:
         """The validation windows of at most :data:`VALIDATION_SONGS` songs (whole songs, so

@@ -1,5 +1,6 @@
-"""Issue 26's levers on the student's training: transposed windows, a wider encoder, and
-config fields that leave earlier runs' fingerprints alone."""
+"""Issue 26's levers on the student's training: a wider encoder, students that read the
+store's cells, the five-class score, and config fields that leave earlier runs' fingerprints
+alone."""
 
 from __future__ import annotations
 
@@ -11,44 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from live.inputs import DRUMS, ENSEMBLE, SOUNDING, VELOCITY
+from live.inputs import VELOCITY
 from live.testing.songs import write_song
-from train.batches import NotesSource, SparseWindows, transposed
-from train.config import ConfigError, RunConfig, fingerprint, override, preset_config, to_json
+from train.batches import NotesSource, SparseWindows
+from train.config import RunConfig, fingerprint, to_json
 from train.data.notes import NotesStore, build_notes
 from train.models import build_part_student, count_params, describe
-
-
-def _windows() -> torch.Tensor:
-    x = torch.zeros(3, 5, 128, 16)
-    x[:, SOUNDING, 60, :4] = 1
-    x[:, VELOCITY, 60, 0] = 100
-    x[:, ENSEMBLE, 0, 2] = 1  # the lowest key: pushed off the keyboard going down
-    x[:, ENSEMBLE, 127, 3] = 1  # the highest: pushed off going up
-    x[:, DRUMS, 36, 0] = 1
-    return x
-
-
-def test_transposition_moves_the_pitched_channels_and_keeps_the_drums() -> None:
-    x = _windows()
-    out = transposed(x, torch.tensor([2, -3, 0]))
-    assert out[0, SOUNDING, 62, :4].eq(1).all() and out[0, SOUNDING, 60].eq(0).all()
-    assert out[0, VELOCITY, 62, 0] == 100
-    assert out[1, SOUNDING, 57, :4].eq(1).all()
-    assert torch.equal(out[2], x[2])  # no shift, no change
-    assert torch.equal(out[:, DRUMS], x[:, DRUMS])
-    # notes pushed past the keyboard are dropped, nothing wraps around
-    assert out[0, ENSEMBLE, 127].eq(0).all() and out[0, ENSEMBLE, 2, 2] == 1
-    assert out[1, ENSEMBLE, 0].eq(0).all() and out[1, ENSEMBLE, 124, 3] == 1
-    assert out[0, ENSEMBLE].sum() == 1 and out[1, ENSEMBLE].sum() == 1
-    assert torch.equal(x, _windows())  # the input is left as it was
-
-
-def test_transpose_is_checked() -> None:
-    cfg = override(preset_config("fast"), ["student.transpose=3"])
-    assert cfg.student.transpose == 3
-    with pytest.raises(ConfigError, match="semitones"):
-        override(preset_config("fast"), ["student.transpose=-1"])
 
 
 def test_a_scaled_encoder_is_wider_and_describes_itself() -> None:
@@ -81,22 +50,12 @@ def test_new_fields_at_their_default_leave_the_fingerprint_alone() -> None:
         for f in dataclasses.fields(group)
         if f.metadata.get("omit_default")
     )
-    assert {"transpose", "scale", "stats"} <= set(new)
+    assert {"scale", "stats", "teacher", "history"} <= set(new)
     for part in (cfg.student, cfg.teacher, cfg.model, cfg.distill):
         assert fingerprint(part) == fingerprint(_without(to_json(part), new))
-    assert fingerprint(cfg.student) != fingerprint(replace(cfg.student, transpose=2))
+    assert fingerprint(cfg.distill) != fingerprint(replace(cfg.distill, teacher="notes"))
     assert fingerprint(cfg.model) != fingerprint(replace(cfg.model, scale=2))
     assert all(f.name in to_json(cfg.student) for f in dataclasses.fields(cfg.student))
-
-
-def test_training_draws_the_same_shifts_on_a_resumed_step() -> None:
-    x = _windows()
-    torch.manual_seed(5)
-    a = transposed(x, torch.randint(-3, 4, (3,)))
-    torch.manual_seed(5)
-    b = transposed(x, torch.randint(-3, 4, (3,)))
-    assert torch.equal(a, b)
-    assert np.isfinite(a.numpy()).all()
 
 
 def test_five_class_accuracy_chooses_among_dongs_classes_only() -> None:
@@ -147,12 +106,6 @@ def test_a_student_reads_cells_as_it_reads_dense_inputs(inputs: tuple[int, ...])
         model(batch).square().sum().backward()
         grads.append(model.window.features[1].weight.grad.clone())
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
-
-
-def test_cells_transpose_as_dense_inputs_do() -> None:
-    x = _random_store_windows()
-    shifts = torch.randint(-5, 6, (len(x),), generator=torch.Generator().manual_seed(1))
-    assert torch.equal(_cells_of(x).transposed(shifts).dense(), transposed(x, shifts))
 
 
 def test_the_notes_source_gives_the_store_inputs_as_cells(tmp_path: Path) -> None:
