@@ -9,7 +9,7 @@ window macro-F1, the running answer's, and part-level macro-F1 after 2, 4, 8 and
         --ood freedoom=../shared/corpora/freedoom-music --ood demo=DEMO [--variants v1,all]
 
 ``DEMO`` is the demo corpus (the Debian packages' folders). Issue 26's levers (``shipped``,
-``budget``, ``long``, ``wide``, ``stats``, ``notes-teacher``; ``a+b`` together) run on the
+``budget``, ``long``, ``wide``, ``stats``; ``a+b`` together) run on the
 notes store alone::
 
     python experiments/levers.py --notes-only --data D --runs R --variants shipped,budget \\
@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -39,11 +38,9 @@ from train.config import RunConfig, fingerprint, override, preset_config  # noqa
 from train.data.build import demo_dirs  # noqa: E402
 from train.data.collection import find_midi_files  # noqa: E402
 from train.data.notes import NotesStore, build_notes  # noqa: E402
-from train.evaluate import evaluate  # noqa: E402
-from train.models import KdModel  # noqa: E402
 from train.pipeline import Run  # noqa: E402
 from train.progress import Reporter, reporter  # noqa: E402
-from train.steps import ce_loss, kd_loss  # noqa: E402
+from train.steps import ce_loss  # noqa: E402
 from train.students import Data, evaluate_windows  # noqa: E402
 
 #: Each lever alone and together (contract-2 channels: 0 sounding, 1 onset, 2 velocity,
@@ -69,13 +66,6 @@ VARIANTS = {
     "long": ["student.epochs=20", "student.samples_per_epoch=40960"],
     "wide": ["model.scale=2"],
     "stats": ["model.stats=true"],
-    # KDIC from the offline notes teacher (train.offline), on a budget this CPU affords: 4
-    # epochs of 131,072 windows in chunks of 32.
-    "notes-teacher": [
-        "distill.teacher=notes",
-        "notes_teacher.optim.epochs=4",
-        "notes_teacher.optim.samples_per_epoch=131072",
-    ],
 }
 
 
@@ -93,38 +83,20 @@ def main() -> None:
             cfg = override(preset_config("fast"), [*sets, *args.set, *settings])
             start = time.monotonic()
             run = Run(cfg, report, notes_only(cfg) if args.notes_only else None)
-            nic, teacher = student(run, cfg)
+            nic = run.student("nic", ce_loss(cfg.student))
             result = {"in_domain": run.evaluate(nic), "minutes": (time.monotonic() - start) / 60}
-            if teacher is not None:
-                result["teacher"] = teacher
             for name, store in ood.items():
                 every = np.arange(len(store), dtype=np.int64)
                 result[name] = evaluate_windows(nic, store, every, run.device)
             result["settings"] = settings
             # What `kdexport bundle RUN --student nic` puts in a bundle's manifest.
-            role = "NIC" if teacher is None else "KDIC"
-            report_json = {"models": {role: result["in_domain"]}, "data": run.data.summary}
+            report_json = {"models": {"NIC": result["in_domain"]}, "data": run.data.summary}
             (folder / "report.json").write_text(json.dumps(report_json, indent=1))
             results[f"{variant}/seed{args.seed}"] = result
             results_path.write_text(json.dumps(results, indent=1))
             report.say(variant, summary_line(result))
     (args.runs / "levers.md").write_text(table(results))
     print(table(results))
-
-
-def student(run: Run, cfg: RunConfig) -> tuple[KdModel, dict | None]:
-    """The variant's student: NIC, or with ``distill.teacher=notes`` KDIC distilled from the
-    offline notes teacher (its own window answer on the test windows beside it)."""
-    if cfg.distill.teacher == "audio":
-        return run.student("nic", ce_loss(cfg.student)), None
-    if cfg.distill.teacher != "notes":
-        raise SystemExit("levers.py distils from the notes teacher alone (no audio store)")
-    logits, heard = run.notes_teacher_logits()
-    kd = kd_loss(logits, cfg.distill, run.device, heard)
-    kdic = run.student("kdic", kd, history=kd if cfg.distill.history else None)
-    test = run.students.windows.split["test"]
-    probs = torch.softmax(torch.from_numpy(logits[test]), dim=1).numpy()
-    return kdic, evaluate(run.students.windows.labels[test], probs)
 
 
 def notes_only(cfg: RunConfig) -> Data:

@@ -30,9 +30,7 @@ from train.errors import ConfigError
 #: before retrain that stage instead of being trusted.
 FINGERPRINT_VERSION = 2
 DEVICES = ("auto", "cpu", "cuda")
-SPLITS = ("song", "window", "slakh-orig")
-#: Whom KDIC distils from (``distill.teacher``).
-TEACHERS = ("audio", "notes", "both")  # train.splits.KINDS, without importing numpy here
+SPLITS = ("song", "window", "slakh-orig")  # train.splits.KINDS, without importing numpy here
 
 
 def since(default: Any) -> Any:
@@ -190,66 +188,14 @@ class DistillConfig:
 
     temperature: float = 2.0
     alpha: float = 0.0
-    #: Whose answers KDIC learns from (:data:`TEACHERS`): ``audio``, the paper's teacher (AIC,
-    #: on the windows it has heard); ``notes``, the offline notes teacher (``train.offline``:
-    #: the whole part, past and future, on every training window), and the audio teacher is
-    #: not trained; ``both``, where the audio teacher heard the window the mean of the two
-    #: teachers' log-probabilities (``train.offline.combine``), the notes teacher's elsewhere.
-    teacher: str = since("audio")
-    #: Distil the running answer too: the history phase of a student with a state (KDIC's)
-    #: learns from the teacher's targets at every window of its chunks, as its window answer
-    #: does; off, it learns from the labels (the part's instrument).
-    history: bool = since(False)
 
     def __post_init__(self) -> None:
         _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         _check(0 <= self.alpha <= 1, f"alpha must be in [0, 1], got {self.alpha}")
-        _check(
-            self.teacher in TEACHERS,
-            f"distill.teacher is one of {', '.join(TEACHERS)}, got {self.teacher!r}",
-        )
-
-
-@dataclass(frozen=True)
-class NotesTeacherConfig:
-    """The offline notes teacher (``train.offline``, train side only, never exported): a
-    :class:`train.models.StepCNN` window encoder over the five contract-2 channels (``width``,
-    ``channels``, ``hidden``), a bidirectional GRU of ``state`` units each way over a part's
-    successive windows, and its schedule (``optim``; ``optim.sequence`` windows per training
-    chunk, ``batch_size`` and ``samples_per_epoch`` counting windows). ``ensemble``: each
-    window also hears the other parts of the song at the same bar (the mean of their window
-    embeddings), and trains on chunks of every part of the song over the same bars."""
-
-    width: int = 96
-    channels: tuple[int, ...] = (128,)
-    hidden: int = 128
-    state: int = 128
-    dropout: float = 0.2
-    ensemble: bool = False
-    optim: OptimConfig = field(default_factory=lambda: _fast_notes_teacher())
-
-    def __post_init__(self) -> None:
-        sizes = (self.width, *self.channels, self.hidden, self.state)
-        _check(min(sizes) >= 1, f"notes_teacher sizes must be >= 1, got {sizes}")
-        _check(0 <= self.dropout < 1, "notes_teacher.dropout must be in [0, 1)")
 
 
 def _fast_teacher() -> OptimConfig:
     return OptimConfig(epochs=6, lr=2e-3, samples_per_epoch=12_800, patience=3, label_smoothing=0.1)
-
-
-def _fast_notes_teacher() -> OptimConfig:
-    # Chunks of 32 successive windows, 32 chunks a batch; 2^18 windows an epoch (about 10
-    # minutes on 2 CPU cores for the default sizes).
-    return OptimConfig(
-        epochs=8,
-        batch_size=1024,
-        lr=2e-3,
-        samples_per_epoch=262_144,
-        patience=3,
-        ema=0.995,
-        sequence=32,
-    )
 
 
 def _fast_student() -> OptimConfig:
@@ -270,8 +216,6 @@ class RunConfig:
     teacher: OptimConfig = field(default_factory=_fast_teacher)
     student: OptimConfig = field(default_factory=_fast_student)
     distill: DistillConfig = field(default_factory=DistillConfig)
-    #: The offline notes teacher, trained only when ``distill.teacher`` is notes or both.
-    notes_teacher: NotesTeacherConfig = field(default_factory=NotesTeacherConfig)
     seed: int = 0
     #: Train every model on this share of the train split's songs (a stable hash of the song
     #: picks them, so a smaller share is a subset of a larger one): a learning curve.
@@ -295,11 +239,6 @@ class RunConfig:
             self.device.split(":")[0] in DEVICES,
             f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
         )
-        _check(
-            self.distill.teacher == "audio" or self.model.contract == 2,
-            f"distill.teacher={self.distill.teacher} reads contract-2 windows: "
-            "set model.contract=2, or distill.teacher=audio",
-        )
 
 
 def _paper() -> RunConfig:
@@ -316,8 +255,7 @@ def _tiny() -> RunConfig:
     """Seconds on a CPU, for tests."""
     quick = OptimConfig(epochs=2, batch_size=16, lr=3e-3, samples_per_epoch=64, sequence=4)
     model = ModelConfig(preset="tiny", teacher_frames=64, state=8)
-    notes = NotesTeacherConfig(width=8, channels=(8,), hidden=8, state=8, optim=quick)
-    return RunConfig(model=model, teacher=quick, student=quick, notes_teacher=notes)
+    return RunConfig(model=model, teacher=quick, student=quick)
 
 
 #: ``fast`` (default): sized so that ``kdtrain all`` on the demo corpus finishes in about ten

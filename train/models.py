@@ -256,8 +256,6 @@ class _PooledCNN(KdModel):
     pools otherwise overrides :meth:`embed` (the head stays the same).
     """
 
-    features: nn.Sequential
-
     def _build_head(
         self, layers: list[nn.Module], flat: int, hidden: int, dropout: float, n_classes: int
     ) -> None:
@@ -630,111 +628,10 @@ class PartStudent(KdModel):
         return logits, self.part_head(h), h
 
 
-# --------------------------------------------------------------------------- offline teacher
-
-
-class NotesTeacher(KdModel):
-    """The offline notes teacher: what a part plays over its whole history and future
-    (``train.offline`` trains it and computes its answers; it is never exported, so it may
-    look ahead).
-
-    - a :class:`StepCNN` window encoder over the five contract-2 channels (velocity scaled to
-      0..1, as :class:`ChannelSelect` does): each window's embedding ``[D]`` (``hidden``);
-    - a bidirectional GRU (``state`` units each way) over a part's successive window
-      embeddings, and a linear head on both directions' states: every window's logits have
-      heard the whole sequence, before and after it;
-    - with ``ensemble``, each window's GRU input also holds the mean embedding of the other
-      parts' windows at the same bar of the song (:meth:`context`): the whole arrangement.
-
-    ``forward(x)``: each window ``Tensor[B x 5 x 128 x 16]`` alone -> logits ``[B x 8]``;
-    ``forward(x, valid)``: sequences of successive windows (``valid`` bool ``[S x L]``, a
-    prefix of each row; ``x`` the valid windows in row order) -> the logits of each valid
-    window ``[n x 8]``, in the same order; with ``ensemble``, ``group`` (int64 ``[n]``, the
-    same number for windows of one song at one bar) says which windows sound together.
-    :meth:`embed` also takes windows as their stored nonzero cells (about 180 of 10,240),
-    which skips the dense first layer's work.
-    """
-
-    def __init__(
-        self,
-        *,
-        width: int = 96,
-        channels: Sequence[int] = (128,),
-        hidden: int = 128,
-        state: int = 128,
-        dropout: float = 0.2,
-        ensemble: bool = False,
-        n_classes: int = N_CLASSES,
-    ) -> None:
-        super().__init__()
-        inputs = tuple(range(V2.input_shape[0]))
-        self.select = ChannelSelect(inputs)
-        self.window = StepCNN(
-            in_channels=len(inputs), width=width, channels=channels, hidden=hidden
-        )
-        self.window.classifier.requires_grad_(False)  # its own head, unused (DDP: no gradient)
-        self.embedding_dim = hidden
-        self.state_dim = state
-        self.dropout = nn.Dropout(dropout)
-        self.ensemble = ensemble
-        self.gru = nn.GRU(hidden * (1 + ensemble), state, batch_first=True, bidirectional=True)
-        self.classifier = nn.Linear(2 * state, n_classes)
-
-    def embed(self, x: torch.Tensor | SparseWindows) -> torch.Tensor:
-        """Windows ``Tensor[B x 5 x 128 x 16]``, or their cells (what training reads, see
-        :meth:`StepCNN.embed_cells`), -> embeddings ``Tensor[B x hidden]``."""
-        if isinstance(x, SparseWindows):
-            return self.window.embed_cells(*self.select.cells(x), n=len(x))
-        return self.window.embed(self.select(x))
-
-    @staticmethod
-    def context(emb: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-        """``[n x hidden]``: for each window, the mean embedding of the other windows of its
-        ``group`` (int64 ``[n]``: the song's parts at one bar), zeros where it has none."""
-        sums = emb.new_zeros(int(group.max()) + 1 if len(group) else 0, emb.shape[1])
-        sums = sums.index_add(0, group, emb)
-        others = torch.bincount(group, minlength=len(sums))[group] - 1
-        return (sums[group] - emb) / others.clamp(min=1).unsqueeze(1).to(emb.dtype)
-
-    def sequences(
-        self, emb: torch.Tensor, valid: torch.Tensor, group: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Embeddings of the valid windows ``[n x hidden]`` (row order of ``valid``, bool
-        ``[S x L]``, each row a prefix) -> their logits ``[n x 8]``, each having heard its
-        whole row (and, with ``ensemble``, the windows of its ``group``)."""
-        if self.ensemble:
-            if group is None:
-                raise ValueError("a NotesTeacher with ensemble=True needs each window's group")
-            emb = torch.cat([emb, self.context(emb, group)], dim=1)
-        grid = emb.new_zeros(*valid.shape, emb.shape[1])
-        grid[valid] = self.dropout(emb)
-        lengths = valid.sum(dim=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(
-            grid, lengths, batch_first=True, enforce_sorted=False
-        )
-        out, _ = self.gru(packed)
-        states, _ = nn.utils.rnn.pad_packed_sequence(
-            out, batch_first=True, total_length=valid.shape[1]
-        )
-        return self.classifier(self.dropout(states[valid]))
-
-    def head(self, emb: torch.Tensor) -> torch.Tensor:
-        """Embeddings ``[B x hidden]`` -> logits ``[B x 8]``, each window alone."""
-        alone = torch.arange(len(emb), device=emb.device)
-        valid = torch.ones(len(emb), 1, dtype=torch.bool, device=emb.device)
-        return self.sequences(emb, valid, alone)
-
-    def forward(
-        self, x: torch.Tensor, valid: torch.Tensor | None = None, group: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        emb = self.embed(x)
-        return self.head(emb) if valid is None else self.sequences(emb, valid, group)
-
-
 # --------------------------------------------------------------------------- factories
 
 _CLASSES: dict[str, type[KdModel]] = {
-    cls.__name__: cls for cls in (PaperCNN, TeacherCNN, StudentCNN, PartStudent, NotesTeacher)
+    cls.__name__: cls for cls in (PaperCNN, TeacherCNN, StudentCNN, PartStudent)
 }
 
 

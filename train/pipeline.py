@@ -30,20 +30,19 @@ import torch.distributed as dist
 
 from live.contract import CONTRACT_VERSION
 from live.taxonomy import CLASSES
-from train import checkpoints, offline, stages
+from train import checkpoints
 from train.batches import MelSource, RollSource, labels_of
 from train.config import RunConfig, fingerprint, to_json
 from train.data import slakh
 from train.data.build import build
 from train.data.store import WindowStore
-from train.errors import DataError
+from train.errors import CheckpointError, DataError
 from train.evaluate import evaluate, soft_targets
 from train.files import atomic_write
 from train.loop import LoopState, Task, fit
 from train.models import KdModel, build_teacher, describe
 from train.progress import Reporter, Silent
 from train.splits import LookupTable, leakage, split_windows, train_share, window_keys
-from train.stages import barrier
 from train.steps import Index, LossFn, PredictFn, StepFn, ce_loss, kd_loss, predictor, window_step
 from train.students import (
     Data,
@@ -63,8 +62,7 @@ FLOOR_VERSION = 2
 def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
     """Each stage's file and what it depends on. The architecture's recipe is in it, so a
     changed model class retrains; NIC does not depend on the teacher, so another teacher keeps
-    it; KDIC depends on both (on the teachers ``distill.teacher`` names: the audio teacher,
-    the offline notes teacher of :mod:`train.offline`, or both)."""
+    it; KDIC depends on both."""
     teacher = fingerprint(
         "teacher",
         data_fp,
@@ -75,18 +73,11 @@ def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
         cfg.seed,
     )
     nic = fingerprint("nic", data_fp, describe(new_student(cfg)), cfg.student, cfg.seed)
-    notes = offline.fingerprints(cfg, data_fp)
-    teachers = {
-        "audio": (teacher,),
-        "notes": (notes["notes_teacher.pt"],),
-        "both": (teacher, notes["notes_teacher.pt"]),
-    }[cfg.distill.teacher]
     return {
         "teacher.pt": teacher,
         "teacher_outputs.pt": fingerprint("teacher outputs", teacher),
         "nic.pt": nic,
-        "kdic.pt": fingerprint("kdic", nic, *teachers, cfg.distill),
-        **notes,
+        "kdic.pt": fingerprint("kdic", nic, teacher, cfg.distill),
         "floor.pt": fingerprint(
             "floor",
             data_fp,
@@ -114,14 +105,10 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
 
     _init_distributed()
     run = Run(cfg, report or Silent())
-    which = cfg.distill.teacher
-    teacher = run.teacher() if which != "notes" else None  # not needed: not trained
-    audio = run.teacher_logits(teacher) if teacher is not None else None
-    notes = run.notes_teacher_logits() if which != "audio" else None
-    logits, taught = offline.targets(which, audio, notes)
+    teacher = run.teacher()
+    logits, taught = run.teacher_logits(teacher)
     nic = run.student("nic", ce_loss(cfg.student))
-    kd = kd_loss(logits, cfg.distill, run.device, taught)
-    kdic = run.student("kdic", kd, history=kd if cfg.distill.history else None)
+    kdic = run.student("kdic", kd_loss(logits, cfg.distill, run.device, taught))
     floor = run.floor()
     if run.rank != 0:
         return {}
@@ -129,16 +116,11 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
     students = run.students.windows
     audio_test, test = run.data.rolls.split["test"], students.split["test"]
     run.report.say("evaluate", f"{len(test)} test windows")
-    models = {}
-    if teacher is not None:
-        mels = predictor(run.mels(train=False), run.device)
-        models["AIC"] = evaluate(run.data.rolls.labels[audio_test], mels(teacher, audio_test))
-    if notes is not None:
-        probs = torch.softmax(torch.from_numpy(notes[0]), dim=1).numpy()
-        models["notes teacher"] = run.evaluate(lambda idx: probs[idx])
-    models |= {
+    mels = predictor(run.mels(train=False), run.device)
+    models = {
+        "AIC": evaluate(run.data.rolls.labels[audio_test], mels(teacher, audio_test)),
         "NIC": run.evaluate(nic),
-        "KDIC": run.evaluate(kdic) | offline.KDIC_TARGETS[which],
+        "KDIC": run.evaluate(kdic),
         "floor": run.evaluate(floor) | {"input": run.students.floor_input},
         "lookup": run.evaluate(lookup),
     }
@@ -150,8 +132,6 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
         targets = soft_targets(
             logits[train], students.labels[train], cfg.distill.temperature, confusions
         )
-        if which != "audio":
-            targets["teacher"] = offline.TEACHER_NAMES[which]
     write_report(
         run.dir,
         models=models,
@@ -188,9 +168,23 @@ class Run:
 
     def current_or_build(self, name: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The stage file ``name`` if it exists and is current, else ``build()``'s result,
-        saved with its fingerprint (:func:`train.stages.current_or_build`)."""
+        saved (atomically, by rank 0) with its fingerprint. A stage file that cannot be loaded
+        safely (an older kdlive's baseline.pt held a pickled model) is rebuilt."""
         path, fp = self.dir / name, self.fingerprints[name]
-        return stages.current_or_build(path, fp, build, self.report, self.rank)
+        if path.exists():
+            try:
+                blob = checkpoints.load(path)
+            except CheckpointError:
+                self.report.say(path.stem, f"{path} holds a pickled object: rebuilding it")
+                blob = {}
+            if blob.get("fingerprint") == fp:
+                self.report.say(path.stem, f"current: {path}")
+                return blob
+        blob = build() | {"fingerprint": fp}
+        if self.rank == 0:
+            checkpoints.save(blob, path)
+        _barrier()
+        return blob
 
     # ------------------------------------------------------------------------- models
 
@@ -236,25 +230,10 @@ class Run:
         heard[self.data.rolls.split["train"]] = True
         return self.students.teacher_targets(logits, heard)
 
-    def notes_teacher_logits(self) -> offline.Targets:
-        """The offline notes teacher trained on the students' windows, and its logits on
-        them: ``(logits [N, 8], heard [N])`` by student window
-        (:func:`train.offline.train_notes_teacher`)."""
-        return offline.train_notes_teacher(
-            self.students,
-            self.cfg,
-            self.dir,
-            self.device,
-            self.report,
-            data_fp=self.data.fingerprint,
-            rank=self.rank,
-        )
-
-    def student(self, name: str, loss: LossFn, *, history: LossFn | None = None) -> KdModel:
+    def student(self, name: str, loss: LossFn) -> KdModel:
         """NIC (cross-entropy) or KDIC (distillation): the student on its contract's windows.
         Its window answer first; then, for a student with a history, the phase that teaches it
-        (:meth:`train.students.Students.start_history`), by ``history`` (default: the running
-        answer's cross-entropy)."""
+        (:meth:`train.students.Students.start_history`)."""
         windows, device = self.students.windows, self.device
 
         def train() -> dict[str, Any]:
@@ -263,7 +242,7 @@ class Run:
             predict = predictor(windows.source, device)
             model, state = self._fit(model, name, windows, step, predict)
             histories = state.history
-            phase = self.students.start_history(model, device, history)
+            phase = self.students.start_history(model, device)
             if phase is not None:
                 model, state = self._fit(
                     model, name, windows, phase.step, phase.predict, phase=phase
@@ -407,7 +386,7 @@ def load_data(cfg: RunConfig, report: Reporter, rank: int = 0) -> Data:
         report.say("data", f"building windows in {out}")
         notes = students_for(cfg.model.contract).needs_notes
         summary = build(cfg.data, report.progress, notes=notes)
-    barrier()
+    _barrier()
     if rank != 0:
         summary = json.loads((out / "summary.json").read_text())
     store = WindowStore(out / "windows")
@@ -457,3 +436,8 @@ def _init_distributed() -> None:
         dist.init_process_group(backend)
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -37,7 +37,6 @@ MODEL_KINDS: dict[str, tuple[str, str]] = {
     "AIC": ("audio", "hard"),
     "NIC": ("notes", "hard"),
     "KDIC": ("notes", "soft (from AIC)"),
-    "notes teacher": ("notes, the whole part (offline)", "hard"),
     "floor": ("hand statistics", "hard"),
     "lookup": ("exact roll", "memory: its labels in train"),
 }
@@ -281,9 +280,8 @@ def _targets_section(targets: dict | None) -> str:
         [f"where the off-label mass goes vs {name}'s test confusions (Pearson r)", _number(r, 2)]
         for name, r in (targets.get("alignment") or {}).items()
     ]
-    teacher = targets.get("teacher", "AIC")
     intro = (
-        f"## What the teacher's soft targets carry\n\nThe teacher's ({teacher}) targets at T = "
+        f"## What the teacher's soft targets carry\n\nThe teacher's targets at T = "
         f"{_number(targets.get('temperature'), 1)} on the {targets.get('n', 0):,} training "
         "windows. Distillation can pass on only the probability off the label, and it helps a "
         "notes-only student where that mass falls on classes that are hard to tell apart from "

@@ -49,7 +49,7 @@ from train.splits import (
     train_share,
     window_keys,
 )
-from train.steps import Index, LossFn, PredictFn, Source, StepFn, predictor
+from train.steps import Index, PredictFn, Source, StepFn, predictor
 
 #: Contract-2 students are validated on the windows of at most this many validation songs.
 VALIDATION_SONGS = 200
@@ -196,12 +196,9 @@ class Students(ABC):
     def songs(self, idx: Index) -> np.ndarray:
         """The song of each window ``idx``."""
 
-    def start_history(
-        self, model: KdModel, device: torch.device, loss: LossFn | None = None
-    ) -> Phase | None:
-        """The phase that teaches a student its history (by the running answer's ``loss``,
-        default its cross-entropy), or None when it has none; a student that has one gets its
-        window answer frozen for it."""
+    def start_history(self, model: KdModel, device: torch.device) -> Phase | None:
+        """The phase that teaches a student its history, or None when it has none; a student
+        that has one gets its window answer frozen for it."""
         return None
 
     @classmethod
@@ -355,12 +352,9 @@ class NotesStudents(Students):
     def songs(self, idx: Index) -> np.ndarray:
         return self.notes.index["song"][idx]
 
-    def start_history(
-        self, model: KdModel, device: torch.device, loss: LossFn | None = None
-    ) -> Phase | None:
+    def start_history(self, model: KdModel, device: torch.device) -> Phase | None:
         """A student with a state learns its history after its window answer: the recurrent
-        head over the frozen window embeddings, on chunks of a part's successive windows
-        (by ``loss`` of its running answer, default the cross-entropy)."""
+        head over the frozen window embeddings, on chunks of a part's successive windows."""
         if not (isinstance(model, PartStudent) and model.state_dim):
             return None
         model.freeze_window()
@@ -371,7 +365,7 @@ class NotesStudents(Students):
             assert isinstance(model, PartStudent)
             return history.running_answers(model, source, notes, idx, device)[1]
 
-        step = history.history_step(source, history.successors(notes), chunk, device, loss)
+        step = history.history_step(source, history.successors(notes), chunk, device)
         return Phase("history", step, predict, chunk)
 
     @classmethod

@@ -290,29 +290,6 @@ def test_each_setting_redoes_only_the_stages_that_depend_on_it(
 
 
 @pytest.mark.slow
-def test_kdic_distils_from_the_notes_teacher_or_both(tiny_run: Path, tmp_path: Path) -> None:
-    """distill.teacher=notes: the offline notes teacher's stages, no audio teacher, and the
-    report names it; both: the audio teacher too, and only KDIC differs from notes' run."""
-    run = tmp_path / "run"
-    blobs = rerun(tiny_run, run, "--set", "distill.teacher=notes")
-    assert "teacher.pt" not in blobs and "notes_teacher_outputs.pt" in blobs
-    assert blobs["notes_teacher.pt"]["description"]["class"] == "NotesTeacher"
-    report = json.loads((run / "report.json").read_text())
-    assert list(report["models"]) == ["notes teacher", "NIC", "KDIC", "floor", "lookup"]
-    assert report["models"]["KDIC"]["targets"] == "soft (from the notes teacher)"
-    assert report["teacher_targets"]["teacher"] == "the notes teacher"
-    assert 0 <= report["models"]["notes teacher"]["macro_f1"] <= 1
-    md = (run / "report.md").read_text()
-    assert "| notes teacher | notes, the whole part (offline) |" in md
-    both = rerun(tiny_run, run, "--set", "distill.teacher=both")
-    assert {k for k in blobs if both[k]["fingerprint"] != blobs[k]["fingerprint"]} == {"kdic.pt"}
-    assert "teacher.pt" in both
-    report = json.loads((run / "report.json").read_text())
-    assert list(report["models"])[:2] == ["AIC", "notes teacher"]
-    assert report["models"]["KDIC"]["targets"] == "soft (from AIC and the notes teacher)"
-
-
-@pytest.mark.slow
 def test_a_train_fraction_trains_every_model_on_a_subset_of_the_songs(
     tiny_run: Path, tmp_path: Path
 ) -> None:
@@ -435,12 +412,7 @@ def test_kdtrain_config_prints_the_resolved_preset() -> None:
     assert result.exit_code == 0, result.output
     config = json.loads(result.output)
     assert config["seed"] == 3 and config["model"]["preset"] == "paper"
-    assert config["distill"] == {
-        "temperature": 2.0,
-        "alpha": 0.0,
-        "teacher": "audio",
-        "history": False,
-    }
+    assert config["distill"] == {"temperature": 2.0, "alpha": 0.0}
 
 
 @pytest.mark.slow
