@@ -165,6 +165,14 @@ class OptimConfig:
     #: Students with a state learn on chunks of this many successive windows of a part
     #: (``batch_size`` and ``samples_per_epoch`` still count windows).
     sequence: int = 8
+    #: Within a class, a window's draw weight is divided by its song's windows of that class
+    #: to this power: 0 draws windows (a song with many of them is drawn that much more
+    #: often), 1 draws songs first (every song of the class as likely, then one of its
+    #: windows), 0.5 between.
+    song_balance: float = since(0.0)
+    #: After training, fit per-class offsets on the logits for validation macro-F1 and add
+    #: them to the answer layers' biases (:mod:`train.calibrate`; contract-2 students).
+    calibrate: bool = since(False)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -176,6 +184,7 @@ class OptimConfig:
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
         _check(0 <= self.ema < 1, "ema is a decay per step, in [0, 1) (0: off)")
         _check(self.sequence >= 1, f"sequence must be >= 1, got {self.sequence}")
+        _check(0 <= self.song_balance <= 1, "song_balance is a power, in [0, 1] (0: off)")
 
 
 @dataclass(frozen=True)
@@ -235,6 +244,11 @@ class RunConfig:
             f"split is one of {', '.join(SPLITS)}, got {self.split!r}",
         )
         _check(0 <= self.split_duplicates <= 1, "split_duplicates is a share, in [0, 1]")
+        _check(not self.teacher.calibrate, "calibrate is for the students (student.calibrate)")
+        _check(
+            not self.student.calibrate or self.model.contract == 2,
+            "student.calibrate fits the answers of contract-2 students: it needs model.contract=2",
+        )
         _check(
             self.device.split(":")[0] in DEVICES,
             f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}",

@@ -248,6 +248,10 @@ class Run:
                     model, name, windows, phase.step, phase.predict, phase=phase
                 )
                 histories = histories + [r | {"phase": phase.name} for r in state.history]
+            extra = {}
+            if self.cfg.student.calibrate:
+                extra["calibration"] = self.students.calibrate(model, self.device)
+                self.report.say(name.upper(), _calibration_line(extra["calibration"]))
             self._unlink_checkpoints(name)
             return checkpoints.checkpoint(
                 model,
@@ -255,6 +259,7 @@ class Run:
                 config=to_json(self.cfg),
                 history=histories,
                 best_val_macro_f1=state.best_f1,
+                **extra,
             )
 
         return self._model(name, self.current_or_build(f"{name}.pt", train))
@@ -296,6 +301,11 @@ class Run:
             train_index=windows.split["train"],
             val_index=val,
             val_labels=windows.labels[val],
+            train_groups=(
+                self.students.songs(windows.split["train"])
+                if role == "student" and optim.song_balance > 0
+                else None
+            ),
         )
         self.report.say(task.name, "training")
         torch.manual_seed(cfg.seed)
@@ -376,6 +386,13 @@ class Run:
 
 
 # --------------------------------------------------------------------------------- data
+
+
+def _calibration_line(record: dict) -> str:
+    """What calibration did, in a line: validation macro-F1 before and after, per answer."""
+    return "calibrated: " + ", ".join(
+        f"{answer} {r['before']:.3f} -> {r['after']:.3f}" for answer, r in record.items()
+    )
 
 
 def load_data(cfg: RunConfig, report: Reporter, rank: int = 0) -> Data:

@@ -32,7 +32,7 @@ import numpy.typing as npt
 import torch
 
 from live.contracts import V1, V2, Contract
-from train import floor, history
+from train import calibrate, floor, history
 from train.baseline import note_features
 from train.batches import NotesSource
 from train.config import ModelConfig, RunConfig
@@ -201,6 +201,10 @@ class Students(ABC):
         that has one gets its window answer frozen for it."""
         return None
 
+    def calibrate(self, model: KdModel, device: torch.device) -> dict:
+        """Fit per-class offsets to the student's answers on validation (contract 2)."""
+        raise ConfigError("student.calibrate is for contract-2 students (model.contract=2)")
+
     @classmethod
     @abstractmethod
     def test_inputs(cls, data_dir: Path, limit: int) -> npt.NDArray[np.float32] | None:
@@ -367,6 +371,36 @@ class NotesStudents(Students):
 
         step = history.history_step(source, history.successors(notes), chunk, device)
         return Phase("history", step, predict, chunk)
+
+    def calibrate(self, model: KdModel, device: torch.device) -> dict:
+        """Fit and apply per-class offsets to the student's window and running answers
+        (:mod:`train.calibrate`) on every validation window (whole parts, so the running
+        answers are causal); returns, per answer, the offsets and validation macro-F1 before
+        and after."""
+        assert isinstance(model, PartStudent)
+        idx = self.windows.split["validation"]
+        if len(idx) == 0:
+            raise DataError("student.calibrate needs validation windows; this split has none")
+        window, running = history.running_answers(
+            model, self.windows.source, self.notes, idx, device
+        )
+        y = self.windows.labels[idx]
+        layers = {"window": model.window.classifier}
+        answers = {"window": window}
+        if model.state_dim:
+            layers["running"], answers["running"] = model.part_head, running
+        record = {}
+        for answer, probs in answers.items():
+            logp = np.log(np.clip(probs, 1e-12, 1.0))
+            offsets = calibrate.fit_offsets(y, logp)
+            calibrate.apply_offsets(layers[answer], offsets)
+            record[answer] = {
+                "offsets": [round(float(v), 3) for v in offsets],
+                "before": calibrate.macro_f1(y, logp.argmax(1)),
+                "after": calibrate.macro_f1(y, (logp + offsets).argmax(1)),
+                "windows": len(idx),
+            }
+        return record
 
     @classmethod
     def test_inputs(cls, data_dir: Path, limit: int) -> npt.NDArray[np.float32] | None:

@@ -454,3 +454,28 @@ def test_two_runs_started_together_on_one_data_folder_build_it_once(tmp_path: Pa
     stems = [r["stem"] for r in records]
     assert len(stems) == len(set(stems))
     assert sum(r["windows"] > 0 for r in records) == summary["stems"]
+
+
+@pytest.mark.slow
+def test_calibrated_students_carry_their_offsets(tiny_run: Path, tmp_path: Path) -> None:
+    """student.calibrate: each student's checkpoint says what was fitted on validation, its
+    validation macro-F1 never falls, and the offsets are in the weights (the answer layers'
+    biases, which export carries): the saved model scores what the record says."""
+    from train.batches import NotesSource
+    from train.calibrate import macro_f1
+    from train.history import running_answers
+
+    run = tmp_path / "run"
+    calibrated = rerun(tiny_run, run, "--set", "student.calibrate=true")
+    notes = NotesStore(tiny_run / "data" / "notes")
+    val = notes.split("validation")
+    for name in ("nic.pt", "kdic.pt"):
+        record = calibrated[name]["calibration"]
+        assert set(record) == {"window", "running"}
+        model = load_model(run / name)
+        answers = running_answers(model, NotesSource(notes, cells=True), notes, val, torch.device("cpu"))
+        for answer, probs in zip(("window", "running"), answers, strict=True):
+            fit = record[answer]
+            assert fit["after"] >= fit["before"] and fit["windows"] == len(val)
+            assert macro_f1(notes.labels[val], probs.argmax(1)) == pytest.approx(fit["after"])
+    assert "calibration" not in checkpoints.load(tiny_run / "nic.pt")
