@@ -66,6 +66,13 @@ VARIANTS = {
     "long": ["student.epochs=20", "student.samples_per_epoch=40960"],
     "wide": ["model.scale=2"],
     "stats": ["model.stats=true"],
+    # Against the over-fitting the budget showed (validation peaked at epoch 6 of 30):
+    # weight decay 500x the preset's, and label smoothing.
+    "decay": ["student.weight_decay=0.05"],
+    "smooth": ["student.label_smoothing=0.1"],
+    # Draw songs, then windows (within each class): long songs no longer dominate.
+    "songs": ["student.song_balance=1"],
+    "songs-half": ["student.song_balance=0.5"],
 }
 
 

@@ -136,11 +136,26 @@ class MelSource:
 
 
 def balanced_sample(
-    labels: npt.NDArray[np.int64], n: int, rng: np.random.Generator
+    labels: npt.NDArray[np.int64],
+    n: int,
+    rng: np.random.Generator,
+    *,
+    groups: npt.NDArray[np.int64] | None = None,
+    power: float = 0.0,
 ) -> npt.NDArray[np.int64]:
     """``n`` positions into ``labels`` drawn with replacement so every class present is equally
     likely: the model sees each instrument as often, which is what macro-F1 rewards, and the
-    same sampler serves the cross-entropy and the distillation losses alike."""
-    counts = np.bincount(labels, minlength=len(CLASSES)).astype(np.float64)
-    weights = 1.0 / counts[labels]
+    same sampler serves the cross-entropy and the distillation losses alike.
+
+    With ``groups`` (each position's song) and ``power`` > 0, a position's weight within its
+    class is also divided by its song's positions of that class to ``power``: at 1 every song
+    of a class is as likely (a song with a thousand windows of it no more than one with two).
+    """
+    weights = np.ones(len(labels))
+    if groups is not None and power > 0 and len(labels):
+        pairs = np.asarray(groups, np.int64) * len(CLASSES) + labels
+        _, inverse, per_pair = np.unique(pairs, return_inverse=True, return_counts=True)
+        weights = per_pair[inverse].astype(np.float64) ** -power
+    per_class = np.bincount(labels, weights=weights, minlength=len(CLASSES))
+    weights = weights / per_class[labels]
     return rng.choice(len(labels), size=n, replace=True, p=weights / weights.sum())

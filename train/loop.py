@@ -60,6 +60,8 @@ class Task:
     train_index: npt.NDArray[np.int64]  # their store indices
     val_index: npt.NDArray[np.int64]
     val_labels: npt.NDArray[np.int64]
+    #: The training windows' songs, for ``OptimConfig.song_balance``; None: not balanced.
+    train_groups: npt.NDArray[np.int64] | None = None
 
 
 M = TypeVar("M", bound=nn.Module)
@@ -93,7 +95,10 @@ def fit(
     last_save = time.monotonic()
     while not state.done and state.epoch < cfg.epochs:
         rng = np.random.default_rng([seed, state.epoch])
-        order = task.train_index[balanced_sample(task.train_labels, n_samples, rng)]
+        drawn = balanced_sample(
+            task.train_labels, n_samples, rng, groups=task.train_groups, power=cfg.song_balance
+        )
+        order = task.train_index[drawn]
         train_model.train()
         sums: dict[str, float] = {}
         losses: dict[str, float] = {}

@@ -69,6 +69,20 @@ def test_balanced_sample_evens_out_classes() -> None:
     assert np.allclose(counts / counts.sum(), 1 / 3, atol=0.02)
 
 
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_balanced_sample_draws_songs_to_a_power(power: float) -> None:
+    # Class 0: song 0 has 90 windows, song 1 has 10; class 1: song 1's 50.
+    labels = np.array([0] * 90 + [0] * 10 + [1] * 50)
+    songs = np.array([0] * 90 + [1] * 10 + [1] * 50)
+    draw = balanced_sample(labels, 60_000, np.random.default_rng(0), groups=songs, power=power)
+    counts = np.bincount(labels[draw], minlength=2)
+    assert np.allclose(counts / counts.sum(), 1 / 2, atol=0.02)  # classes still even
+    zero = draw[labels[draw] == 0]
+    share = np.mean(songs[zero] == 0)  # song 0's share of class 0: 90 ** (1 - p) : 10 ** (1 - p)
+    expected = 90 ** (1 - power) / (90 ** (1 - power) + 10 ** (1 - power))
+    assert share == pytest.approx(expected, abs=0.02)
+
+
 def test_fit_learns_and_keeps_the_best_epoch(tmp_path: Path) -> None:
     x, y = synthetic()
     cfg = OptimConfig(epochs=6, batch_size=32, lr=1e-2, patience=10)
