@@ -73,6 +73,8 @@ VARIANTS = {
     # Draw songs, then windows (within each class): long songs no longer dominate.
     "songs": ["student.song_balance=1"],
     "songs-half": ["student.song_balance=0.5"],
+    # Hide a tenth of the input cells of every training window.
+    "drop": ["student.drop_cells=0.1"],
 }
 
 

@@ -7,6 +7,7 @@ for an array of store indices; distillation adds the teacher's cached outputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +75,31 @@ class SparseWindows:
             self.cells % per_channel // SHAPE[2],
             self.cells % SHAPE[2],
         )
+
+
+class DroppedCells:
+    """A training source that hides each nonzero input cell with probability ``p`` (a note
+    missed, a thinner ensemble), ``OptimConfig.drop_cells``: noise against learning the
+    training songs by heart. Its draws come from torch's generator, which the training loop
+    seeds per step, so a resumed run hides the same cells."""
+
+    def __init__(
+        self,
+        source: Callable[[npt.NDArray[np.int64]], tuple[torch.Tensor | SparseWindows, torch.Tensor]],
+        p: float,
+    ) -> None:
+        if not 0 <= p < 1:
+            raise ValueError(f"p is a probability in [0, 1), got {p}")
+        self.source, self.p = source, p
+
+    def __call__(
+        self, idx: npt.NDArray[np.int64]
+    ) -> tuple[torch.Tensor | SparseWindows, torch.Tensor]:
+        x, y = self.source(idx)
+        if isinstance(x, SparseWindows):
+            keep = torch.rand(len(x.values)) >= self.p
+            return SparseWindows(x.rows[keep], x.cells[keep], x.values[keep], x.n), y
+        return x * (torch.rand(x.shape) >= self.p).to(x.dtype), y
 
 
 class NotesSource:

@@ -173,6 +173,9 @@ class OptimConfig:
     #: After training, fit per-class offsets on the logits for validation macro-F1 and add
     #: them to the answer layers' biases (:mod:`train.calibrate`; contract-2 students).
     calibrate: bool = since(False)
+    #: Students: hide each nonzero input cell of a training window with this probability
+    #: (train.batches.DroppedCells; the window answer's training only).
+    drop_cells: float = since(0.0)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -185,6 +188,7 @@ class OptimConfig:
         _check(0 <= self.ema < 1, "ema is a decay per step, in [0, 1) (0: off)")
         _check(self.sequence >= 1, f"sequence must be >= 1, got {self.sequence}")
         _check(0 <= self.song_balance <= 1, "song_balance is a power, in [0, 1] (0: off)")
+        _check(0 <= self.drop_cells < 1, "drop_cells is a probability, in [0, 1) (0: off)")
 
 
 @dataclass(frozen=True)

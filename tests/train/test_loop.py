@@ -193,3 +193,29 @@ def test_the_fast_students_average_their_weights_by_default() -> None:
     fast = preset_config("fast").student
     assert fast.ema == 0.995 and preset_config("paper").student.ema == 0.0
     assert fingerprint(fast) != fingerprint(replace(fast, ema=0.0))
+
+
+def test_dropped_cells_hide_a_share_of_the_inputs_the_same_way_each_seed() -> None:
+    from train.batches import DroppedCells, SparseWindows
+
+    n = 20_000
+    x = SparseWindows(
+        torch.arange(n) % 50, torch.arange(n), torch.ones(n), 50
+    )
+
+    def source(idx: np.ndarray) -> tuple[SparseWindows, torch.Tensor]:
+        return x, torch.zeros(len(idx), dtype=torch.int64)
+
+    dropped = DroppedCells(source, 0.25)
+    torch.manual_seed(3)
+    first, _ = dropped(np.arange(50))
+    torch.manual_seed(3)
+    again, _ = dropped(np.arange(50))
+    assert len(first.values) / n == pytest.approx(0.75, abs=0.02)
+    assert torch.equal(first.cells, again.cells) and first.n == 50
+    dense, _ = DroppedCells(lambda idx: (torch.ones(4, 5, 128, 16), torch.zeros(4)), 0.25)(
+        np.arange(4)
+    )
+    assert float(dense.mean()) == pytest.approx(0.75, abs=0.02)
+    with pytest.raises(ValueError, match="probability"):
+        DroppedCells(source, 1.0)
