@@ -75,6 +75,8 @@ VARIANTS = {
     "songs-half": ["student.song_balance=0.5"],
     # Hide a tenth of the input cells of every training window.
     "drop": ["student.drop_cells=0.1"],
+    # Stop 6 epochs after the best (the budget's best windows came by epoch 8 of 30).
+    "patient6": ["student.patience=6"],
 }
 
 

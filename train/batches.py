@@ -85,7 +85,9 @@ class DroppedCells:
 
     def __init__(
         self,
-        source: Callable[[npt.NDArray[np.int64]], tuple[torch.Tensor | SparseWindows, torch.Tensor]],
+        source: Callable[
+            [npt.NDArray[np.int64]], tuple[torch.Tensor | SparseWindows, torch.Tensor]
+        ],
         p: float,
     ) -> None:
         if not 0 <= p < 1:

@@ -38,7 +38,11 @@ def macro_f1(labels: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64]) ->
 
 
 def fit_offsets(
-    labels: npt.ArrayLike, logits: npt.ArrayLike, *, grid: npt.ArrayLike = GRID, rounds: int = ROUNDS
+    labels: npt.ArrayLike,
+    logits: npt.ArrayLike,
+    *,
+    grid: npt.ArrayLike = GRID,
+    rounds: int = ROUNDS,
 ) -> npt.NDArray[np.float32]:
     """Offsets ``[8]`` that maximise the macro-F1 of ``argmax(logits + offsets)`` on
     ``labels``: each class's in turn over ``grid`` (the others held), ``rounds`` times. A

@@ -67,6 +67,12 @@ class Task:
 M = TypeVar("M", bound=nn.Module)
 
 
+def warmup_share(total_steps: int) -> float:
+    """The share of the steps the one-cycle schedule warms up over: a tenth, except where that
+    is exactly one step, which torch's ``OneCycleLR`` divides by zero on (10 steps in all)."""
+    return 0.15 if total_steps == 10 else 0.1
+
+
 def fit(
     model: M,
     task: Task,
@@ -84,7 +90,10 @@ def fit(
     n_samples = cfg.samples_per_epoch or len(task.train_index)
     steps = max(1, math.ceil(n_samples / cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.1
+        opt,
+        max_lr=cfg.lr,
+        total_steps=cfg.epochs * steps,
+        pct_start=warmup_share(cfg.epochs * steps),
     )
     state = LoopState()
     best = copy.deepcopy(model.state_dict())

@@ -199,9 +199,7 @@ def test_dropped_cells_hide_a_share_of_the_inputs_the_same_way_each_seed() -> No
     from train.batches import DroppedCells, SparseWindows
 
     n = 20_000
-    x = SparseWindows(
-        torch.arange(n) % 50, torch.arange(n), torch.ones(n), 50
-    )
+    x = SparseWindows(torch.arange(n) % 50, torch.arange(n), torch.ones(n), 50)
 
     def source(idx: np.ndarray) -> tuple[SparseWindows, torch.Tensor]:
         return x, torch.zeros(len(idx), dtype=torch.int64)
@@ -219,3 +217,17 @@ def test_dropped_cells_hide_a_share_of_the_inputs_the_same_way_each_seed() -> No
     assert float(dense.mean()) == pytest.approx(0.75, abs=0.02)
     with pytest.raises(ValueError, match="probability"):
         DroppedCells(source, 1.0)
+
+
+@pytest.mark.parametrize("total", [1, 2, 9, 10, 11, 40])
+def test_the_schedule_steps_through_any_number_of_steps(total: int) -> None:
+    from train.loop import warmup_share
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=1e-3, total_steps=total, pct_start=warmup_share(total)
+    )
+    for _ in range(total):
+        opt.step()
+        sched.step()  # 10 steps raised ZeroDivisionError with a warm-up of a tenth

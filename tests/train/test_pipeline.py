@@ -473,7 +473,9 @@ def test_calibrated_students_carry_their_offsets(tiny_run: Path, tmp_path: Path)
         record = calibrated[name]["calibration"]
         assert set(record) == {"window", "running"}
         model = load_model(run / name)
-        answers = running_answers(model, NotesSource(notes, cells=True), notes, val, torch.device("cpu"))
+        answers = running_answers(
+            model, NotesSource(notes, cells=True), notes, val, torch.device("cpu")
+        )
         for answer, probs in zip(("window", "running"), answers, strict=True):
             fit = record[answer]
             assert fit["after"] >= fit["before"] and fit["windows"] == len(val)
