@@ -201,9 +201,17 @@ class DistillConfig:
 
     temperature: float = 2.0
     alpha: float = 0.0
+    #: Whom KDIC learns from: ``audio``, the paper's teacher (a CNN on the part's rendered
+    #: audio), or ``floor``, the floor's gradient boosting on hand statistics of the same
+    #: notes, answering for training windows it was not fitted on (contract 2).
+    teacher: str = since("audio")
 
     def __post_init__(self) -> None:
         _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        _check(
+            self.teacher in ("audio", "floor"),
+            f"distill.teacher is audio or floor, got {self.teacher!r}",
+        )
         _check(0 <= self.alpha <= 1, f"alpha must be in [0, 1], got {self.alpha}")
 
 
@@ -249,6 +257,10 @@ class RunConfig:
         )
         _check(0 <= self.split_duplicates <= 1, "split_duplicates is a share, in [0, 1]")
         _check(not self.teacher.calibrate, "calibrate is for the students (student.calibrate)")
+        _check(
+            self.distill.teacher == "audio" or self.model.contract == 2,
+            "distill.teacher=floor teaches from contract-2 statistics: it needs model.contract=2",
+        )
         _check(
             not self.student.calibrate or self.model.contract == 2,
             "student.calibrate fits the answers of contract-2 students: it needs model.contract=2",

@@ -45,6 +45,7 @@ from train.progress import Reporter, Silent
 from train.splits import LookupTable, leakage, split_windows, train_share, window_keys
 from train.steps import Index, LossFn, PredictFn, StepFn, ce_loss, kd_loss, predictor, window_step
 from train.students import (
+    FLOOR_TEACHER_WINDOWS,
     Data,
     Phase,
     Scorer,
@@ -73,19 +74,23 @@ def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
         cfg.seed,
     )
     nic = fingerprint("nic", data_fp, describe(new_student(cfg)), cfg.student, cfg.seed)
+    floor = fingerprint(
+        "floor",
+        data_fp,
+        cfg.model.contract,
+        students_for(cfg.model.contract).floor_input,
+        FLOOR_VERSION,
+        cfg.seed,
+    )
+    floor_outputs = fingerprint("floor outputs", floor, FLOOR_TEACHER_WINDOWS)
+    taught_by = floor_outputs if cfg.distill.teacher == "floor" else teacher
     return {
         "teacher.pt": teacher,
         "teacher_outputs.pt": fingerprint("teacher outputs", teacher),
         "nic.pt": nic,
-        "kdic.pt": fingerprint("kdic", nic, teacher, cfg.distill),
-        "floor.pt": fingerprint(
-            "floor",
-            data_fp,
-            cfg.model.contract,
-            students_for(cfg.model.contract).floor_input,
-            FLOOR_VERSION,
-            cfg.seed,
-        ),
+        "kdic.pt": fingerprint("kdic", nic, taught_by, cfg.distill),
+        "floor.pt": floor,
+        "floor_outputs.pt": floor_outputs,
     }
 
 
@@ -107,6 +112,8 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
     run = Run(cfg, report or Silent())
     teacher = run.teacher()
     logits, taught = run.teacher_logits(teacher)
+    if cfg.distill.teacher == "floor":
+        logits, taught = run.floor_logits()
     nic = run.student("nic", ce_loss(cfg.student))
     kdic = run.student("kdic", kd_loss(logits, cfg.distill, run.device, taught))
     floor = run.floor()
@@ -229,6 +236,23 @@ class Run:
         heard = np.zeros(len(self.data.store), bool)
         heard[self.data.rolls.split["train"]] = True
         return self.students.teacher_targets(logits, heard)
+
+    def floor_logits(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+        """The floor as a teacher (``distill.teacher=floor``): its log-probabilities on the
+        training windows it answers for, computed once, as ``(logits [N, 8], taught [N])`` by
+        student window (:meth:`train.students.Students.floor_targets`)."""
+
+        def infer() -> dict[str, Any]:
+            self.report.say("floor outputs", "the floor's answers on training windows")
+            taught, logp = self.students.floor_targets(seed=self.cfg.seed)
+            return {"windows": taught, "logits": logp}
+
+        blob = self.current_or_build("floor_outputs.pt", infer)
+        n = len(self.students.windows.labels)
+        logits = np.zeros((n, len(CLASSES)), np.float32)
+        taught = np.zeros(n, bool)
+        logits[blob["windows"]], taught[blob["windows"]] = blob["logits"], True
+        return logits, taught
 
     def student(self, name: str, loss: LossFn) -> KdModel:
         """NIC (cross-entropy) or KDIC (distillation): the student on its contract's windows.

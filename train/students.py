@@ -32,8 +32,9 @@ import numpy.typing as npt
 import torch
 
 from live.contracts import V1, V2, Contract
+from live.taxonomy import N_CLASSES
 from train import calibrate, floor, history
-from train.baseline import note_features
+from train.baseline import fit_baseline, note_features
 from train.batches import NotesSource
 from train.config import ModelConfig, RunConfig
 from train.data.notes import NotesStore, audio_twins
@@ -55,6 +56,9 @@ from train.steps import Index, PredictFn, Source, StepFn, predictor
 VALIDATION_SONGS = 200
 #: The floor fits on at most this many training windows (gradient boosting is slow).
 FLOOR_MAX_TRAIN = 200_000
+#: ``distill.teacher=floor``: the floor answers for at most this many training windows it was
+#: not fitted on (their features take about a quarter of a millisecond each to compute).
+FLOOR_TEACHER_WINDOWS = 1_200_000
 #: Probabilities ``[n, 8]`` by window.
 Probs = npt.NDArray[np.float32]
 
@@ -205,6 +209,10 @@ class Students(ABC):
         """Fit per-class offsets to the student's answers on validation (contract 2)."""
         raise ConfigError("student.calibrate is for contract-2 students (model.contract=2)")
 
+    def floor_targets(self, *, seed: int) -> tuple[Index, npt.NDArray[np.float32]]:
+        """The floor's answers as a teacher's (contract 2)."""
+        raise ConfigError("distill.teacher=floor is for contract-2 students (model.contract=2)")
+
     @classmethod
     @abstractmethod
     def test_inputs(cls, data_dir: Path, limit: int) -> npt.NDArray[np.float32] | None:
@@ -346,6 +354,25 @@ class NotesStudents(Students):
             "running": floor.fit_answers(x, y, x_test, seed=seed),
         }
 
+    def floor_targets(self, *, seed: int) -> tuple[Index, npt.NDArray[np.float32]]:
+        """The floor as a teacher (``distill.teacher=floor``): its window answer, fitted on
+        at most :data:`FLOOR_MAX_TRAIN` training windows and at most half of them (with more
+        than twice that many, the very fit of :meth:`floor`: the same windows and seed), on at
+        most :data:`FLOOR_TEACHER_WINDOWS` other training windows, drawn at random (seed + 1).
+        Returns ``(windows, log-probabilities [n, 8])``; never a window it was fitted on, nor
+        a validation or test window."""
+        notes, every = self.notes, self.windows.split["train"]
+        fitted = floor.sample(every, min(FLOOR_MAX_TRAIN, len(every) // 2), seed=seed)
+        taught = floor.sample(np.setdiff1d(every, fitted), FLOOR_TEACHER_WINDOWS, seed=seed + 1)
+        model = fit_baseline(own_features(notes, fitted), self.windows.labels[fitted], seed=seed)
+        probs = np.full((len(taught), N_CLASSES), 1e-6, np.float32)
+        for s in range(0, len(taught), 65536):
+            block = taught[s : s + 65536]
+            probs[s : s + len(block), model.classes_] = model.predict_proba(
+                own_features(notes, block)
+            )
+        return taught, np.log(np.clip(probs, 1e-6, 1.0))
+
     def _roll_keys(self, idx: Index) -> npt.NDArray[np.uint64]:
         rows, cells = self.notes.part_cells(idx)
         return sparse_roll_keys(rows, cells, len(idx))
@@ -425,6 +452,18 @@ def students_for(version: int) -> type[Students]:
             f"{', '.join(map(str, STUDENTS))}"
         )
     return STUDENTS[version]
+
+
+def own_features(notes: NotesStore, idx: Index, block: int = 50_000) -> npt.NDArray[np.float32]:
+    """The floor's statistics of each window ``idx`` alone (:data:`train.floor.FEATURE_NAMES`,
+    no running means), in ``idx``'s order, ``block`` windows at a time."""
+    out = np.empty((len(idx), len(floor.FEATURE_NAMES)), np.float32)
+    for s in range(0, len(idx), block):
+        part = idx[s : s + block]
+        out[s : s + len(part)] = floor.input_features(
+            notes.inputs(part), notes.index["valid_steps"][part]
+        )
+    return out
 
 
 def floor_features(

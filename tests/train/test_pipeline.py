@@ -481,3 +481,29 @@ def test_calibrated_students_carry_their_offsets(tiny_run: Path, tmp_path: Path)
             assert fit["after"] >= fit["before"] and fit["windows"] == len(val)
             assert macro_f1(notes.labels[val], probs.argmax(1)) == pytest.approx(fit["after"])
     assert "calibration" not in checkpoints.load(tiny_run / "nic.pt")
+
+
+@pytest.mark.slow
+def test_kdic_learns_from_the_floor_on_windows_it_was_not_fitted_on(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """distill.teacher=floor: KDIC alone is trained again; the floor's answers it learnt from
+    are log-probabilities on training windows only, none of them one the floor was fitted on
+    (floor.sample with the run's seed)."""
+    from train import floor
+    from train.students import FLOOR_MAX_TRAIN
+
+    run = tmp_path / "run"
+    base = rerun(tiny_run, run)
+    taught = rerun(tiny_run, run, "--set", "distill.teacher=floor")
+    changed = {k for k in base if taught[k]["fingerprint"] != base[k]["fingerprint"]}
+    assert changed == {"kdic.pt"}
+    outputs = checkpoints.load(run / "floor_outputs.pt")
+    notes = NotesStore(tiny_run / "data" / "notes")
+    train = notes.split("train")
+    fitted = floor.sample(train, min(FLOOR_MAX_TRAIN, len(train) // 2), seed=0)
+    windows, logp = np.asarray(outputs["windows"]), np.asarray(outputs["logits"])
+    assert len(windows) > 0 and np.isin(windows, train).all()
+    assert not np.isin(windows, fitted).any()
+    assert np.allclose(np.exp(logp).sum(1), 1, atol=1e-3)
+    assert taught["kdic.pt"]["config"]["distill"]["teacher"] == "floor"
