@@ -70,11 +70,6 @@ VARIANTS = {
     # weight decay 500x the preset's, and label smoothing.
     "decay": ["student.weight_decay=0.05"],
     "smooth": ["student.label_smoothing=0.1"],
-    # Draw songs, then windows (within each class): long songs no longer dominate.
-    "songs": ["student.song_balance=1"],
-    "songs-half": ["student.song_balance=0.5"],
-    # Hide a tenth of the input cells of every training window.
-    "drop": ["student.drop_cells=0.1"],
     # Stop 6 epochs after the best (the budget's best windows came by epoch 8 of 30).
     "patient6": ["student.patience=6"],
     # KDIC from the floor (gradient boosting on the window's hand statistics), which

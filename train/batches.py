@@ -7,7 +7,6 @@ for an array of store indices; distillation adds the teacher's cached outputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,33 +76,6 @@ class SparseWindows:
         )
 
 
-class DroppedCells:
-    """A training source that hides each nonzero input cell with probability ``p`` (a note
-    missed, a thinner ensemble), ``OptimConfig.drop_cells``: noise against learning the
-    training songs by heart. Its draws come from torch's generator, which the training loop
-    seeds per step, so a resumed run hides the same cells."""
-
-    def __init__(
-        self,
-        source: Callable[
-            [npt.NDArray[np.int64]], tuple[torch.Tensor | SparseWindows, torch.Tensor]
-        ],
-        p: float,
-    ) -> None:
-        if not 0 <= p < 1:
-            raise ValueError(f"p is a probability in [0, 1), got {p}")
-        self.source, self.p = source, p
-
-    def __call__(
-        self, idx: npt.NDArray[np.int64]
-    ) -> tuple[torch.Tensor | SparseWindows, torch.Tensor]:
-        x, y = self.source(idx)
-        if isinstance(x, SparseWindows):
-            keep = torch.rand(len(x.values)) >= self.p
-            return SparseWindows(x.rows[keep], x.cells[keep], x.values[keep], x.n), y
-        return x * (torch.rand(x.shape) >= self.p).to(x.dtype), y
-
-
 class NotesSource:
     """Contract-v2 student input: ``x`` [B, 5, 128, 16] float32 (the contract's integers; the
     model scales velocity), ``y`` [B] int64."""
@@ -164,26 +136,11 @@ class MelSource:
 
 
 def balanced_sample(
-    labels: npt.NDArray[np.int64],
-    n: int,
-    rng: np.random.Generator,
-    *,
-    groups: npt.NDArray[np.int64] | None = None,
-    power: float = 0.0,
+    labels: npt.NDArray[np.int64], n: int, rng: np.random.Generator
 ) -> npt.NDArray[np.int64]:
     """``n`` positions into ``labels`` drawn with replacement so every class present is equally
     likely: the model sees each instrument as often, which is what macro-F1 rewards, and the
-    same sampler serves the cross-entropy and the distillation losses alike.
-
-    With ``groups`` (each position's song) and ``power`` > 0, a position's weight within its
-    class is also divided by its song's positions of that class to ``power``: at 1 every song
-    of a class is as likely (a song with a thousand windows of it no more than one with two).
-    """
-    weights = np.ones(len(labels))
-    if groups is not None and power > 0 and len(labels):
-        pairs = np.asarray(groups, np.int64) * len(CLASSES) + labels
-        _, inverse, per_pair = np.unique(pairs, return_inverse=True, return_counts=True)
-        weights = per_pair[inverse].astype(np.float64) ** -power
-    per_class = np.bincount(labels, weights=weights, minlength=len(CLASSES))
-    weights = weights / per_class[labels]
+    same sampler serves the cross-entropy and the distillation losses alike."""
+    counts = np.bincount(labels, minlength=len(CLASSES)).astype(np.float64)
+    weights = 1.0 / counts[labels]
     return rng.choice(len(labels), size=n, replace=True, p=weights / weights.sum())

@@ -165,17 +165,9 @@ class OptimConfig:
     #: Students with a state learn on chunks of this many successive windows of a part
     #: (``batch_size`` and ``samples_per_epoch`` still count windows).
     sequence: int = 8
-    #: Within a class, a window's draw weight is divided by its song's windows of that class
-    #: to this power: 0 draws windows (a song with many of them is drawn that much more
-    #: often), 1 draws songs first (every song of the class as likely, then one of its
-    #: windows), 0.5 between.
-    song_balance: float = since(0.0)
     #: After training, fit per-class offsets on the logits for validation macro-F1 and add
     #: them to the answer layers' biases (:mod:`train.calibrate`; contract-2 students).
     calibrate: bool = since(False)
-    #: Students: hide each nonzero input cell of a training window with this probability
-    #: (train.batches.DroppedCells; the window answer's training only).
-    drop_cells: float = since(0.0)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
@@ -187,8 +179,6 @@ class OptimConfig:
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
         _check(0 <= self.ema < 1, "ema is a decay per step, in [0, 1) (0: off)")
         _check(self.sequence >= 1, f"sequence must be >= 1, got {self.sequence}")
-        _check(0 <= self.song_balance <= 1, "song_balance is a power, in [0, 1] (0: off)")
-        _check(0 <= self.drop_cells < 1, "drop_cells is a probability, in [0, 1) (0: off)")
 
 
 @dataclass(frozen=True)

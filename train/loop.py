@@ -60,8 +60,6 @@ class Task:
     train_index: npt.NDArray[np.int64]  # their store indices
     val_index: npt.NDArray[np.int64]
     val_labels: npt.NDArray[np.int64]
-    #: The training windows' songs, for ``OptimConfig.song_balance``; None: not balanced.
-    train_groups: npt.NDArray[np.int64] | None = None
 
 
 M = TypeVar("M", bound=nn.Module)
@@ -104,10 +102,7 @@ def fit(
     last_save = time.monotonic()
     while not state.done and state.epoch < cfg.epochs:
         rng = np.random.default_rng([seed, state.epoch])
-        drawn = balanced_sample(
-            task.train_labels, n_samples, rng, groups=task.train_groups, power=cfg.song_balance
-        )
-        order = task.train_index[drawn]
+        order = task.train_index[balanced_sample(task.train_labels, n_samples, rng)]
         train_model.train()
         sums: dict[str, float] = {}
         losses: dict[str, float] = {}

@@ -31,7 +31,7 @@ import torch.distributed as dist
 from live.contract import CONTRACT_VERSION
 from live.taxonomy import CLASSES
 from train import checkpoints
-from train.batches import DroppedCells, MelSource, RollSource, labels_of
+from train.batches import MelSource, RollSource, labels_of
 from train.config import RunConfig, fingerprint, to_json
 from train.data import slakh
 from train.data.build import build
@@ -262,9 +262,7 @@ class Run:
 
         def train() -> dict[str, Any]:
             model = new_student(self.cfg)
-            drop = self.cfg.student.drop_cells
-            source = DroppedCells(windows.source, drop) if drop > 0 else windows.source
-            step = window_step(source, loss, device)
+            step = window_step(windows.source, loss, device)
             predict = predictor(windows.source, device)
             model, state = self._fit(model, name, windows, step, predict)
             histories = state.history
@@ -327,11 +325,6 @@ class Run:
             train_index=windows.split["train"],
             val_index=val,
             val_labels=windows.labels[val],
-            train_groups=(
-                self.students.songs(windows.split["train"])
-                if role == "student" and optim.song_balance > 0
-                else None
-            ),
         )
         self.report.say(task.name, "training")
         torch.manual_seed(cfg.seed)

@@ -69,20 +69,6 @@ def test_balanced_sample_evens_out_classes() -> None:
     assert np.allclose(counts / counts.sum(), 1 / 3, atol=0.02)
 
 
-@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
-def test_balanced_sample_draws_songs_to_a_power(power: float) -> None:
-    # Class 0: song 0 has 90 windows, song 1 has 10; class 1: song 1's 50.
-    labels = np.array([0] * 90 + [0] * 10 + [1] * 50)
-    songs = np.array([0] * 90 + [1] * 10 + [1] * 50)
-    draw = balanced_sample(labels, 60_000, np.random.default_rng(0), groups=songs, power=power)
-    counts = np.bincount(labels[draw], minlength=2)
-    assert np.allclose(counts / counts.sum(), 1 / 2, atol=0.02)  # classes still even
-    zero = draw[labels[draw] == 0]
-    share = np.mean(songs[zero] == 0)  # song 0's share of class 0: 90 ** (1 - p) : 10 ** (1 - p)
-    expected = 90 ** (1 - power) / (90 ** (1 - power) + 10 ** (1 - power))
-    assert share == pytest.approx(expected, abs=0.02)
-
-
 def test_fit_learns_and_keeps_the_best_epoch(tmp_path: Path) -> None:
     x, y = synthetic()
     cfg = OptimConfig(epochs=6, batch_size=32, lr=1e-2, patience=10)
@@ -193,30 +179,6 @@ def test_the_fast_students_average_their_weights_by_default() -> None:
     fast = preset_config("fast").student
     assert fast.ema == 0.995 and preset_config("paper").student.ema == 0.0
     assert fingerprint(fast) != fingerprint(replace(fast, ema=0.0))
-
-
-def test_dropped_cells_hide_a_share_of_the_inputs_the_same_way_each_seed() -> None:
-    from train.batches import DroppedCells, SparseWindows
-
-    n = 20_000
-    x = SparseWindows(torch.arange(n) % 50, torch.arange(n), torch.ones(n), 50)
-
-    def source(idx: np.ndarray) -> tuple[SparseWindows, torch.Tensor]:
-        return x, torch.zeros(len(idx), dtype=torch.int64)
-
-    dropped = DroppedCells(source, 0.25)
-    torch.manual_seed(3)
-    first, _ = dropped(np.arange(50))
-    torch.manual_seed(3)
-    again, _ = dropped(np.arange(50))
-    assert len(first.values) / n == pytest.approx(0.75, abs=0.02)
-    assert torch.equal(first.cells, again.cells) and first.n == 50
-    dense, _ = DroppedCells(lambda idx: (torch.ones(4, 5, 128, 16), torch.zeros(4)), 0.25)(
-        np.arange(4)
-    )
-    assert float(dense.mean()) == pytest.approx(0.75, abs=0.02)
-    with pytest.raises(ValueError, match="probability"):
-        DroppedCells(source, 1.0)
 
 
 @pytest.mark.parametrize("total", [1, 2, 9, 10, 11, 40])
