@@ -97,18 +97,18 @@ def main() -> None:
             run = Run(cfg, report, notes_only(cfg) if args.notes_only else None)
             if cfg.distill.teacher == "floor":  # KDIC from the floor: no audio needed
                 logits, taught = run.floor_logits()
-                name = "kdic"
-                nic = run.student(name, kd_loss(logits, cfg.distill, run.device, taught))
+                student = "kdic"
+                nic = run.student(student, kd_loss(logits, cfg.distill, run.device, taught))
             else:
-                name = "nic"
-                nic = run.student(name, ce_loss(cfg.student))
+                student = "nic"
+                nic = run.student(student, ce_loss(cfg.student))
             result = {"in_domain": run.evaluate(nic), "minutes": (time.monotonic() - start) / 60}
             for name, store in ood.items():
                 every = np.arange(len(store), dtype=np.int64)
                 result[name] = evaluate_windows(nic, store, every, run.device)
             result["settings"] = settings
             # What `kdexport bundle RUN --student nic` (or kdic) puts in a bundle's manifest.
-            models = {name.upper(): result["in_domain"]}
+            models = {student.upper(): result["in_domain"]}
             report_json = {"models": models, "data": run.data.summary}
             (folder / "report.json").write_text(json.dumps(report_json, indent=1))
             results[f"{variant}/seed{args.seed}"] = result
