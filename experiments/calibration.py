@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "experiments"))
 
-from levers import VARIANTS, notes_only, ood_store  # noqa: E402
+from levers import VARIANTS, add_ood_option, notes_only, ood_store  # noqa: E402
 
 from train.config import override, preset_config  # noqa: E402
 from train.pipeline import Run  # noqa: E402
@@ -78,13 +78,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--data", type=Path, required=True, help="the data folder (DATA/notes)")
     p.add_argument("--variant", default="budget", help="its levers.py variant (a+b together)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--ood",
-        action="append",
-        default=[],
-        type=lambda s: tuple(s.split("=", 1)),
-        help="NAME=FOLDER of General MIDI files (DEMO: the demo corpus); repeatable",
-    )
+    add_ood_option(p)
     p.add_argument("--out", type=Path, default=Path("calibration.json"))
     args = p.parse_args()
     for variant in args.variant.split("+"):

@@ -204,6 +204,12 @@ def parse() -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], help="KEY=VALUE for every variant")
+    add_ood_option(p)
+    return p.parse_args()
+
+
+def add_ood_option(p: argparse.ArgumentParser) -> None:
+    """``--ood NAME=FOLDER`` (repeatable): a collection scored out of domain."""
     p.add_argument(
         "--ood",
         action="append",
@@ -211,7 +217,6 @@ def parse() -> argparse.Namespace:
         type=lambda s: tuple(s.split("=", 1)),
         help="NAME=FOLDER of MIDI files scored out of domain (FOLDER DEMO: the demo corpus)",
     )
-    return p.parse_args()
 
 
 if __name__ == "__main__":
