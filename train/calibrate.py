@@ -73,6 +73,6 @@ def apply_offsets(layer: torch.nn.Linear, offsets: npt.ArrayLike) -> None:
     if layer.bias is None:
         raise ValueError("the layer that makes the logits has no bias to carry the offsets")
     with torch.no_grad():
-        layer.bias += torch.as_tensor(np.asarray(offsets), dtype=layer.bias.dtype).to(
-            layer.bias.device
+        layer.bias.add_(
+            torch.as_tensor(np.asarray(offsets), dtype=layer.bias.dtype).to(layer.bias.device)
         )

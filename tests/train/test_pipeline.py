@@ -412,7 +412,7 @@ def test_kdtrain_config_prints_the_resolved_preset() -> None:
     assert result.exit_code == 0, result.output
     config = json.loads(result.output)
     assert config["seed"] == 3 and config["model"]["preset"] == "paper"
-    assert config["distill"] == {"temperature": 2.0, "alpha": 0.0}
+    assert config["distill"] == {"temperature": 2.0, "alpha": 0.0, "teacher": "audio"}
 
 
 @pytest.mark.slow
