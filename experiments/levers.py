@@ -78,6 +78,8 @@ VARIANTS = {
     "floorkd": ["distill.teacher=floor"],
     # Per-class offsets on the answers, fitted on validation (train.calibrate).
     "calibrated": ["student.calibrate=true"],
+    # The floor's answers at temperature 1 (the preset distils at 2).
+    "t1": ["distill.temperature=1"],
 }
 
 
