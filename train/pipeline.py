@@ -111,9 +111,10 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
     _init_distributed()
     run = Run(cfg, report or Silent())
     teacher = run.teacher()
-    logits, taught = run.teacher_logits(teacher)
-    if cfg.distill.teacher == "floor":
+    if cfg.distill.teacher == "floor":  # KDIC learns from the floor; the teacher is scored
         logits, taught = run.floor_logits()
+    else:
+        logits, taught = run.teacher_logits(teacher)
     nic = run.student("nic", ce_loss(cfg.student))
     kdic = run.student("kdic", kd_loss(logits, cfg.distill, run.device, taught))
     floor = run.floor()
