@@ -32,9 +32,8 @@ import numpy.typing as npt
 import torch
 
 from live.contracts import V1, V2, Contract
-from live.taxonomy import N_CLASSES
 from train import calibrate, floor, history
-from train.baseline import fit_baseline, note_features
+from train.baseline import note_features
 from train.batches import NotesSource
 from train.config import ModelConfig, RunConfig
 from train.data.notes import NotesStore, audio_twins
@@ -364,13 +363,9 @@ class NotesStudents(Students):
         notes, every = self.notes, self.windows.split["train"]
         fitted = floor.sample(every, min(FLOOR_MAX_TRAIN, len(every) // 2), seed=seed)
         taught = floor.sample(np.setdiff1d(every, fitted), FLOOR_TEACHER_WINDOWS, seed=seed + 1)
-        model = fit_baseline(own_features(notes, fitted), self.windows.labels[fitted], seed=seed)
-        probs = np.full((len(taught), N_CLASSES), 1e-6, np.float32)
-        for s in range(0, len(taught), 65536):
-            block = taught[s : s + 65536]
-            probs[s : s + len(block), model.classes_] = model.predict_proba(
-                own_features(notes, block)
-            )
+        y = self.windows.labels[fitted]
+        x, x_taught = own_features(notes, fitted), own_features(notes, taught)
+        probs = floor.fit_answers(x, y, x_taught, seed=seed)
         return taught, np.log(np.clip(probs, 1e-6, 1.0))
 
     def _roll_keys(self, idx: Index) -> npt.NDArray[np.uint64]:
