@@ -8,11 +8,6 @@ of the shipped split), scored on the test windows as it is and with per-class of
 every validation window for macro-F1 (:mod:`train.calibrate`, as ``student.calibrate`` fits a
 student's). The window answer only: the running answer's features need the running means over
 every training window (about 17 minutes more here).
-
-``--offline``: the offline floor instead, the teacher of ``distill.teacher=offline`` (each
-window's statistics and their mean over its whole part, :func:`train.floor.part_means`),
-fitted on a seeded sample of at most 600,000 training windows (``OFFLINE_FIT``; about 15
-minutes on 2 cores): what it knows that a causal student cannot see.
 """
 
 from __future__ import annotations
@@ -35,13 +30,7 @@ from train import calibrate, floor  # noqa: E402
 from train.config import override, preset_config  # noqa: E402
 from train.pipeline import Run  # noqa: E402
 from train.progress import reporter  # noqa: E402
-from train.students import (  # noqa: E402
-    FLOOR_MAX_TRAIN,
-    OFFLINE_FIT,
-    StoredAnswers,
-    evaluate_windows,
-    own_features,
-)
+from train.students import FLOOR_MAX_TRAIN, StoredAnswers, evaluate_windows, own_features  # noqa: E402
 
 
 def main() -> None:
@@ -49,31 +38,19 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True, help="the data folder (DATA/notes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("floor_calibrated.json"))
-    p.add_argument("--offline", action="store_true", help="the floor hearing the whole part")
     args = p.parse_args()
     with reporter() as report:
         cfg = override(preset_config("fast"), [f"data.out={args.data}", f"seed={args.seed}"])
         students = Run(cfg, report, notes_only(cfg)).students
         notes, split, y = students.notes, students.windows.split, students.windows.labels
-        limit = OFFLINE_FIT if args.offline else FLOOR_MAX_TRAIN
-        fitted = floor.sample(split["train"], limit, seed=args.seed)
+        fitted = floor.sample(split["train"], FLOOR_MAX_TRAIN, seed=args.seed)
         val, test = split["validation"], split["test"]
         report.say("floor", f"fitting on {len(fitted)} windows, answering {len(val) + len(test)}")
-
-        def features(idx: np.ndarray) -> np.ndarray:
-            """The floor's statistics of the windows ``idx`` (with ``--offline``, of every
-            window of their parts, then each part's means: parts lie within one split)."""
-            if not args.offline:
-                return own_features(notes, idx)
-            song, part = notes.index["song"], notes.index["part"]
-            return floor.part_means(own_features(notes, idx), song[idx], part[idx])
-
-        if args.offline:  # whole parts, then the sample: a part's mean is over all its windows
-            x = features(split["train"])[np.searchsorted(split["train"], fitted)]
-        else:
-            x = features(fitted)
         probs = floor.fit_answers(
-            x, y[fitted], np.concatenate([features(val), features(test)]), seed=args.seed
+            own_features(notes, fitted),
+            y[fitted],
+            np.concatenate([own_features(notes, val), own_features(notes, test)]),
+            seed=args.seed,
         )
     logp = np.log(np.clip(probs, 1e-12, 1.0))
     offsets = calibrate.fit_offsets(y[val], logp[: len(val)])

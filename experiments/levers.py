@@ -40,7 +40,7 @@ from train.data.collection import find_midi_files  # noqa: E402
 from train.data.notes import NotesStore, build_notes  # noqa: E402
 from train.pipeline import Run  # noqa: E402
 from train.progress import Reporter, reporter  # noqa: E402
-from train.steps import ce_loss  # noqa: E402
+from train.steps import ce_loss, kd_loss  # noqa: E402
 from train.students import Data, evaluate_windows  # noqa: E402
 
 #: Each lever alone and together (contract-2 channels: 0 sounding, 1 onset, 2 velocity,
@@ -76,11 +76,6 @@ VARIANTS = {
     # generalises to new songs better than the student: the paper's distillation with a
     # teacher that knows more.
     "floorkd": ["distill.teacher=floor"],
-    # KDIC from the offline floor: the floor hearing the whole part, past and future
-    # (cross-fitted by song), a teacher that knows more than the causal student can see; and
-    # its history phase taught by it too.
-    "offlinekd": ["distill.teacher=offline"],
-    "kdhistory": ["distill.history=true"],
     # Per-class offsets on the answers, fitted on validation (train.calibrate).
     "calibrated": ["student.calibrate=true"],
     # The floor's answers at temperature 1 (the preset distils at 2).
@@ -102,9 +97,10 @@ def main() -> None:
             cfg = override(preset_config("fast"), [*sets, *args.set, *settings])
             start = time.monotonic()
             run = Run(cfg, report, notes_only(cfg) if args.notes_only else None)
-            if cfg.distill.teacher != "audio":  # KDIC from a floor: no audio needed
+            if cfg.distill.teacher == "floor":  # KDIC from the floor: no audio needed
+                logits, taught = run.floor_logits()
                 student = "kdic"
-                nic = run.kdic(*run.floor_logits())
+                nic = run.student(student, kd_loss(logits, cfg.distill, run.device, taught))
             else:
                 student = "nic"
                 nic = run.student(student, ce_loss(cfg.student))

@@ -192,19 +192,15 @@ class DistillConfig:
     temperature: float = 2.0
     alpha: float = 0.0
     #: Whom KDIC learns from: ``audio``, the paper's teacher (a CNN on the part's rendered
-    #: audio); ``floor``, the floor's gradient boosting on hand statistics of the same
-    #: notes, answering for training windows it was not fitted on; ``offline``, that floor
-    #: hearing the whole part, past and future (contract 2).
+    #: audio), or ``floor``, the floor's gradient boosting on hand statistics of the same
+    #: notes, answering for training windows it was not fitted on (contract 2).
     teacher: str = since("audio")
-    #: The history phase learns from the teacher's answers too (soft targets for the running
-    #: answer at every window), not from the labels alone.
-    history: bool = since(False)
 
     def __post_init__(self) -> None:
         _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         _check(
-            self.teacher in ("audio", "floor", "offline"),
-            f"distill.teacher is audio, floor or offline, got {self.teacher!r}",
+            self.teacher in ("audio", "floor"),
+            f"distill.teacher is audio or floor, got {self.teacher!r}",
         )
         _check(0 <= self.alpha <= 1, f"alpha must be in [0, 1], got {self.alpha}")
 

@@ -11,9 +11,7 @@ What a learned student must beat: a few dozen hand-made numbers per window of
 - :func:`running_means`: each window's features averaged over its part's windows so far
   (causal, restarting where the running answer does: :func:`train.history.order_segments`),
   appended to its own, :data:`RUNNING_NAMES`: what the floor's running answer reads, as the
-  student's state does;
-- :func:`part_means`: the same over the whole part, past and future, :data:`PART_NAMES`: what
-  the offline floor reads, the teacher of ``distill.teacher=offline``.
+  student's state does.
 
 Vectorised numpy over blocks of windows; nothing here reads a store or fits a model.
 """
@@ -39,13 +37,6 @@ RUNNING_NAMES: list[str] = [
     *FEATURE_NAMES,
     *(f"so_far_{name}" for name in FEATURE_NAMES),
     "windows_heard",
-]
-#: What the offline floor reads (``distill.teacher=offline``): the window's own statistics,
-#: their mean over the whole part (past and future), and how many windows the part has.
-PART_NAMES: list[str] = [
-    *FEATURE_NAMES,
-    *(f"part_{name}" for name in FEATURE_NAMES),
-    "part_windows",
 ]
 
 
@@ -271,32 +262,7 @@ def running_means(
     return out
 
 
-def part_means(
-    features: npt.NDArray[np.float32], song: npt.ArrayLike, part: npt.ArrayLike
-) -> npt.NDArray[np.float32]:
-    """Each window's features with their mean over its whole part appended (every window of
-    the part given, before and after it: offline, what a teacher may hear and the live student
-    may not), then the number of windows of the part: :data:`PART_NAMES`, in ``features``'
-    order."""
-    features = np.asarray(features, np.float32)
-    key = np.stack([np.asarray(song, np.int64), np.asarray(part, np.int64)], 1)
-    _, which, count = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-    which = which.reshape(-1)
-    total = np.zeros((len(count), features.shape[1]))
-    np.add.at(total, which, features)
-    mean = (total / count[:, None]).astype(np.float32)
-    return np.concatenate([features, mean[which], count[which, None].astype(np.float32)], 1)
-
-
 # ------------------------------------------------------------------------------- fitting
-
-
-def folds(keys: npt.ArrayLike, k: int, *, seed: int) -> npt.NDArray[np.int64]:
-    """Each row's fold ``0 .. k - 1``: the distinct ``keys`` (a song's group of versions)
-    dealt at random (``seed``) in turn, so all rows of a key share a fold."""
-    distinct, which = np.unique(np.asarray(keys), return_inverse=True)
-    dealt = np.random.default_rng(seed).permutation(len(distinct)) % k
-    return dealt[which.reshape(-1)].astype(np.int64)
 
 
 def sample(idx: npt.NDArray[np.int64], n: int, *, seed: int) -> npt.NDArray[np.int64]:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from live.taxonomy import N_CLASSES
 from train.data.notes import NotesStore
 from train.models import PartStudent
-from train.steps import Index, LossFn, Source, StepFn
+from train.steps import Index, Source, StepFn
 
 #: A part silent for this many bars starts afresh (so does the daemon).
 RESET_BARS = 4
@@ -81,26 +81,18 @@ def chunks(
 
 
 def history_step(
-    source: Source,
-    nxt: npt.NDArray[np.int64],
-    length: int,
-    device: torch.device,
-    loss: LossFn | None = None,
+    source: Source, nxt: npt.NDArray[np.int64], length: int, device: torch.device
 ) -> StepFn:
-    """Chunks of up to ``length`` successive windows from each sampled start: the loss of the
-    running answer at every step, cross-entropy (a part keeps its instrument: its label) or
-    ``loss`` (KDIC's, ``distill.history``: the teacher's answer for each window). The window
-    encoder is frozen by then (``PartStudent.freeze_window``), so this trains the history
-    alone."""
+    """Chunks of up to ``length`` successive windows from each sampled start: the
+    cross-entropy of the running answer at every step (a part keeps its instrument: its
+    label). The window encoder is frozen by then (``PartStudent.freeze_window``), so this
+    trains the history alone."""
 
     def step(model: torch.nn.Module, idx: npt.NDArray[np.int64]) -> dict[str, torch.Tensor]:
         grid, valid = chunks(idx, nxt, length)
-        windows = grid[valid]
-        x, y = source(windows)
+        x, y = source(grid[valid])
         y = y.to(device)
         _, part = model(x.to(device), torch.from_numpy(valid).to(device))  # one forward (DDP)
-        if loss is not None:
-            return {f"part/{k}" if k != "loss" else k: v for k, v in loss(part, y, windows).items()}
         ce = F.cross_entropy(part, y)
         return {"loss": ce, "part/ce": ce}
 

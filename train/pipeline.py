@@ -46,8 +46,6 @@ from train.splits import LookupTable, leakage, split_windows, train_share, windo
 from train.steps import Index, LossFn, PredictFn, StepFn, ce_loss, kd_loss, predictor, window_step
 from train.students import (
     FLOOR_TEACHER_WINDOWS,
-    OFFLINE_FIT,
-    OFFLINE_FOLDS,
     Data,
     Phase,
     Scorer,
@@ -85,10 +83,7 @@ def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
         cfg.seed,
     )
     floor_outputs = fingerprint("floor outputs", floor, FLOOR_TEACHER_WINDOWS)
-    offline_outputs = fingerprint("offline outputs", floor, OFFLINE_FOLDS, OFFLINE_FIT)
-    taught_by = {"floor": floor_outputs, "offline": offline_outputs}.get(
-        cfg.distill.teacher, teacher
-    )
+    taught_by = floor_outputs if cfg.distill.teacher == "floor" else teacher
     return {
         "teacher.pt": teacher,
         "teacher_outputs.pt": fingerprint("teacher outputs", teacher),
@@ -96,7 +91,6 @@ def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
         "kdic.pt": fingerprint("kdic", nic, taught_by, cfg.distill),
         "floor.pt": floor,
         "floor_outputs.pt": floor_outputs,
-        "offline_outputs.pt": offline_outputs,
     }
 
 
@@ -117,12 +111,12 @@ def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:
     _init_distributed()
     run = Run(cfg, report or Silent())
     teacher = run.teacher()
-    if cfg.distill.teacher == "audio":
-        logits, taught = run.teacher_logits(teacher)
-    else:  # KDIC learns from a floor; the audio teacher is only scored
+    if cfg.distill.teacher == "floor":  # KDIC learns from the floor; the teacher is scored
         logits, taught = run.floor_logits()
+    else:
+        logits, taught = run.teacher_logits(teacher)
     nic = run.student("nic", ce_loss(cfg.student))
-    kdic = run.kdic(logits, taught)
+    kdic = run.student("kdic", kd_loss(logits, cfg.distill, run.device, taught))
     floor = run.floor()
     if run.rank != 0:
         return {}
@@ -245,39 +239,26 @@ class Run:
         return self.students.teacher_targets(logits, heard)
 
     def floor_logits(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-        """A floor as KDIC's teacher: its log-probabilities on the training windows it answers
-        for, computed once, as ``(logits [N, 8], taught [N])`` by student window. The floor
-        (``distill.teacher=floor``: :meth:`train.students.Students.floor_targets`) or the
-        offline floor (``offline``: :meth:`~train.students.Students.offline_targets`)."""
-        kind = self.cfg.distill.teacher
-        targets = {
-            "floor": self.students.floor_targets,
-            "offline": self.students.offline_targets,
-        }[kind]
+        """The floor as a teacher (``distill.teacher=floor``): its log-probabilities on the
+        training windows it answers for, computed once, as ``(logits [N, 8], taught [N])`` by
+        student window (:meth:`train.students.Students.floor_targets`)."""
 
         def infer() -> dict[str, Any]:
-            self.report.say(f"{kind} outputs", f"the {kind} floor's answers on training windows")
-            taught, logp = targets(seed=self.cfg.seed)
+            self.report.say("floor outputs", "the floor's answers on training windows")
+            taught, logp = self.students.floor_targets(seed=self.cfg.seed)
             return {"windows": taught, "logits": logp}
 
-        blob = self.current_or_build(f"{kind}_outputs.pt", infer)
+        blob = self.current_or_build("floor_outputs.pt", infer)
         n = len(self.students.windows.labels)
         logits = np.zeros((n, len(CLASSES)), np.float32)
         taught = np.zeros(n, bool)
         logits[blob["windows"]], taught[blob["windows"]] = blob["logits"], True
         return logits, taught
 
-    def kdic(self, logits: npt.NDArray[np.float32], taught: npt.NDArray[np.bool_]) -> KdModel:
-        """KDIC: the student distilled from a teacher's ``logits`` where it ``taught``; its
-        history phase too when ``distill.history`` says so."""
-        loss = kd_loss(logits, self.cfg.distill, self.device, taught)
-        return self.student("kdic", loss, history_loss=loss if self.cfg.distill.history else None)
-
-    def student(self, name: str, loss: LossFn, history_loss: LossFn | None = None) -> KdModel:
+    def student(self, name: str, loss: LossFn) -> KdModel:
         """NIC (cross-entropy) or KDIC (distillation): the student on its contract's windows.
         Its window answer first; then, for a student with a history, the phase that teaches it
-        (:meth:`train.students.Students.start_history`; by cross-entropy, or
-        ``history_loss``)."""
+        (:meth:`train.students.Students.start_history`)."""
         windows, device = self.students.windows, self.device
 
         def train() -> dict[str, Any]:
@@ -286,7 +267,7 @@ class Run:
             predict = predictor(windows.source, device)
             model, state = self._fit(model, name, windows, step, predict)
             histories = state.history
-            phase = self.students.start_history(model, device, history_loss)
+            phase = self.students.start_history(model, device)
             if phase is not None:
                 model, state = self._fit(
                     model, name, windows, phase.step, phase.predict, phase=phase

@@ -32,7 +32,6 @@ import numpy.typing as npt
 import torch
 
 from live.contracts import V1, V2, Contract
-from live.taxonomy import N_CLASSES
 from train import calibrate, floor, history
 from train.baseline import note_features
 from train.batches import NotesSource
@@ -50,7 +49,7 @@ from train.splits import (
     train_share,
     window_keys,
 )
-from train.steps import Index, LossFn, PredictFn, Source, StepFn, predictor
+from train.steps import Index, PredictFn, Source, StepFn, predictor
 
 #: Contract-2 students are validated on the windows of at most this many validation songs.
 VALIDATION_SONGS = 200
@@ -59,11 +58,6 @@ FLOOR_MAX_TRAIN = 200_000
 #: ``distill.teacher=floor``: the floor answers for at most this many training windows it was
 #: not fitted on (their features take about a quarter of a millisecond each to compute).
 FLOOR_TEACHER_WINDOWS = 1_200_000
-#: ``distill.teacher=offline``: the training songs are dealt into this many folds (by group of
-#: versions); the offline floor fitted on the other folds' windows answers for each fold's.
-OFFLINE_FOLDS = 2
-#: ... fitted on at most this many of those windows (about 8 minutes on 2 cores).
-OFFLINE_FIT = 600_000
 #: Probabilities ``[n, 8]`` by window.
 Probs = npt.NDArray[np.float32]
 
@@ -205,11 +199,9 @@ class Students(ABC):
     def songs(self, idx: Index) -> np.ndarray:
         """The song of each window ``idx``."""
 
-    def start_history(
-        self, model: KdModel, device: torch.device, loss: LossFn | None = None
-    ) -> Phase | None:
-        """The phase that teaches a student its history (by cross-entropy, or ``loss``), or
-        None when it has none; a student that has one gets its window answer frozen for it."""
+    def start_history(self, model: KdModel, device: torch.device) -> Phase | None:
+        """The phase that teaches a student its history, or None when it has none; a student
+        that has one gets its window answer frozen for it."""
         return None
 
     def calibrate(self, model: KdModel, device: torch.device) -> dict:
@@ -219,10 +211,6 @@ class Students(ABC):
     def floor_targets(self, *, seed: int) -> tuple[Index, npt.NDArray[np.float32]]:
         """The floor's answers as a teacher's (contract 2)."""
         raise ConfigError("distill.teacher=floor is for contract-2 students (model.contract=2)")
-
-    def offline_targets(self, *, seed: int) -> tuple[Index, npt.NDArray[np.float32]]:
-        """The offline floor's answers as a teacher's (contract 2)."""
-        raise ConfigError("distill.teacher=offline is for contract-2 students (model.contract=2)")
 
     @classmethod
     @abstractmethod
@@ -380,32 +368,6 @@ class NotesStudents(Students):
         probs = floor.fit_answers(x, y, x_taught, seed=seed)
         return taught, np.log(np.clip(probs, 1e-6, 1.0))
 
-    def offline_targets(self, *, seed: int) -> tuple[Index, npt.NDArray[np.float32]]:
-        """The offline floor as a teacher (``distill.teacher=offline``): gradient boosting on
-        each window's statistics and their mean over its whole part, past and future
-        (:func:`train.floor.part_means`), which knows far more than a causal student can see.
-        Cross-fitted: the training songs are dealt into :data:`OFFLINE_FOLDS` folds by group
-        of versions (:func:`train.floor.folds`), and each fold's windows are answered by the
-        floor fitted on at most :data:`OFFLINE_FIT` windows of the others, so every training
-        window is taught by a model that never saw its song. Returns ``(windows,
-        log-probabilities [n, 8])``, every training window."""
-        notes, every = self.notes, self.windows.split["train"]
-        song = notes.index["song"][every]
-        x = floor.part_means(own_features(notes, every), song, notes.index["part"][every])
-        fold = floor.folds(notes.song_key, OFFLINE_FOLDS, seed=seed)[song]
-        y, logp = self.windows.labels[every], np.empty((len(every), N_CLASSES), np.float32)
-        if len(np.unique(fold)) < 2:
-            raise DataError(
-                "distill.teacher=offline needs training songs in more than one group of "
-                "versions; use distill.teacher=floor on a collection this small"
-            )
-        for f in np.unique(fold):
-            fitted = floor.sample(np.flatnonzero(fold != f), OFFLINE_FIT, seed=seed)
-            answered = fold == f
-            probs = floor.fit_answers(x[fitted], y[fitted], x[answered], seed=seed)
-            logp[answered] = np.log(np.clip(probs, 1e-6, 1.0))
-        return every, logp
-
     def _roll_keys(self, idx: Index) -> npt.NDArray[np.uint64]:
         rows, cells = self.notes.part_cells(idx)
         return sparse_roll_keys(rows, cells, len(idx))
@@ -416,9 +378,7 @@ class NotesStudents(Students):
     def songs(self, idx: Index) -> np.ndarray:
         return self.notes.index["song"][idx]
 
-    def start_history(
-        self, model: KdModel, device: torch.device, loss: LossFn | None = None
-    ) -> Phase | None:
+    def start_history(self, model: KdModel, device: torch.device) -> Phase | None:
         """A student with a state learns its history after its window answer: the recurrent
         head over the frozen window embeddings, on chunks of a part's successive windows."""
         if not (isinstance(model, PartStudent) and model.state_dim):
@@ -431,7 +391,7 @@ class NotesStudents(Students):
             assert isinstance(model, PartStudent)
             return history.running_answers(model, source, notes, idx, device)[1]
 
-        step = history.history_step(source, history.successors(notes), chunk, device, loss)
+        step = history.history_step(source, history.successors(notes), chunk, device)
         return Phase("history", step, predict, chunk)
 
     def calibrate(self, model: KdModel, device: torch.device) -> dict:

@@ -13,16 +13,7 @@ from live.testing.songs import Track, melody, write_song
 from train.baseline import FEATURE_NAMES as ROLL_NAMES
 from train.baseline import note_features
 from train.data.notes import NotesStore, build_notes
-from train.floor import (
-    FEATURE_NAMES,
-    PART_NAMES,
-    RUNNING_NAMES,
-    folds,
-    input_features,
-    part_means,
-    running_means,
-    sample,
-)
+from train.floor import FEATURE_NAMES, RUNNING_NAMES, input_features, running_means, sample
 from train.history import RESET_BARS, order_segments
 from train.students import floor_features
 
@@ -206,34 +197,6 @@ def test_running_means_are_causal_and_ignore_the_row_order() -> None:
     shuffle = rng.permutation(len(SONG))
     again = running_means(feats[shuffle], SONG[shuffle], PART[shuffle], BAR[shuffle])
     np.testing.assert_allclose(again, out[shuffle], rtol=1e-6)
-
-
-def test_part_means_hear_the_whole_part_whatever_the_order() -> None:
-    """The offline floor's features: every window of a part gets the same mean over all of
-    the part's windows, later ones and those after a long silence included."""
-    feats = np.arange(len(SONG), dtype=np.float32)[:, None] * [1, 10]
-    out = part_means(feats, SONG, PART)
-    assert out.shape == (len(SONG), 5)
-    np.testing.assert_array_equal(out[:, :2], feats)
-    want = [2.5] * 6 + [6.5] * 2 + [9] * 3  # song 0 part 0 (both segments), part 1, song 1
-    np.testing.assert_allclose(out[:, 2], want)
-    np.testing.assert_allclose(out[:, 3], np.array(want) * 10)
-    np.testing.assert_array_equal(out[:, 4], [6] * 6 + [2] * 2 + [3] * 3)
-    shuffle = np.random.default_rng(0).permutation(len(SONG))
-    again = part_means(feats[shuffle], SONG[shuffle], PART[shuffle])
-    np.testing.assert_allclose(again, out[shuffle], rtol=1e-6)
-    assert len(PART_NAMES) == 2 * len(FEATURE_NAMES) + 1
-
-
-def test_folds_keep_a_group_together_and_are_seeded() -> None:
-    keys = np.array([f"group{k % 7}" for k in range(50)])
-    dealt = folds(keys, 2, seed=3)
-    assert set(dealt) == {0, 1}
-    for key in set(keys):
-        assert len(set(dealt[keys == key])) == 1  # versions of a song never straddle folds
-    np.testing.assert_array_equal(dealt, folds(keys, 2, seed=3))
-    assert any(not np.array_equal(dealt, folds(keys, 2, seed=s)) for s in range(4, 10))
-    assert set(folds(keys, 3, seed=0)) == {0, 1, 2}
 
 
 # --------------------------------------------------------------------- a store's windows

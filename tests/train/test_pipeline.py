@@ -412,12 +412,7 @@ def test_kdtrain_config_prints_the_resolved_preset() -> None:
     assert result.exit_code == 0, result.output
     config = json.loads(result.output)
     assert config["seed"] == 3 and config["model"]["preset"] == "paper"
-    assert config["distill"] == {
-        "temperature": 2.0,
-        "alpha": 0.0,
-        "teacher": "audio",
-        "history": False,
-    }
+    assert config["distill"] == {"temperature": 2.0, "alpha": 0.0, "teacher": "audio"}
 
 
 @pytest.mark.slow
@@ -512,35 +507,3 @@ def test_kdic_learns_from_the_floor_on_windows_it_was_not_fitted_on(
     assert not np.isin(windows, fitted).any()
     assert np.allclose(np.exp(logp).sum(1), 1, atol=1e-3)
     assert taught["kdic.pt"]["config"]["distill"]["teacher"] == "floor"
-
-
-@pytest.mark.slow
-def test_kdic_learns_from_the_offline_floor_on_every_training_window(
-    tiny_run: Path, tmp_path: Path
-) -> None:
-    """distill.teacher=offline with distill.history: KDIC alone is trained again, from the
-    offline floor's answers on every training window (cross-fitted, so a window's answer comes
-    from the fold its song is not in), its history phase taught by them too."""
-    from train import floor
-    from train.students import OFFLINE_FOLDS
-
-    run = tmp_path / "run"
-    base = rerun(tiny_run, run)
-    taught = rerun(
-        tiny_run, run, "--set", "distill.teacher=offline", "--set", "distill.history=true"
-    )
-    changed = {k for k in base if taught[k]["fingerprint"] != base[k]["fingerprint"]}
-    assert changed == {"kdic.pt"}
-    assert "floor_outputs.pt" not in taught
-    notes = NotesStore(tiny_run / "data" / "notes")
-    train = notes.split("train")
-    outputs = checkpoints.load(run / "offline_outputs.pt")
-    windows, logp = np.asarray(outputs["windows"]), np.asarray(outputs["logits"])
-    np.testing.assert_array_equal(windows, train)
-    assert np.allclose(np.exp(logp).sum(1), 1, atol=1e-3)
-    dealt = floor.folds(notes.song_key, OFFLINE_FOLDS, seed=0)[notes.index["song"][train]]
-    assert set(dealt) == set(range(OFFLINE_FOLDS))  # both folds answered, each by the other
-    kdic = taught["kdic.pt"]
-    assert kdic["config"]["distill"]["teacher"] == "offline"
-    history = [r for r in kdic["history"] if r.get("phase") == "history"]
-    assert history and all("part/kd/soft" in r for r in history)
