@@ -65,6 +65,9 @@ VARIANTS = {
     # 40,960 windows.
     "long": ["student.epochs=20", "student.samples_per_epoch=40960"],
     "wide": ["model.scale=2"],
+    # The streaming encoder (train.models.StreamCNN): a pitch CNN per step, then convolutions
+    # over the steps; 5x the steps encoder's multiply-adds, most of them computable ahead.
+    "stream": ["model.encoder=stream"],
     "stats": ["model.stats=true"],
     # Against the over-fitting the budget showed (validation peaked at epoch 6 of 30):
     # weight decay 500x the preset's, and label smoothing.

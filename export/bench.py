@@ -8,6 +8,11 @@ student (Table 1; random weights, which do not change its speed) so the ratio is
 Where PyTorch sees a CUDA GPU, the student's PyTorch latency timed with CUDA events is added as
 the reference a TensorRT engine should beat.
 
+A streaming student (:mod:`live.stream`) is timed as the daemon meets it: the windows heard
+before but for each one's last step, new at every call (it computed the rest ahead); beside
+that, with a bar's 8 steps new (``batch16_new_bar``) and with every step new
+(``batch16_cold``).
+
 Goals: the export issue's, the default student on ONNX Runtime CPU, 1 thread, batch 1, has
 p99 <= 0.2 ms and is >= 5x faster than the paper student; issue 16's, one bar line of 16 busy
 channels (batch 16: every window's answer and state update) has p99 <= 1 ms on that thread.
@@ -28,10 +33,11 @@ import torch
 
 from export.onnx import export_onnx, random_inputs
 from live.bundle import MANIFEST_NAME, ONNX_NAME, make_manifest, read_bundle
-from live.contracts import V1
+from live.contracts import V1, V2
 from live.errors import BackendError
 from live.latency import machine, summary
 from live.model import Model
+from live.stream import StreamRunner
 from train.files import atomic_write
 from train.models import build_student, count_macs, count_params, model_from_description
 
@@ -82,10 +88,53 @@ def bench_bundle(
 
         entry: dict = {"available": True, "runner": model.backend}
         entry["contract"] = model.contract.version
+        streaming = isinstance(model.runner, StreamRunner)
         for b, n in zip(BATCHES, iters, strict=True):
-            entry[f"batch{b}"] = time_calls(call, x_all[:b], iters=n, warmup=min(300, n))
+            if streaming:  # as the daemon meets it: each window's last step new
+                entry[f"batch{b}"] = time_streamed(call, x_all[:b], 1, iters=n)
+            else:
+                entry[f"batch{b}"] = time_calls(call, x_all[:b], iters=n, warmup=min(300, n))
+        if streaming:
+            for name, new in (("batch16_new_bar", 8), ("batch16_cold", 16)):
+                entry[name] = time_streamed(call, x_all, new, iters=iters[1])
         out[backend] = entry
     return out
+
+
+def time_streamed(
+    call: Callable[[np.ndarray], object], x: np.ndarray, new: int, *, iters: int
+) -> dict:
+    """A streaming student's bar line: the windows ``x`` heard before, moved on by ``new``
+    steps, new at every call (fresh random steps, never cached). ``new`` = 1 is
+    the bar line after the daemon computed ahead (``live.ahead``); 8, one where it could not
+    (a window hops by a bar, so its first bar is the last window's second); 16, nothing known
+    (what an unstreamed student always costs)."""
+    rng = np.random.default_rng(7)
+    warmup = min(300, iters)
+    call(x)
+    t = np.empty(iters, np.int64)
+    clock = time.perf_counter_ns
+    for i in range(warmup + iters):
+        # The windows move on by ``new`` steps: the rest was heard at the last call.
+        x = np.concatenate([x[..., new:], fresh_steps(rng, len(x), new)], axis=3)
+        t0 = clock()
+        call(x)
+        if i >= warmup:
+            t[i - warmup] = clock() - t0
+    return {**summary(t / 1e6, mean=True), "iters": iters, "new_steps": new}
+
+
+def fresh_steps(rng: np.random.Generator, n: int, new: int) -> np.ndarray:
+    """``new`` random contract-2 steps for ``n`` windows, ``[n, 5, 128, new]``: notes sounding
+    on 3 % of the keys (never none), onsets with velocities on half of them, a sparse ensemble
+    and drums; 640 random cells, so none repeats an earlier one."""
+    x = np.zeros((n, *V2.input_shape[:2], new), np.float32)
+    x[:, 0] = rng.random((n, V2.input_shape[1], new)) < 0.03
+    x[:, 0, 60] = 1.0
+    x[:, 1] = x[:, 0] * (rng.random(x[:, 0].shape) < 0.5)
+    x[:, 2] = x[:, 1] * rng.integers(1, 128, x[:, 1].shape)
+    x[:, 3:] = rng.random((n, 2, V2.input_shape[1], new)) < 0.03
+    return x
 
 
 def paper_student_bundle(folder: Path) -> Path:

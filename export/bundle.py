@@ -16,6 +16,7 @@ import torch
 from export.errors import ExportError
 from export.onnx import OPSET, export_onnx, gauntlet
 from export.preflight import preflight
+from export.stream import export_stream, stream_gauntlet, streams
 from live.bundle import MANIFEST_NAME, ONNX_NAME, Bundle, make_manifest, read_bundle
 from train import checkpoints
 from train.errors import CheckpointError
@@ -93,6 +94,10 @@ def write_bundle(
         onnx_path = tmp / ONNX_NAME
         graph = export_onnx(model, onnx_path)
         report = gauntlet(model, onnx_path, real_inputs=real)
+        stream, stream_report = None, None
+        if streams(model):
+            stream = export_stream(model, tmp)
+            stream_report = stream_gauntlet(model, tmp, real_inputs=real)
         tensorrt = preflight(onnx_path)
         for line in tensorrt.blockers:
             (say or _quiet)(f"TensorRT {tensorrt.tensorrt} would not build it: {line}")
@@ -117,11 +122,14 @@ def write_bundle(
             contract=graph.contract,
             state=graph.state,
         )
+        if stream:
+            manifest["stream"] = stream
         manifest["export"] = {
             "opset": OPSET,
             "torch": torch.__version__,
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "gauntlet": report.to_json(),
+            **({"stream_gauntlet": stream_report} if stream_report else {}),
             "tensorrt_preflight": tensorrt.to_json(),
         }
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))

@@ -132,10 +132,15 @@ def _print_bench(result: dict, echo: Callable[[str], None]) -> None:
             if not entry["available"]:
                 echo(f"{label:<14} {backend:<10} unavailable: {entry['reason']}")
                 continue
-            for key in ("batch1", "batch16"):
-                s = entry[key]
+            rows = [(key[5:], entry[key]) for key in ("batch1", "batch16")]
+            rows += [  # a streaming student: a bar line with 8 or 16 new steps per window
+                (f"16/{entry[key]['new_steps']}", entry[key])
+                for key in ("batch16_new_bar", "batch16_cold")
+                if key in entry
+            ]
+            for batch, s in rows:
                 echo(
-                    f"{label:<14} {backend:<10} {key[5:]:>5} {s['p50_ms']:8.3f} "
+                    f"{label:<14} {backend:<10} {batch:>5} {s['p50_ms']:8.3f} "
                     f"{s['p99_ms']:8.3f} {s['max_ms']:8.3f}"
                 )
     if "goal" in result:

@@ -4,6 +4,8 @@ A bundle is a folder::
 
     BUNDLE/
       student.onnx          the student, dynamic batch axis (below)
+      steps.onnx, head.onnx the same student split step by step, if its encoder streams
+                            (:mod:`live.stream`; the manifest's ``"stream"``)
       kdlive-model.json     the manifest (below)
       engines/              TensorRT engines built on the machine that runs them (optional)
 
@@ -36,6 +38,13 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "kdlive-model.json"
 ONNX_NAME = "student.onnx"
 ENGINE_DIR = "engines"
+#: A streaming student's two graphs (the manifest's ``"stream"``; :mod:`live.stream`).
+STREAM_STEPS = "steps.onnx"
+STREAM_HEAD = "head.onnx"
+#: The steps graph's input (one step of the contract's input) and output (its embedding),
+#: which is also the head graph's first input.
+STEPS_INPUT = "inputs"
+STEPS_OUTPUT = "steps"
 
 _REEXPORT = "re-export it with `kdexport bundle RUN --out DIR`"
 
@@ -81,6 +90,14 @@ class Bundle:
     def state_size(self) -> int:
         """The size of the student's state (contract 2 with a history), else 0."""
         return int((self.manifest.get("state") or {}).get("size", 0))
+
+    @property
+    def stream_paths(self) -> tuple[Path, Path] | None:
+        """The streaming graphs (steps, head) of a student that streams, else None."""
+        stream = self.manifest.get("stream")
+        if not stream:
+            return None
+        return self.dir / stream["steps"]["file"], self.dir / stream["head"]["file"]
 
 
 def default_bundle_dir() -> Path:
@@ -183,11 +200,18 @@ def read_bundle(path: Path | str | None = None, *, verify_hash: bool = True) -> 
     onnx_path = folder / ONNX_NAME
     if not onnx_path.exists():
         raise BundleError(f"{folder} has no {ONNX_NAME}: {_REEXPORT}")
-    if verify_hash:
-        want, got = manifest["onnx"].get("sha256"), sha256_file(onnx_path)
+    files = [(onnx_path, manifest["onnx"].get("sha256"))]
+    for part in ("steps", "head") if manifest.get("stream") else ():
+        entry = manifest["stream"].get(part) or {}
+        path = folder / str(entry.get("file", f"{part}.onnx"))
+        if not path.exists():
+            raise BundleError(f"{folder} has no {path.name} (its streaming {part}): {_REEXPORT}")
+        files.append((path, entry.get("sha256")))
+    for path, want in files if verify_hash else ():
+        got = sha256_file(path)
         if want != got:
             raise BundleError(
-                f"{onnx_path} does not match its manifest (sha256 {got[:12]}…, expected "
+                f"{path} does not match its manifest (sha256 {got[:12]}…, expected "
                 f"{str(want)[:12]}…): the file was changed or truncated; {_REEXPORT}"
             )
     return Bundle(folder, manifest)

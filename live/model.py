@@ -6,7 +6,8 @@
    version (``kdexport tensorrt BUNDLE`` builds one; engines are not portable);
 2. ``cuda``: ONNX Runtime's CUDA execution provider (``onnxruntime-gpu``);
 3. ``cpu``: ONNX Runtime on the CPU, 1 thread by default (the lowest latency at batch 1; more
-   threads only pay off for large batches).
+   threads only pay off for large batches). A bundle whose student streams runs there step by
+   step (:mod:`live.stream`: each step's embedding computed once), unless ``stream=False``.
 
 ``backend=`` forces one; a forced backend that cannot run here raises :class:`BackendError`
 saying why. Every backend is warmed up at load, so the first window played is not the slow one.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,7 @@ import numpy.typing as npt
 from live.bundle import Bundle, read_bundle
 from live.contracts import STATE_NAME
 from live.errors import BackendError, BundleError, LiveError
+from live.stream import StreamRunner
 from live.trt import TrtRunner, matching_engine
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class Model:
         backend: str = "auto",
         threads: int = 1,
         warmup: bool = True,
+        stream: bool = True,
     ) -> None:
         if backend not in BACKENDS:
             raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
@@ -81,6 +84,7 @@ class Model:
         self.input_shape = self.contract.input_shape
         self.state_size = self.bundle.state_size
         self.threads = threads
+        self.stream = stream
         self.runner: Runner = self._select(backend)
         if warmup:
             self.warmup()
@@ -125,11 +129,15 @@ class Model:
         return softmax(logits), softmax(part), out
 
     def warmup(self, rounds: int = 20) -> None:
-        """Run a few batches so lazy allocation and kernel selection happen now, not on stage."""
-        x = np.zeros((1, *self.input_shape), np.float32)
-        x[0, 0, 60, :4] = 1.0
-        for _ in range(rounds):
+        """Run a few batches so lazy allocation and kernel selection happen now, not on stage
+        (each round a different note, so that a streaming student computes its steps every
+        time; what they leave in its cache is then forgotten)."""
+        for r in range(rounds):
+            x = np.zeros((1, *self.input_shape), np.float32)
+            x[0, 0, 40 + r % 48, :4] = 1.0
             self.logits(x)
+        if isinstance(self.runner, StreamRunner):
+            self.runner.cache.clear()
 
     # ----------------------------------------------------------------------- backends
 
@@ -159,7 +167,11 @@ class Model:
         return OrtRunner(self.bundle, "cuda", threads=self.threads)
 
     def _ort_cpu(self) -> Runner:
-        return OrtRunner(self.bundle, "cpu", threads=self.threads)
+        paths = self.bundle.stream_paths
+        if paths is None or not self.stream:
+            return OrtRunner(self.bundle, "cpu", threads=self.threads)
+        steps, head = (_ort_session(p, "cpu", self.threads) for p in paths)
+        return StreamRunner(steps, head, shape=self.input_shape, state=self.state_size)
 
 
 def _onnxruntime() -> ModuleType:
@@ -172,31 +184,37 @@ def _onnxruntime() -> ModuleType:
     return onnxruntime
 
 
+def _ort_session(path: Path, device: str, threads: int) -> Any:
+    """An ONNX Runtime session of ``path`` on the CPU or CUDA provider, sequential, with
+    ``threads`` threads; a file it cannot load raises :class:`BundleError`."""
+    ort = _onnxruntime()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, int(threads))
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    providers = (
+        ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        if device == "cuda"
+        else ["CPUExecutionProvider"]
+    )
+    try:
+        return ort.InferenceSession(str(path), opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first.rsplit("failed:", 1)[-1].strip()[:160]
+        raise BundleError(
+            f"{path} cannot be loaded by ONNX Runtime ({detail}): re-export it "
+            "with `kdexport bundle`"
+        ) from None
+
+
 class OrtRunner:
     """ONNX Runtime session on the CPU or CUDA provider, sequential, fixed thread count."""
 
     def __init__(self, bundle: Bundle, device: str, *, threads: int = 1) -> None:
-        ort = _onnxruntime()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        providers = (
-            ["CUDAExecutionProvider", "CPUExecutionProvider"]
-            if device == "cuda"
-            else ["CPUExecutionProvider"]
-        )
-        try:
-            self.session = ort.InferenceSession(str(bundle.onnx_path), opts, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            detail = first.rsplit("failed:", 1)[-1].strip()[:160]
-            raise BundleError(
-                f"{bundle.onnx_path} cannot be loaded by ONNX Runtime ({detail}): re-export it "
-                "with `kdexport bundle`"
-            ) from None
+        self.session = _ort_session(bundle.onnx_path, device, threads)
         if device == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
             raise BackendError("ONNX Runtime could not start its CUDA provider (no GPU visible?)")
         self.name = "onnxruntime-" + device

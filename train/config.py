@@ -105,9 +105,11 @@ class ModelConfig:
     #: Contract 2: the size of the state a student carries from window to window; 0 = none.
     state: int = 64
     #: Contract 2: the window encoder, ``steps`` (a dense embedding of each step, then
-    #: convolutions over time; see train.models.StepCNN) or ``cnn`` (the roll CNN over the
-    #: channels). ``steps`` meets the live budget of a bar line of 16 channels on one CPU
-    #: thread, where ``cnn`` misses it, at a small cost in window macro-F1 (docs/results.md).
+    #: convolutions over time; see train.models.StepCNN), ``stream`` (a pitch CNN on each
+    #: step, then convolutions over time: train.models.StreamCNN, which the daemon runs step
+    #: by step, live.stream) or ``cnn`` (the roll CNN over the channels). ``steps`` and
+    #: ``stream`` meet the live budget of a bar line of 16 channels on one CPU thread, where
+    #: ``cnn`` misses it (docs/results.md).
     encoder: str = "steps"
     #: Contract 2: the window encoder's widths (step embedding, convolutions, embedding) times
     #: this; 1 = the preset's.
@@ -138,7 +140,10 @@ class ModelConfig:
             "inputs are contract-2 channels among 0-4, the first 0 (the part's own notes)",
         )
         _check(self.state >= 0, f"state must be >= 0, got {self.state}")
-        _check(self.encoder in ("cnn", "steps"), f"encoder is cnn or steps, got {self.encoder!r}")
+        _check(
+            self.encoder in ("cnn", "steps", "stream"),
+            f"encoder is cnn, steps or stream, got {self.encoder!r}",
+        )
         _check(1 <= self.scale <= 8, f"scale must be 1 to 8, got {self.scale}")
         _check(
             not self.stats or self.contract != 1,

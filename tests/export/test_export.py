@@ -167,6 +167,8 @@ def test_a_teacher_checkpoint_is_refused(tmp_path: Path) -> None:
         ("cnn", 16, False),
         ("steps", 16, False),
         ("steps", 16, True),  # the hand statistics beside the embedding (train.stats)
+        ("stream", 0, False),  # live.stream runs it step by step
+        ("stream", 16, False),
     ],
 )
 def test_contract_2_students_export_with_their_state(

@@ -65,9 +65,10 @@ def test_the_shipped_bundle_passes() -> None:
         None,
         {"inputs": (0, 1, 2, 3, 4), "state": 16, "encoder": "cnn"},
         {"inputs": (0, 1, 2, 3, 4), "state": 16, "encoder": "steps"},
+        {"inputs": (0, 1, 2, 3, 4), "state": 16, "encoder": "stream"},
         {"inputs": (0, 1, 2, 3, 4), "state": 0, "encoder": "cnn"},
     ],
-    ids=["c1", "c2-cnn-state", "c2-steps-state", "c2-no-state"],
+    ids=["c1", "c2-cnn-state", "c2-steps-state", "c2-stream-state", "c2-no-state"],
 )
 def test_freshly_exported_students_pass(student: dict | None, tmp_path: Path) -> None:
     path = tmp_path / "s.onnx"
