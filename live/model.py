@@ -125,6 +125,9 @@ class Model:
                 f"{self.bundle.dir}: this student has no state (contract {self.contract.version})"
             )
         x = self._checked(x)
+        if len(x) == 0:
+            empty = np.zeros((0, len(self.classes)), np.float32)
+            return empty, empty.copy(), np.zeros((0, self.state_size), np.float32)
         logits, part, out = self.runner.step(x, np.ascontiguousarray(state, np.float32))
         return softmax(logits), softmax(part), out
 

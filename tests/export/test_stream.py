@@ -93,6 +93,8 @@ def test_streamed_answers_are_the_whole_graphs(stream_bundle: Path) -> None:
         np.testing.assert_allclose(got[1], torch.softmax(part, 1).numpy(), atol=1e-5)
         np.testing.assert_allclose(got[2], out.numpy(), atol=1e-5)
     np.testing.assert_allclose(streamed.predict(x), whole.predict(x), atol=1e-5)
+    none = streamed.step(x[:0], np.zeros((0, 16), np.float32))  # no window: no answer
+    assert [a.shape for a in none] == [(0, 8), (0, 8), (0, 16)]
 
 
 def test_a_bar_later_only_the_new_steps_are_computed(stream_bundle: Path) -> None:
