@@ -222,6 +222,37 @@ def test_run_ends_with_a_bundle_that_live_loads(tiny_run: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_run_with_the_stream_encoder_ends_with_a_bundle_that_streams(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """``--set model.encoder=stream``: the bundle carries the streaming graphs, live's Model
+    runs them, and its answers on the run's test windows are PyTorch's."""
+    from live.bundle import read_bundle
+    from live.model import Model
+
+    run = tmp_path / "stream"
+    rerun(tiny_run, run, "--set", "model.encoder=stream")
+    bundle = read_bundle(run / "bundle")
+    assert bundle.manifest["model"]["description"]["kwargs"]["encoder"] == "stream"
+    assert bundle.stream_paths is not None
+    assert bundle.manifest["export"]["stream_gauntlet"]["real_windows"] > 0
+    report = json.loads((run / "report.json").read_text())
+    notes = NotesStore(Path(report["config"]["data"]["out"]) / "notes")
+    x = notes.inputs(notes.split("test")).astype(np.float32)
+    h = np.zeros((len(x), 8), np.float32)
+    with torch.no_grad():
+        window, part, state = load_model(run / "kdic.pt").step(
+            torch.from_numpy(x), torch.from_numpy(h)
+        )
+    model = Model(run / "bundle")
+    assert model.backend == "onnxruntime-cpu-stream"
+    got = model.step(x, h)
+    np.testing.assert_allclose(got[0], torch.softmax(window, 1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(got[1], torch.softmax(part, 1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(got[2], state.numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
 def test_second_run_skips_finished_stages(tiny_run: Path) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in tiny_run.glob("*.pt")}
     midi = tiny_run.parent / "midi"
