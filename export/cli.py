@@ -65,10 +65,12 @@ def check(bundle_dir: Annotated[Path, typer.Argument(metavar="BUNDLE")]) -> None
         from live.model import Model
 
         b = read_bundle(bundle_dir)
+        f1 = b.manifest.get("test_metrics", {}).get("macro_f1")
         typer.echo(
             f"{b.dir}: format {b.manifest['format_version']}, preset "
             f"{b.manifest.get('preset')}, test macro-F1 "
-            f"{b.manifest.get('test_metrics', {}).get('macro_f1', 'n/a')}"
+            f"{'n/a' if f1 is None else f'{f1:.3f}'}"
+            + (", streams step by step" if b.stream_paths else "")
         )
         for backend in ("tensorrt", "cuda", "cpu"):
             try:

@@ -170,3 +170,14 @@ def test_bench_times_the_streamed_bar_line(stream_bundle: Path) -> None:
     assert cpu["runner"] == "onnxruntime-cpu-stream"
     for key, new in (("batch1", 1), ("batch16", 1), ("batch16_new_bar", 8), ("batch16_cold", 16)):
         assert cpu[key]["new_steps"] == new and cpu[key]["p99_ms"] >= cpu[key]["p50_ms"] > 0
+
+
+def test_kdexport_check_says_the_bundle_streams(stream_bundle: Path) -> None:
+    from typer.testing import CliRunner
+
+    from export.cli import app as kdexport
+
+    result = CliRunner().invoke(kdexport, ["check", str(stream_bundle / "b")])
+    assert result.exit_code == 0, result.output
+    assert "test macro-F1 n/a, streams step by step" in result.output
+    assert "cpu: ok (onnxruntime-cpu-stream)" in result.output
