@@ -69,6 +69,9 @@ VARIANTS = {
     # over the steps; 5x the steps encoder's multiply-adds, most of them computable ahead.
     "stream": ["model.encoder=stream"],
     "stats": ["model.stats=true"],
+    # The ensemble as structure: each part's window embedding attends to the other parts'
+    # at the same bar (train.ensemble), learnt from whole groups.
+    "attend": ["model.attend=true"],
     # Against the over-fitting the budget showed (validation peaked at epoch 6 of 30):
     # weight decay 500x the preset's, and label smoothing.
     "decay": ["student.weight_decay=0.05"],

@@ -118,6 +118,10 @@ class ModelConfig:
     #: embedding (train.stats; the window answer and the history read both). Off by default;
     #: a model with it off is described, and fingerprinted, as before the option existed.
     stats: bool = since(False)
+    #: Contract 2: the ensemble as structure: each part's window embedding attends to those
+    #: of the parts heard in the same window (train.models.ChannelAttention; the song's other
+    #: channels at a bar line), before the window answer and the history read it.
+    attend: bool = since(False)
 
     def __post_init__(self) -> None:
         _check(
@@ -148,6 +152,10 @@ class ModelConfig:
         _check(
             not self.stats or self.contract != 1,
             "model.stats reads the contract-2 channels: it needs model.contract=2",
+        )
+        _check(
+            not self.attend or self.contract != 1,
+            "model.attend relates the parts of a song: it needs model.contract=2",
         )
 
 

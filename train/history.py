@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from live.taxonomy import N_CLASSES
 from train.data.notes import NotesStore
+from train.ensemble import attend_in_groups, group_keys
 from train.models import PartStudent
 from train.steps import Index, Source, StepFn
 
@@ -99,6 +100,29 @@ def history_step(
     return step
 
 
+def cached_history_step(
+    cache: torch.Tensor,
+    row: npt.NDArray[np.int64],
+    labels: npt.NDArray[np.int64],
+    nxt: npt.NDArray[np.int64],
+    length: int,
+    device: torch.device,
+) -> StepFn:
+    """:func:`history_step` over embeddings computed once (a student whose window embeddings
+    attend to each other: ``train.ensemble.attended_embeddings``): window ``i``'s is
+    ``cache[row[i]]``; the window encoder and the attention are frozen by then."""
+
+    def step(model: torch.nn.Module, idx: npt.NDArray[np.int64]) -> dict[str, torch.Tensor]:
+        grid, valid = chunks(idx, nxt, length)
+        emb = cache[torch.from_numpy(row[grid[valid]])].to(device)
+        y = torch.from_numpy(labels[grid[valid]]).to(device)
+        _, part = model(None, torch.from_numpy(valid).to(device), emb=emb)
+        ce = F.cross_entropy(part, y)
+        return {"loss": ce, "part/ce": ce}
+
+    return step
+
+
 def _in_order(store: NotesStore, idx: Index) -> tuple[Index, Index, Index]:
     """``(order, segment, position)`` of :func:`segments`, restricted to the windows ``idx``
     (whole parts), with ``order`` as positions into ``idx`` and segments renumbered 0.."""
@@ -136,7 +160,9 @@ def running_answers(
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """``(window, running)`` probabilities ``[len(idx), 8]`` of windows ``idx`` (whole parts),
     in ``idx``'s order: the window answer, and the running answer, causally: the state's after
-    every window of the segment up to this one (:func:`running_mean` without a state)."""
+    every window of the segment up to this one (:func:`running_mean` without a state). A
+    student whose embeddings attend to each other reads each window's with its group's
+    (``train.ensemble``: the windows ``idx`` hold whole groups)."""
     model.eval()
     rank, segment, position = _in_order(store, idx)
     ordered = idx[rank]
@@ -145,6 +171,7 @@ def running_answers(
         for s in range(0, len(ordered), batch)
     ]
     emb = torch.cat(embs) if embs else torch.zeros(0, model.embedding_dim, device=device)
+    emb = attend_in_groups(model, emb, group_keys(store, ordered))
     window = np.empty((len(idx), N_CLASSES), np.float32)
     window[rank] = torch.softmax(model.head(emb), dim=1).cpu().numpy()
     if not model.state_dim:

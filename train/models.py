@@ -579,6 +579,38 @@ class GRUCell(nn.Module):
         return (1 - z) * n + z * h
 
 
+class ChannelAttention(nn.Module):
+    """The ensemble as structure: each part's window embedding attends to the embeddings of
+    the parts heard in the same window (the song's channels at one bar line), itself among
+    them, and adds what it reads: ``(emb [N x D], group [N] or None) -> [N x D]``.
+
+    Rows attend only to rows of their own ``group`` (None: all rows are one group, as at a
+    daemon's bar line). There is no position: the answer does not depend on the order of the
+    rows, only on who plays what (one bass, one lead, doublings). The output projection starts
+    at zero, so an untrained layer passes the embedding through unchanged. Plain matrix
+    products and a softmax: it exports to ONNX with the batch axis dynamic."""
+
+    def __init__(self, dim: int, heads: int = 4) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"the embedding ({dim}) must split into {heads} heads")
+        self.heads, self.scale = heads, (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, emb: torch.Tensor, group: torch.Tensor | None = None) -> torch.Tensor:
+        n, d = emb.shape
+        # [3, heads, N, D / heads] each of queries, keys and values
+        q, k, v = self.qkv(emb).view(n, 3, self.heads, d // self.heads).permute(1, 2, 0, 3)
+        scores = torch.matmul(q, k.transpose(1, 2)) * self.scale  # [heads, N, N]
+        if group is not None:
+            scores = scores.masked_fill(group[None, :, None] != group[None, None, :], -1e9)
+        read = torch.matmul(torch.softmax(scores, dim=2), v)  # [heads, N, D / heads]
+        return emb + self.out(read.transpose(0, 1).reshape(n, d))
+
+
 class PartStudent(KdModel):
     """The contract-v2 student: what a part plays in a window and around it, and its history.
 
@@ -590,6 +622,8 @@ class PartStudent(KdModel):
     - with ``stats``, the floor's hand statistics of the whole input (all five channels,
       whatever ``inputs`` says; :class:`train.stats.StatsInput`) beside the encoder's
       embedding: the window answer and the history read both;
+    - with ``attend``, a :class:`ChannelAttention` over the embeddings of the parts heard in
+      the same window: the window answer and the history read its output;
     - with ``state`` > 0, a :class:`GRUCell` over the part's successive window embeddings and a
       linear head on its state: the *running answer*, which has heard the part so far.
 
@@ -597,10 +631,12 @@ class PartStudent(KdModel):
     ``step(x, h) -> (window logits, part logits, h')`` with the state ``h`` ``[B x state]``
     (zeros for a part's first window). Without a state the part logits are the window's.
     ``forward(x, valid)`` runs chunks of successive windows for training (see ``train.history``).
+    With ``attend``, the rows of ``x`` attend to the rows of their ``group`` (default: all
+    rows, as the daemon's channels at a bar line; see ``train.ensemble``).
     """
 
     contract = V2
-    added_later: ClassVar[dict[str, Any]] = {"stats": False}
+    added_later: ClassVar[dict[str, Any]] = {"stats": False, "attend": False}
 
     def __init__(
         self,
@@ -609,6 +645,7 @@ class PartStudent(KdModel):
         state: int = 64,
         encoder: str = "cnn",
         stats: bool = False,
+        attend: bool = False,
         n_classes: int = N_CLASSES,
         **cnn: Any,
     ) -> None:
@@ -629,6 +666,7 @@ class PartStudent(KdModel):
             self.embedding_dim += self.statistics.width
             # The window answer reads the embedding and the statistics side by side.
             self.window.classifier = nn.Linear(self.embedding_dim, n_classes)
+        self.context = ChannelAttention(self.embedding_dim) if attend else None
         self.state_dim = state
         self.window_frozen = False
         if state:
@@ -637,7 +675,8 @@ class PartStudent(KdModel):
 
     def _window_parts(self) -> list[nn.Module]:
         """What makes the window embedding and answer: selection, encoder, statistics."""
-        return [self.select, self.window, *([self.statistics] if self.statistics else [])]
+        extra = [m for m in (self.statistics, self.context) if m is not None]
+        return [self.select, self.window, *extra]
 
     def freeze_window(self) -> None:
         """Keep the window encoder and answer as they are (no gradients, batch norm on its
@@ -671,21 +710,41 @@ class PartStudent(KdModel):
     def head(self, emb: torch.Tensor) -> torch.Tensor:
         return self.window.head(emb)
 
-    @overload
-    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+    def attended(self, emb: torch.Tensor, group: torch.Tensor | None = None) -> torch.Tensor:
+        """The window embeddings as the answers read them: with ``attend``, after each has
+        attended to its ``group``'s (:class:`ChannelAttention`); else as they are."""
+        return emb if self.context is None else self.context(emb, group)
 
     @overload
     def forward(
-        self, x: torch.Tensor, valid: torch.Tensor
+        self, x: torch.Tensor, valid: None = None, group: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
+
+    @overload
+    def forward(
+        self,
+        x: torch.Tensor | None,
+        valid: torch.Tensor,
+        group: torch.Tensor | None = None,
+        emb: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    # Not keyword-only: the TorchScript exporter passes every argument by position.
     def forward(
-        self, x: torch.Tensor, valid: torch.Tensor | None = None
+        self,
+        x: torch.Tensor | None,
+        valid: torch.Tensor | None = None,
+        group: torch.Tensor | None = None,
+        emb: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Window logits of ``x``; with ``valid`` (bool ``[B x L]``: chunks of L successive
         windows of B parts, ``x`` holding the valid ones in row order), also the running
-        answer's logits after each of them, the state starting at zero for every chunk."""
-        emb = self.embed(x)
+        answer's logits after each of them, the state starting at zero for every chunk.
+        ``emb``: the windows' embeddings as the answers read them (:meth:`attended`), given
+        instead of ``x``."""
+        if emb is None:
+            assert x is not None
+            emb = self.attended(self.embed(x), group)
         if valid is None:
             return self.head(emb)
         steps = torch.zeros(*valid.shape, emb.shape[1], device=emb.device, dtype=emb.dtype)
@@ -700,7 +759,7 @@ class PartStudent(KdModel):
     def step(
         self, x: torch.Tensor, h: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        emb = self.embed(x)
+        emb = self.attended(self.embed(x))
         logits = self.head(emb)
         if not self.state_dim:
             return logits, logits, h
@@ -746,11 +805,13 @@ def build_part_student(
     encoder: str = "cnn",
     scale: int = 1,
     stats: bool = False,
+    attend: bool = False,
 ) -> PartStudent:
     """A contract-2 :class:`PartStudent` of ``preset`` on the channels ``inputs`` of
     ``[B, 5, 128, 16]``, with a state of ``state``, a window ``encoder`` whose widths are
-    ``scale`` times the preset's and, with ``stats``, the hand statistics beside its embedding
-    (the paper's preset has none: its student is Table 1's, contract 1)."""
+    ``scale`` times the preset's, with ``stats``, the hand statistics beside its embedding and,
+    with ``attend``, attention over the parts of a window (the paper's preset has none: its
+    student is Table 1's, contract 1)."""
     _check_preset(preset)
     if preset == "paper":
         raise ValueError("contract 2 needs the fast or tiny student: the paper's is Table 1")
@@ -758,7 +819,9 @@ def build_part_student(
     sizes = dict(table[preset])
     if scale != 1:
         sizes.update(_scaled(cls, sizes, scale))
-    return PartStudent(inputs=inputs, state=state, encoder=encoder, stats=stats, **sizes)
+    return PartStudent(
+        inputs=inputs, state=state, encoder=encoder, stats=stats, attend=attend, **sizes
+    )
 
 
 def _scaled(cls: type[KdModel], sizes: dict[str, Any], scale: int) -> dict[str, Any]:

@@ -263,9 +263,15 @@ class Run:
 
         def train() -> dict[str, Any]:
             model = new_student(self.cfg)
-            step = window_step(windows.source, loss, device)
-            predict = predictor(windows.source, device)
-            model, state = self._fit(model, name, windows, step, predict)
+            first = self.students.window_phase(model, loss, device)
+            if first is None:
+                step = window_step(windows.source, loss, device)
+                predict = predictor(windows.source, device)
+                model, state = self._fit(model, name, windows, step, predict)
+            else:
+                model, state = self._fit(
+                    model, name, windows, first.step, first.predict, phase=first
+                )
             histories = state.history
             phase = self.students.start_history(model, device)
             if phase is not None:

@@ -24,8 +24,9 @@ Index = npt.NDArray[np.int64]
 #: ``source(idx) -> (x, y)``: a batch of inputs (a tensor, or a contract-2 student's cells)
 #: and labels for store indices ``idx``.
 Source = Callable[[Index], tuple[torch.Tensor | SparseWindows, torch.Tensor]]
-#: ``loss(logits, y, idx) -> {"loss": total, "task/ce": ..., ...}``.
-LossFn = Callable[[torch.Tensor, torch.Tensor, Index], dict[str, torch.Tensor]]
+#: ``loss(logits, y, idx[, weight]) -> {"loss": total, "task/ce": ..., ...}``; ``weight``
+#: ``[B]`` (default all 1) weighs each window in the batch's means.
+LossFn = Callable[..., dict[str, torch.Tensor]]
 #: ``step(model, idx) -> {"loss": total, ...}``: named losses of one batch.
 StepFn = Callable[[nn.Module, Index], dict[str, torch.Tensor]]
 #: ``predict(model, idx) -> probabilities [len(idx), 8]`` (numpy).
@@ -35,8 +36,14 @@ PredictFn = Callable[[nn.Module, Index], npt.NDArray[np.float32]]
 def ce_loss(cfg: OptimConfig) -> LossFn:
     """Cross-entropy on hard labels, with the config's label smoothing."""
 
-    def loss(logits: torch.Tensor, y: torch.Tensor, idx: Index) -> dict[str, torch.Tensor]:
-        ce = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+    def loss(
+        logits: torch.Tensor, y: torch.Tensor, idx: Index, weight: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        if weight is None:
+            ce = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        else:
+            each = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing, reduction="none")
+            ce = weighted_mean(each, weight)
         return {"loss": ce, "task/ce": ce}
 
     return loss
@@ -53,7 +60,9 @@ def kd_loss(
     it has none. ``teacher_logits`` ``[N, 8]`` is indexed by store index."""
     T = cfg.temperature
 
-    def loss(logits: torch.Tensor, y: torch.Tensor, idx: Index) -> dict[str, torch.Tensor]:
+    def loss(
+        logits: torch.Tensor, y: torch.Tensor, idx: Index, weight: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         target = F.log_softmax(torch.from_numpy(teacher_logits[idx]).to(device) / T, dim=1)
         log_p = F.log_softmax(logits / T, dim=1)
         soft = (target.exp() * (target - log_p)).sum(dim=1) * (T * T)
@@ -62,12 +71,18 @@ def kd_loss(
         if has_target is not None:
             taught = torch.from_numpy(has_target[idx]).to(device)
         each = torch.where(taught, (1 - cfg.alpha) * soft + cfg.alpha * ce, ce)
-        named = {"loss": each.mean(), "task/ce": ce.mean()}
+        w = torch.ones_like(ce) if weight is None else weight
+        named = {"loss": weighted_mean(each, w), "task/ce": weighted_mean(ce, w)}
         if taught.any():
-            named["kd/soft"] = soft[taught].mean()
+            named["kd/soft"] = weighted_mean(soft[taught], w[taught])
         return named
 
     return loss
+
+
+def weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``sum(weight * values) / sum(weight)``."""
+    return (values * weight).sum() / weight.sum()
 
 
 def window_step(source: Source, loss: LossFn, device: torch.device) -> StepFn:

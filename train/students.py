@@ -32,7 +32,7 @@ import numpy.typing as npt
 import torch
 
 from live.contracts import V1, V2, Contract
-from train import calibrate, floor, history
+from train import calibrate, ensemble, floor, history
 from train.baseline import note_features
 from train.batches import NotesSource
 from train.config import ModelConfig, RunConfig
@@ -49,7 +49,7 @@ from train.splits import (
     train_share,
     window_keys,
 )
-from train.steps import Index, PredictFn, Source, StepFn, predictor
+from train.steps import Index, LossFn, PredictFn, Source, StepFn, predictor
 
 #: Contract-2 students are validated on the windows of at most this many validation songs.
 VALIDATION_SONGS = 200
@@ -199,6 +199,11 @@ class Students(ABC):
     def songs(self, idx: Index) -> np.ndarray:
         """The song of each window ``idx``."""
 
+    def window_phase(self, model: KdModel, loss: LossFn, device: torch.device) -> Phase | None:
+        """How a student learns its window answer with ``loss``, where it is not from windows
+        drawn one by one (``train.steps.window_step``); None where it is."""
+        return None
+
     def start_history(self, model: KdModel, device: torch.device) -> Phase | None:
         """The phase that teaches a student its history, or None when it has none; a student
         that has one gets its window answer frozen for it."""
@@ -298,6 +303,7 @@ class NotesStudents(Students):
             encoder=m.encoder,
             scale=m.scale,
             stats=m.stats,
+            attend=m.attend,
         )
 
     def __init__(self, data: Data, cfg: RunConfig) -> None:
@@ -378,9 +384,30 @@ class NotesStudents(Students):
     def songs(self, idx: Index) -> np.ndarray:
         return self.notes.index["song"][idx]
 
+    def window_phase(self, model: KdModel, loss: LossFn, device: torch.device) -> Phase | None:
+        """A student whose window embeddings attend to each other (``model.attend``) learns
+        from whole groups (the parts of a song at one bar; :mod:`train.ensemble`): each
+        class-balanced draw brings its group, every window of it scored, weighed so the
+        classes count alike; validated on whole songs."""
+        if not (isinstance(model, PartStudent) and model.context is not None):
+            return None
+        train, source, notes = self.windows.split["train"], self.windows.source, self.notes
+        groups = ensemble.Groups(notes, train)
+        weight, size = ensemble.class_weights(groups, train, notes.labels, seed=self.cfg.seed)
+        step = ensemble.group_step(source, loss, groups, weight, device)
+
+        def predict(model: torch.nn.Module, idx: Index) -> npt.NDArray[np.float32]:
+            assert isinstance(model, PartStudent)
+            return history.running_answers(model, source, notes, idx, device)[0]
+
+        # A batch and an epoch still count windows: a draw brings ``size`` on average.
+        return Phase("groups", step, predict, max(1, round(size)))
+
     def start_history(self, model: KdModel, device: torch.device) -> Phase | None:
         """A student with a state learns its history after its window answer: the recurrent
-        head over the frozen window embeddings, on chunks of a part's successive windows."""
+        head over the frozen window embeddings, on chunks of a part's successive windows.
+        Where they attend to each other, the embeddings of every training window are
+        computed once, with their groups, and the history reads those."""
         if not (isinstance(model, PartStudent) and model.state_dim):
             return None
         model.freeze_window()
@@ -391,7 +418,15 @@ class NotesStudents(Students):
             assert isinstance(model, PartStudent)
             return history.running_answers(model, source, notes, idx, device)[1]
 
-        step = history.history_step(source, history.successors(notes), chunk, device)
+        nxt = history.successors(notes)
+        if model.context is None:
+            step = history.history_step(source, nxt, chunk, device)
+        else:
+            train = self.windows.split["train"]
+            cache = ensemble.attended_embeddings(model, source, notes, train, device).cpu()
+            row = np.full(len(notes), -1, np.int64)
+            row[train] = np.arange(len(train))
+            step = history.cached_history_step(cache, row, notes.labels, nxt, chunk, device)
         return Phase("history", step, predict, chunk)
 
     def calibrate(self, model: KdModel, device: torch.device) -> dict:
