@@ -29,6 +29,9 @@ from live.contracts import STATE_NAME
 from live.stream import StreamRunner
 from train.models import PartStudent, StreamCNN
 
+#: Windows the stream gauntlet asks at a time: a bar line of 16 busy channels.
+BAR_LINE = 16
+
 
 def streams(model: torch.nn.Module) -> TypeGuard[PartStudent]:
     """Whether ``model``'s window encoder can run step by step (a :class:`StreamCNN` with
@@ -102,7 +105,7 @@ class _Head(torch.nn.Module):
         for w, b in self.more:
             late, early = self._shifted(z)
             z = torch.relu(late @ w[0].t() + z @ w[1].t() + early @ w[2].t() + b)
-        emb = s.window.project(torch.cat([z.mean(dim=1), z.amax(dim=1)], dim=1))
+        emb = s.attended(s.window.project(torch.cat([z.mean(dim=1), z.amax(dim=1)], dim=1)))
         logits = s.head(emb)
         if not s.state_dim:
             return logits
@@ -199,8 +202,10 @@ def stream_gauntlet(
     for name, windows in (("cold", x), ("cached", x), ("shifted", shifted)):
         h = rng.uniform(-1, 1, (len(windows), graph.state)).astype(np.float32)
         feeds = {graph.inputs[0]: windows, **({STATE_NAME: h} if graph.state else {})}
-        expected = _torch_outputs(model, graph, feeds)
-        got = [runner.logits(windows)] if not graph.state else list(runner.step(windows, h))
+        # A bar line of 16 channels at a time, as the daemon asks (where the parts attend to
+        # each other, the answer is the batch's as a whole).
+        expected = _torch_outputs(model, graph, feeds, BAR_LINE)
+        got = _runner_outputs(runner, feeds, graph, BAR_LINE)
         if not graph.state:
             expected = expected[:1]
         for g, e in zip(got, expected, strict=True):
@@ -222,6 +227,18 @@ def stream_gauntlet(
         "tolerance": tol,
         "passed": True,
     }
+
+
+def _runner_outputs(
+    runner: StreamRunner, feeds: dict[str, npt.NDArray[np.float32]], graph: Graph, batch: int
+) -> list[npt.NDArray[np.float32]]:
+    """The streaming runner's outputs for ``feeds``, ``batch`` windows at a time."""
+    x = feeds[graph.inputs[0]]
+    if not graph.state:
+        return [np.concatenate([runner.logits(x[s : s + batch]) for s in range(0, len(x), batch)])]
+    h = feeds[STATE_NAME]
+    runs = [runner.step(x[s : s + batch], h[s : s + batch]) for s in range(0, len(x), batch)]
+    return [np.concatenate([r[k] for r in runs]) for k in range(3)]
 
 
 def _distinct(x: npt.NDArray[np.float32]) -> int:

@@ -253,6 +253,41 @@ def test_a_run_with_the_stream_encoder_ends_with_a_bundle_that_streams(
 
 
 @pytest.mark.slow
+def test_a_run_whose_parts_attend_to_each_other_learns_from_whole_groups(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """``--set model.attend=true``: the window answer learns from whole groups, the history
+    from their embeddings; the bundle answers a bar line's channels together, as PyTorch
+    does, whatever their order."""
+    from live.model import Model
+
+    run = tmp_path / "attend"
+    blobs = rerun(tiny_run, run, "--set", "model.attend=true", "--set", "model.encoder=stream")
+    kdic = blobs["kdic.pt"]
+    assert kdic["description"]["kwargs"]["attend"] is True
+    assert {r.get("phase", "groups") for r in kdic["history"]} == {"groups", "history"}
+    report = json.loads((run / "report.json").read_text())
+    notes = NotesStore(Path(report["config"]["data"]["out"]) / "notes")
+    test = notes.split("test")
+    bar = notes.index["bar"][test]
+    line = test[bar == np.bincount(bar).argmax()][:16]  # the parts of one bar line
+    assert len(line) > 1
+    x = notes.inputs(line).astype(np.float32)
+    h = np.random.default_rng(0).uniform(-1, 1, (len(x), 8)).astype(np.float32)
+    with torch.no_grad():
+        want = load_model(run / "kdic.pt").step(torch.from_numpy(x), torch.from_numpy(h))
+    model = Model(run / "bundle")
+    assert model.backend == "onnxruntime-cpu-stream"
+    got = model.step(x, h)
+    for g, w in zip(got[:2], want[:2], strict=True):
+        np.testing.assert_allclose(g, torch.softmax(w, 1).numpy(), atol=1e-5)
+    p = np.random.default_rng(1).permutation(len(x))
+    again = model.step(x[p], h[p])
+    for g, a in zip(got, again, strict=True):
+        np.testing.assert_allclose(a, g[p], atol=1e-5)
+
+
+@pytest.mark.slow
 def test_second_run_skips_finished_stages(tiny_run: Path) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in tiny_run.glob("*.pt")}
     midi = tiny_run.parent / "midi"
