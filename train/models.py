@@ -674,7 +674,8 @@ class PartStudent(KdModel):
             self.part_head = nn.Linear(state, n_classes)
 
     def _window_parts(self) -> list[nn.Module]:
-        """What makes the window embedding and answer: selection, encoder, statistics."""
+        """What makes the window embedding and answer: selection, encoder, statistics and
+        attention."""
         extra = [m for m in (self.statistics, self.context) if m is not None]
         return [self.select, self.window, *extra]
 
