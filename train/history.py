@@ -171,7 +171,8 @@ def running_answers(
         for s in range(0, len(ordered), batch)
     ]
     emb = torch.cat(embs) if embs else torch.zeros(0, model.embedding_dim, device=device)
-    emb = attend_in_groups(model, emb, group_keys(store, ordered))
+    if model.context is not None:
+        emb = attend_in_groups(model, emb, group_keys(store, ordered))
     window = np.empty((len(idx), N_CLASSES), np.float32)
     window[rank] = torch.softmax(model.head(emb), dim=1).cpu().numpy()
     if not model.state_dim:
