@@ -20,6 +20,12 @@ from train.data.store import WindowStore
 
 LABEL_INDEX = {name: i for i, name in enumerate(CLASSES)}
 
+#: Random 64-bit words, two per (channel, pitch, value): a step's key is the sum (mod 2**64)
+#: of its cells' words, so two different steps share a key with probability 2**-128.
+_CELL_WORDS = np.random.default_rng(0x5EED).integers(
+    0, 2**64, size=(SHAPE[0] * SHAPE[1] * 256, 2), dtype=np.uint64, endpoint=False
+)
+
 
 def labels_of(store: WindowStore) -> npt.NDArray[np.int64]:
     """Class index (contract order) of every window in the store."""
@@ -65,6 +71,32 @@ class SparseWindows:
         out = torch.zeros(self.n, SHAPE[0] * SHAPE[1] * SHAPE[2], device=self.values.device)
         out[self.rows, self.cells] = self.values
         return out.view(self.n, *SHAPE)
+
+    def distinct_steps(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(steps, which)``: the distinct steps of the windows (a step: one eighth note of
+        a window, its ``[5, 128]`` cells), ``float32 [U, 5, 128, 1]``, and which of them is
+        step ``t`` of window ``i``: ``which[i * 16 + t]``. Repetitive music has few: the two
+        bars a window shares with the next, a riff played again, the silent steps. Steps are
+        told apart by a 128-bit key of their cells (:data:`_CELL_WORDS`)."""
+        rows, cells, values = (a.cpu().numpy() for a in (self.rows, self.cells, self.values))
+        n_steps = SHAPE[2]
+        column = rows * n_steps + cells % n_steps  # the step a cell is in
+        place = cells // n_steps  # its channel * 128 + pitch
+        keys = np.zeros((self.n * n_steps, 2), np.uint64)
+        np.add.at(keys, column, _CELL_WORDS[place * 256 + values.astype(np.int64)])
+        _, first, which = np.unique(
+            keys.view([("a", np.uint64), ("b", np.uint64)]).ravel(),
+            return_index=True,
+            return_inverse=True,
+        )
+        which = which.ravel()
+        own = first[which[column]] == column  # the cells of each distinct step's first copy
+        steps = torch.zeros(len(first), SHAPE[0] * SHAPE[1], device=self.values.device)
+        steps[torch.from_numpy(which[column[own]]), torch.from_numpy(place[own])] = self.values[
+            torch.from_numpy(own).to(self.values.device)
+        ]
+        device = self.values.device
+        return steps.view(-1, SHAPE[0], SHAPE[1], 1), torch.from_numpy(which).to(device)
 
     def parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(channel, pitch, step)`` of every cell, int64 ``[M]`` each."""

@@ -92,7 +92,7 @@ def test_a_student_reads_cells_as_it_reads_dense_inputs(inputs: tuple[int, ...])
     x = _random_store_windows()
     cells = _cells_of(x)
     assert torch.equal(cells.dense(), x)
-    for encoder in ("steps", "cnn"):
+    for encoder in ("steps", "cnn", "stream"):
         model = build_part_student("fast", inputs=inputs, state=8, encoder=encoder).eval()
         with torch.no_grad():
             dense, sparse = model.embed(x), model.embed(cells)
@@ -106,6 +106,42 @@ def test_a_student_reads_cells_as_it_reads_dense_inputs(inputs: tuple[int, ...])
         model(batch).square().sum().backward()
         grads.append(model.window.features[1].weight.grad.clone())
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
+
+
+def _overlapping_windows(n: int = 12) -> torch.Tensor:
+    """Windows that hop one bar through a part (each shares 8 steps with the next), a riff
+    of 4 steps played again, silent steps."""
+    bars = _random_store_windows(n + 1, seed=3)[..., :8]
+    bars[1::3, ..., 4:] = bars[1::3, ..., :4]  # the riff again
+    bars[2::3, ..., 6:] = 0  # rests
+    return torch.cat([bars[:-1], bars[1:]], dim=3)
+
+
+def test_distinct_steps_are_the_windows_steps_each_once() -> None:
+    x = _overlapping_windows()
+    steps, which = _cells_of(x).distinct_steps()
+    columns = x.permute(0, 3, 1, 2).reshape(-1, 5, 128)
+    assert torch.equal(steps[which, ..., 0], columns)  # every window's steps, exactly
+    assert len(steps) == len(torch.unique(columns.reshape(len(columns), -1), dim=0))
+    assert len(steps) < len(columns) / 2
+
+
+def test_a_frozen_streaming_encoder_reads_each_distinct_step_once() -> None:
+    """Scoring and the history phase read cells through the distinct steps; the answer is
+    the whole window's, and training the history is unchanged."""
+    x = _overlapping_windows()
+    model = build_part_student("fast", state=8, encoder="stream")
+    model.freeze_window()  # the history phase: the encoder's batch norm on running statistics
+    calls = []
+    model.window.step_features.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    dense, sparse = model.embed(x), model.embed(_cells_of(x))
+    torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-5)
+    assert calls[0] == len(x) and calls[1] < len(x) * 16 / 2  # windows, then steps
+    model = build_part_student("fast", encoder="stream").train()  # learning: whole windows
+    model.window.step_features.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    calls.clear()
+    model.embed(_cells_of(x))
+    assert calls == [len(x)]
 
 
 def test_the_notes_source_gives_the_store_inputs_as_cells(tmp_path: Path) -> None:
