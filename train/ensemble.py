@@ -18,6 +18,8 @@ store holds there). A student learns from, and is scored on, whole groups:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -28,8 +30,11 @@ from train.data.notes import NotesStore
 from train.models import PartStudent
 from train.steps import Index, LossFn, Source, StepFn
 
-#: Windows embedded (and attended) at once when scoring: whole groups, about this many.
+#: Windows embedded at once when scoring: whole groups, about this many.
 BLOCK = 1024
+#: Windows attended at once: whole groups, about this many (the attention over a block is
+#: masked to each group, so its cost grows with the block's square for nothing).
+ATTEND_BLOCK = 64
 #: Balanced draws expanded to estimate how often each class comes in whole groups.
 WEIGHT_DRAWS = 65_536
 
@@ -122,7 +127,10 @@ def _blocks(keys: npt.NDArray[np.int64], block: int) -> list[tuple[Index, Index]
 
 
 def attend_in_groups(
-    model: PartStudent, emb: torch.Tensor, keys: npt.NDArray[np.int64], block: int = BLOCK
+    model: PartStudent,
+    emb: torch.Tensor,
+    keys: npt.NDArray[np.int64],
+    block: int = ATTEND_BLOCK,
 ) -> torch.Tensor:
     """``model.attended`` of embeddings ``emb`` ``[N x D]`` whose windows have the group keys
     ``keys`` (:func:`group_keys`), a block of whole groups at a time; rows in ``emb``'s order."""
@@ -143,13 +151,18 @@ def attended_embeddings(
     idx: Index,
     device: torch.device,
     block: int = BLOCK,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """The embeddings the answers read (after the attention) of the windows ``idx`` (whole
-    groups), ``[len(idx) x D]`` in ``idx``'s order; the model in eval mode."""
+    groups), ``[len(idx) x D]`` in ``idx``'s order; the model in eval mode.
+    ``progress(done, total)`` after each block."""
     model.eval()
     out = torch.empty(len(idx), model.embedding_dim, device=device)
+    done = 0
     for rows, group in _blocks(group_keys(store, idx), block):
         emb = model.embed(source(idx[rows])[0].to(device))
-        at = torch.from_numpy(rows).to(device)
-        out[at] = model.attended(emb, torch.from_numpy(group).to(device))
+        out[torch.from_numpy(rows).to(device)] = attend_in_groups(model, emb, group)
+        done += len(rows)
+        if progress is not None:
+            progress(done, len(idx))
     return out

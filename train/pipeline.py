@@ -273,7 +273,13 @@ class Run:
                     model, name, windows, first.step, first.predict, phase=first
                 )
             histories = state.history
-            phase = self.students.start_history(model, device)
+            phase = self.students.start_history(
+                model,
+                device,
+                lambda done, total: self.report.progress(
+                    f"{name.upper()} history embeddings", done, total
+                ),
+            )
             if phase is not None:
                 model, state = self._fit(
                     model, name, windows, phase.step, phase.predict, phase=phase

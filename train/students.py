@@ -51,6 +51,9 @@ from train.splits import (
 )
 from train.steps import Index, LossFn, PredictFn, Source, StepFn, predictor
 
+#: ``progress(done, total)``.
+Progress = Callable[[int, int], None]
+
 #: Contract-2 students are validated on the windows of at most this many validation songs.
 VALIDATION_SONGS = 200
 #: The floor fits on at most this many training windows (gradient boosting is slow).
@@ -204,9 +207,12 @@ class Students(ABC):
         drawn one by one (``train.steps.window_step``); None where it is."""
         return None
 
-    def start_history(self, model: KdModel, device: torch.device) -> Phase | None:
+    def start_history(
+        self, model: KdModel, device: torch.device, progress: Progress | None = None
+    ) -> Phase | None:
         """The phase that teaches a student its history, or None when it has none; a student
-        that has one gets its window answer frozen for it."""
+        that has one gets its window answer frozen for it. ``progress(done, total)`` hears
+        about any long preparation."""
         return None
 
     def calibrate(self, model: KdModel, device: torch.device) -> dict:
@@ -403,7 +409,9 @@ class NotesStudents(Students):
         # A batch and an epoch still count windows: a draw brings ``size`` on average.
         return Phase("groups", step, predict, max(1, round(size)))
 
-    def start_history(self, model: KdModel, device: torch.device) -> Phase | None:
+    def start_history(
+        self, model: KdModel, device: torch.device, progress: Progress | None = None
+    ) -> Phase | None:
         """A student with a state learns its history after its window answer: the recurrent
         head over the frozen window embeddings, on chunks of a part's successive windows.
         Where they attend to each other, the embeddings of every training window are
@@ -423,7 +431,9 @@ class NotesStudents(Students):
             step = history.history_step(source, nxt, chunk, device)
         else:
             train = self.windows.split["train"]
-            cache = ensemble.attended_embeddings(model, source, notes, train, device).cpu()
+            cache = ensemble.attended_embeddings(
+                model, source, notes, train, device, progress=progress
+            ).cpu()
             row = np.full(len(notes), -1, np.int64)
             row[train] = np.arange(len(train))
             step = history.cached_history_step(cache, row, notes.labels, nxt, chunk, device)
