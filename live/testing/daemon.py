@@ -88,24 +88,35 @@ def run_daemon(
     d.stop()
 
 
-def expected_answers(model: Model, inputs: list[np.ndarray]) -> tuple[list, list]:
-    """A channel's window answers and running answers, from the model itself: its state
-    carried window to window, or (without one) the mean of the window answers so far."""
-    windows: list[np.ndarray] = []
-    parts: list[np.ndarray] = []
-    total = np.zeros(len(model.classes))
-    state = np.zeros((1, model.state_size), np.float32)
-    for x in inputs:
-        x = x[None, : model.input_shape[0]].astype(np.float32)
+def expected_answers(
+    model: Model, bar_lines: list[list[tuple[int, np.ndarray]]]
+) -> dict[int, tuple[list, list]]:
+    """Each channel's window answers and running answers, from the model itself, given each
+    bar line's ``(channel, inputs)``: a bar line's channels answered together (as the daemon
+    does: a student whose channels attend to each other reads them all), the state carried
+    window to window, or (without one) the mean of the window answers so far."""
+    out: dict[int, tuple[list, list]] = {}
+    state: dict[int, np.ndarray] = {}
+    total: dict[int, np.ndarray] = {}
+    for line in bar_lines:
+        channels = [c for c, _ in line]
+        x = np.stack([x[: model.input_shape[0]] for _, x in line]).astype(np.float32)
         if model.state_size:
-            w, part, state = model.step(x, state)
+            zero = np.zeros(model.state_size, np.float32)
+            h = np.stack([state.get(c, zero) for c in channels])
+            windows, parts, h = model.step(x, h)
+            state.update(zip(channels, h, strict=True))
         else:
-            w = model.predict(x)
-            total = total + w[0]
-            part = (total / (len(windows) + 1))[None]
-        windows.append(w[0])
-        parts.append(part[0])
-    return windows, parts
+            windows = model.predict(x)
+            parts = []
+            for c, w in zip(channels, windows, strict=True):
+                total[c] = total.get(c, 0) + w
+                parts.append(total[c] / (len(out.get(c, ([], []))[0]) + 1))
+        for c, w, part in zip(channels, windows, parts, strict=True):
+            mine = out.setdefault(c, ([], []))
+            mine[0].append(w)
+            mine[1].append(part)
+    return out
 
 
 def check_cc_and_osc_carry_the_models_answers(model: Model) -> None:
@@ -116,10 +127,7 @@ def check_cc_and_osc_carry_the_models_answers(model: Model) -> None:
     assert [len(b) for b in emitted] == [2, 2, 2]  # bars 1-2, 2-3, 3-4 on channels 1 and 5
     # The answers are the model's on the engine's inputs: each window's own, and the running
     # answer (the state carried from window to window, or the mean of the windows so far).
-    expected = {
-        ch: expected_answers(model, [x for batch in emitted for c, _, x, _ in batch if c == ch])
-        for ch in (1, 5)
-    }
+    expected = expected_answers(model, [[(c, x) for c, _, x, _ in b] for b in emitted])
     for ch in (1, 5):
         windows = [p for batch in emitted for c, _, _, p in batch if c == ch]
         assert np.allclose(windows, expected[ch][0], atol=1e-5)
