@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from live.channels import DRUM_CHANNEL
 from live.contracts import Contract
 from live.taxonomy import N_CLASSES
 
@@ -108,10 +109,19 @@ class PartTracker:
         batch = self.batch[: len(windows)]
         for i, w in enumerate(windows):
             batch[i] = self.model.contract.model_input(w.inputs)
-        if self.model.state_size:
-            window, part, state = self.model.step(batch, state)
-        else:
-            window = self.model.predict(batch)
+        # The drums, classified only when asked (--channels), are answered apart: a student
+        # whose channels attend to each other learnt from bar lines of pitched parts alone,
+        # and the others' answers must not change with that choice.
+        drums = channels == DRUM_CHANNEL + 1
+        groups = [~drums, drums] if drums.any() and not drums.all() else [np.ones_like(drums)]
+        window = np.empty((len(windows), N_CLASSES), np.float32)
+        part = np.empty_like(window)
+        for rows in groups:
+            if self.model.state_size:
+                window[rows], part[rows], state[rows] = self.model.step(batch[rows], state[rows])
+            else:
+                window[rows] = self.model.predict(batch[rows])
+        if not self.model.state_size:
             state = state + window
             part = state / count[:, None]
         return Answers(channels, bars, window, part, state, count, epoch)
