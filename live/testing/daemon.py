@@ -108,10 +108,11 @@ def expected_answers(
             state.update(zip(channels, h, strict=True))
         else:
             windows = model.predict(x)
-            parts = []
+            means = []
             for c, w in zip(channels, windows, strict=True):
                 total[c] = total.get(c, 0) + w
-                parts.append(total[c] / (len(out.get(c, ([], []))[0]) + 1))
+                means.append(total[c] / (len(out.get(c, ([], []))[0]) + 1))
+            parts = np.stack(means)
         for c, w, part in zip(channels, windows, parts, strict=True):
             mine = out.setdefault(c, ([], []))
             mine[0].append(w)

@@ -119,7 +119,9 @@ def test_shipped_bundle_builds_and_steps_like_onnx_runtime(
         for n in (1, 7, 16, 37):  # one part, an odd batch, a bar line, more than a bar line
             # More than the engine's largest batch (a bar line) runs in bar lines, whose
             # channels attend to each other where the student's do: as ONNX Runtime's in those.
-            want = [np.concatenate(a) for a in zip(*_bar_lines(cpu.step, x[:n], h[:n]))]
+            want = [
+                np.concatenate(a) for a in zip(*_bar_lines(cpu.step, x[:n], h[:n]), strict=True)
+            ]
             for got, w in zip(trt.step(x[:n], h[:n]), want, strict=True):
                 np.testing.assert_allclose(got, w, atol=1e-6)
         want_logits = np.concatenate([a[0] for a in _bar_lines(cpu.predict, x)])
