@@ -109,22 +109,31 @@ class PartTracker:
         batch = self.batch[: len(windows)]
         for i, w in enumerate(windows):
             batch[i] = self.model.contract.model_input(w.inputs)
-        # The drums, classified only when asked (--channels), are answered apart: a student
-        # whose channels attend to each other learnt from bar lines of pitched parts alone,
-        # and the others' answers must not change with that choice.
         drums = channels == DRUM_CHANNEL + 1
-        groups = [~drums, drums] if drums.any() and not drums.all() else [np.ones_like(drums)]
-        window = np.empty((len(windows), N_CLASSES), np.float32)
-        part = np.empty_like(window)
-        for rows in groups:
-            if self.model.state_size:
-                window[rows], part[rows], state[rows] = self.model.step(batch[rows], state[rows])
-            else:
-                window[rows] = self.model.predict(batch[rows])
+        if drums.any() and not drums.all():
+            # The drums, classified only when asked (--channels), are answered apart: a
+            # student whose channels attend to each other learnt bar lines of pitched parts
+            # alone, and the others' answers must not change with that choice.
+            window = np.empty((len(windows), N_CLASSES), np.float32)
+            part = np.empty_like(window)
+            for rows in (~drums, drums):
+                window[rows], part[rows], state[rows] = self._answer(batch[rows], state[rows])
+        else:
+            window, part, state = self._answer(batch, state)
         if not self.model.state_size:
             state = state + window
             part = state / count[:, None]
         return Answers(channels, bars, window, part, state, count, epoch)
+
+    def _answer(
+        self, batch: npt.NDArray[np.float32], state: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """``(window, part, state)`` of one model call; without a state, the part answer and
+        state are the caller's to make from the window answers."""
+        if self.model.state_size:
+            return self.model.step(batch, state)
+        window = self.model.predict(batch)
+        return window, window, state
 
     def commit(self, answers: Answers) -> None:
         """Keep the states of answers that were sent."""

@@ -115,3 +115,39 @@ def test_answers_computed_for_several_bar_lines_keep_nothing_until_commit() -> N
     tracker = PartTracker(CountingStateModel())
     tracker.compute([W(1, 0), W(1, 1), W(1, 2)], epoch=0)
     assert float(tracker.compute([W(1, 0)], epoch=0).state[0, 0]) == 1.0
+
+
+class BatchModel:
+    """Answers that depend on the whole batch (as a student whose channels attend to each
+    other): every row gets the batch's size, in its first class; the state counts."""
+
+    contract, input_shape = V2, (5, 128, 16)
+
+    def __init__(self, state_size: int) -> None:
+        self.state_size = state_size
+
+    def _probs(self, x: np.ndarray) -> np.ndarray:
+        probs = np.zeros((len(x), 8), np.float32)
+        probs[:, 0] = len(x)
+        return probs
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self._probs(x)
+
+    def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._probs(x), self._probs(x), h + 1
+
+
+@pytest.mark.parametrize("state_size", [0, 3])
+def test_the_drums_are_answered_apart_so_the_others_answers_stay_the_same(
+    state_size: int,
+) -> None:
+    pitched = [W(c, 0) for c in (1, 2, 5)]
+    alone = PartTracker(BatchModel(state_size)).compute(pitched, epoch=0)
+    answers = PartTracker(BatchModel(state_size)).compute([*pitched, W(10, 0)], epoch=0)
+    assert answers.window[:3, 0].tolist() == alone.window[:, 0].tolist() == [3, 3, 3]
+    assert answers.window[3, 0] == 1  # the drums in a call of their own
+    np.testing.assert_array_equal(answers.part[:3], alone.part)
+    np.testing.assert_array_equal(answers.state[:3], alone.state)
+    drums_only = PartTracker(BatchModel(state_size)).compute([W(10, 0)], epoch=0)
+    assert drums_only.window[0, 0] == 1
