@@ -78,6 +78,7 @@ class SparseWindows:
         step ``t`` of window ``i``: ``which[i * 16 + t]``. Repetitive music has few: the two
         bars a window shares with the next, a riff played again, the silent steps. Steps are
         told apart by a 128-bit key of their cells (:data:`_CELL_WORDS`)."""
+        device = self.values.device
         rows, cells, values = (a.cpu().numpy() for a in (self.rows, self.cells, self.values))
         n_steps = SHAPE[2]
         column = rows * n_steps + cells % n_steps  # the step a cell is in
@@ -91,11 +92,9 @@ class SparseWindows:
         )
         which = which.ravel()
         own = first[which[column]] == column  # the cells of each distinct step's first copy
-        steps = torch.zeros(len(first), SHAPE[0] * SHAPE[1], device=self.values.device)
-        steps[torch.from_numpy(which[column[own]]), torch.from_numpy(place[own])] = self.values[
-            torch.from_numpy(own).to(self.values.device)
-        ]
-        device = self.values.device
+        steps = torch.zeros(len(first), SHAPE[0] * SHAPE[1], device=device)
+        at = torch.from_numpy(which[column[own]]), torch.from_numpy(place[own])
+        steps[at] = self.values[torch.from_numpy(own).to(device)]
         return steps.view(-1, SHAPE[0], SHAPE[1], 1), torch.from_numpy(which).to(device)
 
     def parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

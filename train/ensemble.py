@@ -35,6 +35,8 @@ BLOCK = 1024
 #: Windows attended at once: whole groups, about this many (the attention over a block is
 #: masked to each group, so its cost grows with the block's square for nothing).
 ATTEND_BLOCK = 64
+#: ``progress(done, total)``: how far a long pass has gone.
+Progress = Callable[[int, int], None]
 #: Balanced draws expanded to estimate how often each class comes in whole groups.
 WEIGHT_DRAWS = 65_536
 
@@ -151,7 +153,7 @@ def attended_embeddings(
     idx: Index,
     device: torch.device,
     block: int = BLOCK,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
     """The embeddings the answers read (after the attention) of the windows ``idx`` (whole
     groups), ``[len(idx) x D]`` in ``idx``'s order; the model in eval mode.

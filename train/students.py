@@ -51,9 +51,6 @@ from train.splits import (
 )
 from train.steps import Index, LossFn, PredictFn, Source, StepFn, predictor
 
-#: ``progress(done, total)``.
-Progress = Callable[[int, int], None]
-
 #: Contract-2 students are validated on the windows of at most this many validation songs.
 VALIDATION_SONGS = 200
 #: The floor fits on at most this many training windows (gradient boosting is slow).
@@ -208,7 +205,7 @@ class Students(ABC):
         return None
 
     def start_history(
-        self, model: KdModel, device: torch.device, progress: Progress | None = None
+        self, model: KdModel, device: torch.device, progress: ensemble.Progress | None = None
     ) -> Phase | None:
         """The phase that teaches a student its history, or None when it has none; a student
         that has one gets its window answer frozen for it. ``progress(done, total)`` hears
@@ -410,7 +407,7 @@ class NotesStudents(Students):
         return Phase("groups", step, predict, max(1, round(size)))
 
     def start_history(
-        self, model: KdModel, device: torch.device, progress: Progress | None = None
+        self, model: KdModel, device: torch.device, progress: ensemble.Progress | None = None
     ) -> Phase | None:
         """A student with a state learns its history after its window answer: the recurrent
         head over the frozen window embeddings, on chunks of a part's successive windows.
