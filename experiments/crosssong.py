@@ -6,13 +6,18 @@ can tell apart. This probe measures that: each test part (the students' test son
 to the training part of another song whose line is most alike, and that part's family is its
 answer (a nearest-neighbour lookup across songs, on the same split as the students).
 
-    python experiments/crosssong.py --notes NOTES [--out crosssong.json]
+    python experiments/crosssong.py --notes NOTES [--run RUN] [--out crosssong.json]
 
 ``NOTES``: a notes store (``kdtrain data``). A part's *line* is its top pitch at each
 eighth-note step where a note starts (the store's onset channel, each bar read once); its
 *grams* the set of pitch-interval 4-grams of that line (intervals clipped to +-24:
 transposition- and tempo-free, as the ceiling's). Parts with fewer than :data:`MIN_GRAMS`
 distinct grams are left out. Similarity: the Jaccard of two parts' gram sets.
+
+With ``--run`` (a run folder whose ``kdic.pt`` learnt from this store, on its split), the
+student is scored on the same test parts, apart for those whose line recurs at its register
+in a training song (Jaccard at least :data:`RECURS`) and the others: per window, and each
+part's running answer after 8 bars, beside the lookup's answer on the same parts.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ PLANE = 128 * 16  # one channel of a window's cells
 ONSET = 1
 #: Semitones between two parts' registers that still count as the same register.
 REGISTER = 6
+#: A line "recurs" in another song when its match there is at least this alike.
+RECURS = 0.5
 THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 
 
@@ -151,10 +158,59 @@ def scores(
     return out
 
 
+def student_scores(
+    run: Path,
+    store: NotesStore,
+    pid: npt.NDArray,
+    recurs: npt.NDArray[np.bool_],
+    lookup: npt.NDArray,
+) -> dict:
+    """The run's student on the test parts whose line recurs in a training song and on the
+    others: window macro-F1, and the running answer's after 8 bars beside the lookup's."""
+    import torch
+
+    from export.bundle import load_student
+    from train.batches import NotesSource
+    from train.history import running_answers
+    from train.models import PartStudent
+
+    model, _ = load_student(run / "kdic.pt")
+    if not isinstance(model, PartStudent):
+        raise SystemExit(f"{run}/kdic.pt is not a contract-2 student (PartStudent)")
+    idx = store.split("test")
+    window, running = running_answers(
+        model, NotesSource(store, cells=True), store, idx, torch.device("cpu")
+    )
+    y, part = store.labels[idx], pid[idx]
+    # Each part's running answer after 8 bars: its 7th window in bar order.
+    order = np.lexsort((store.index["bar"][idx], part))
+    start = np.flatnonzero(np.r_[True, part[order][1:] != part[order][:-1]])
+    nth = start + 6
+    after8 = order[nth[nth < np.r_[start[1:], len(order)]]]
+    out = {}
+    for name, where in (("recurs", recurs), ("does_not_recur", ~recurs)):
+        w = where[part]
+        a = after8[where[part[after8]]]
+        lk = lookup[part[a]]
+        known = lk >= 0
+        out[name] = {
+            "windows": int(w.sum()),
+            "window_macro_f1": evaluate(y[w], window[w])["macro_f1"],
+            "parts_after_8": int(len(a)),
+            "after_8_macro_f1": evaluate(y[a], running[a])["macro_f1"],
+            "parts_with_a_line": int(known.sum()),
+            "student_on_those": evaluate(y[a][known], running[a][known])["macro_f1"],
+            "lookup_on_those": evaluate(y[a][known], np.eye(len(CLASSES))[lk[known]])["macro_f1"],
+        }
+        print(name, out[name], flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--notes", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=Path("crosssong.json"))
+    ap.add_argument("--run", type=Path, help="a run folder: score its kdic.pt on the same parts")
     args = ap.parse_args()
     store = NotesStore(args.notes)
     parts, part, step, pitch = part_lines(store)
@@ -184,6 +240,12 @@ def main() -> None:
     ):
         best, score = nearest(grams[test], grams[train], registers)
         result[mode] = scores(label[test], label[train[best]], score, bars[test], mode)
+    if args.run:  # the last mode's match: the line at its register
+        recurs = np.zeros(len(parts), bool)
+        recurs[test[score >= RECURS]] = True
+        lookup = np.full(len(parts), -1)
+        lookup[test] = label[train[best]]
+        result["student"] = student_scores(args.run, store, pid, recurs, lookup)
     args.out.write_text(json.dumps(result, indent=1))
 
 
