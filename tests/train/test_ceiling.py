@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
 from live.midifile import Part
+from tests.train.experiments import load
 
-_PATH = Path(__file__).resolve().parents[2] / "experiments" / "ceiling.py"
-_spec = importlib.util.spec_from_file_location("ceiling", _PATH)
-assert _spec and _spec.loader
-ceiling = sys.modules["ceiling"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ceiling)
+ceiling = load("ceiling")
 
 TUNE = [60, 62, 64, 65, 67, 65, 64, 62, 60, 67, 72, 71, 69, 67, 65, 64]
 BASS = [36, 36, 43, 41, 38, 43, 36, 31, 33, 40, 41, 43, 36, 29, 31, 36]

@@ -3,17 +3,11 @@ another song, with and without its register."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-_PATH = Path(__file__).resolve().parents[2] / "experiments" / "crosssong.py"
-_spec = importlib.util.spec_from_file_location("crosssong", _PATH)
-assert _spec and _spec.loader
-crosssong = sys.modules["crosssong"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(crosssong)
+from tests.train.experiments import load
+
+crosssong = load("crosssong")
 
 TUNE = [60, 62, 64, 65, 67, 65, 64, 62, 60, 67, 72, 71, 69, 67, 65, 64]
 OTHER = [60, 60, 72, 60, 61, 73, 48, 50, 62, 70, 58, 46, 57, 69, 47, 59]
