@@ -70,27 +70,36 @@ def part_lines(store: NotesStore, chunk: int = 200_000) -> tuple[npt.NDArray, ..
 
 
 def gram_sets(
-    part: npt.NDArray, step: npt.NDArray, pitch: npt.NDArray, n_parts: int
+    part: npt.NDArray,
+    step: npt.NDArray,
+    pitch: npt.NDArray,
+    n_parts: int,
+    *,
+    rhythm: bool = False,
 ) -> tuple[sparse.csr_matrix, npt.NDArray]:
     """Parts x grams, 1 where the part's line holds the gram; and each part's register (the
-    median pitch of its line, -1 without one)."""
+    median pitch of its line, -1 without one). With ``rhythm``, each of a gram's intervals
+    carries the time to the next onset (eighths, 1 to 16): the same line in the same rhythm."""
     order = np.lexsort((-pitch, step, part))
     part, step, pitch = part[order], step[order], pitch[order]
     top = np.ones(len(part), bool)
     top[1:] = (part[1:] != part[:-1]) | (step[1:] != step[:-1])
-    part, pitch = part[top], pitch[top]
+    part, step, pitch = part[top], step[top], pitch[top]
     register = np.full(n_parts, -1.0)
     starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
     for a, b in zip(starts, np.r_[starts[1:], len(part)], strict=True):
         register[part[a]] = np.median(pitch[a:b])
     iv = np.clip(np.diff(pitch), -24, 24) + 24  # 0..48
+    if rhythm:
+        iv = iv * 16 + np.clip(np.diff(step), 1, 16) - 1
+    base = 49 * (16 if rhythm else 1)
     same = part[1:] == part[:-1]
     n = len(iv) - GRAM + 1
     ok = np.ones(n, bool)
     code = np.zeros(n, np.int64)
     for k in range(GRAM):
         ok &= same[k : k + n]
-        code = code * 49 + iv[k : k + n]
+        code = code * base + iv[k : k + n]
     rows = part[:n][ok]
     grams, col = np.unique(code[ok], return_inverse=True)
     m = sparse.csr_matrix(
@@ -234,13 +243,18 @@ def main() -> None:
         "min_grams": MIN_GRAMS,
         "register_semitones": REGISTER,
     }
-    for mode, registers in (
-        ("line", None),
-        ("line_and_register", (register[test], register[train])),
+    rhythmic, _ = gram_sets(part, step, pitch, len(parts), rhythm=True)
+    at_register = (register[test], register[train])
+    matches = {}
+    for mode, sets, registers in (
+        ("line", grams, None),
+        ("line_and_register", grams, at_register),
+        ("line_rhythm_and_register", rhythmic, at_register),
     ):
-        best, score = nearest(grams[test], grams[train], registers)
+        best, score = matches[mode] = nearest(sets[test], sets[train], registers)
         result[mode] = scores(label[test], label[train[best]], score, bars[test], mode)
-    if args.run:  # the last mode's match: the line at its register
+    if args.run:
+        best, score = matches["line_and_register"]
         recurs = np.zeros(len(parts), bool)
         recurs[test[score >= RECURS]] = True
         lookup = np.full(len(parts), -1)

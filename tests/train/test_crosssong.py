@@ -54,3 +54,13 @@ def test_scores_count_agreement_per_threshold() -> None:
     assert out["0.0"]["parts"] == 4 and out["0.0"]["agree"] == 0.75
     assert out["0.5"]["parts"] == 3 and out["0.5"]["agree"] == 1.0
     assert "0.9" in out and out["0.9"]["parts"] == 2
+
+
+def test_rhythmic_grams_tell_the_same_line_in_another_rhythm() -> None:
+    part, step, pitch = onsets([TUNE, TUNE])
+    step = np.where(part == 1, step * 2, step)  # the second part: the line at half speed
+    plain, _ = crosssong.gram_sets(part, step, pitch, 2)
+    timed, _ = crosssong.gram_sets(part, step, pitch, 2, rhythm=True)
+    assert set(plain[0].indices) == set(plain[1].indices)
+    assert not set(timed[0].indices) & set(timed[1].indices)
+    assert len(timed[0].indices) == len(plain[0].indices)
