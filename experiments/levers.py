@@ -69,6 +69,10 @@ VARIANTS = {
     # over the steps; 5x the steps encoder's multiply-adds, most of them computable ahead.
     "stream": ["model.encoder=stream"],
     "stats": ["model.stats=true"],
+    # Two convolutions over the steps instead of one: the window hears rhythms of 5 steps
+    # before its mean and max over time (a line's rhythm is what tells its family across
+    # songs: experiments/crosssong.py).
+    "deep": ["model.depth=2"],
     # The ensemble as structure: each part's window embedding attends to the other parts'
     # at the same bar (train.ensemble), learnt from whole groups.
     "attend": ["model.attend=true"],

@@ -114,6 +114,10 @@ class ModelConfig:
     #: Contract 2: the window encoder's widths (step embedding, convolutions, embedding) times
     #: this; 1 = the preset's.
     scale: int = since(1)
+    #: Contract 2: how many convolutions over the steps (k=3 each) the ``steps`` or
+    #: ``stream`` encoder stacks before pooling over time: ``d`` of them hear ``2 d + 1``
+    #: steps (a rhythm over that span); 1 = the preset's.
+    depth: int = since(1)
     #: Contract 2: give the student the floor's hand statistics of each window beside its
     #: embedding (train.stats; the window answer and the history read both). Off by default;
     #: a model with it off is described, and fingerprinted, as before the option existed.
@@ -149,6 +153,12 @@ class ModelConfig:
             f"encoder is cnn, steps or stream, got {self.encoder!r}",
         )
         _check(1 <= self.scale <= 8, f"scale must be 1 to 8, got {self.scale}")
+        _check(1 <= self.depth <= 4, f"depth must be 1 to 4, got {self.depth}")
+        _check(
+            self.depth == 1 or self.encoder in ("steps", "stream"),
+            "model.depth stacks convolutions over the steps: it needs model.encoder=steps or "
+            "stream",
+        )
         _check(
             not self.stats or self.contract != 1,
             "model.stats reads the contract-2 channels: it needs model.contract=2",

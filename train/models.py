@@ -827,14 +827,16 @@ def build_part_student(
     state: int = 0,
     encoder: str = "cnn",
     scale: int = 1,
+    depth: int = 1,
     stats: bool = False,
     attend: bool = False,
 ) -> PartStudent:
     """A contract-2 :class:`PartStudent` of ``preset`` on the channels ``inputs`` of
     ``[B, 5, 128, 16]``, with a state of ``state``, a window ``encoder`` whose widths are
-    ``scale`` times the preset's, with ``stats``, the hand statistics beside its embedding and,
-    with ``attend``, attention over the parts of a window (the paper's preset has none: its
-    student is Table 1's, contract 1)."""
+    ``scale`` times the preset's and ``depth`` convolutions over the steps (``steps`` and
+    ``stream``: the first one's width repeated), with ``stats``, the hand statistics beside its
+    embedding and, with ``attend``, attention over the parts of a window (the paper's preset
+    has none: its student is Table 1's, contract 1)."""
     _check_preset(preset)
     if preset == "paper":
         raise ValueError("contract 2 needs the fast or tiny student: the paper's is Table 1")
@@ -842,6 +844,8 @@ def build_part_student(
     sizes = dict(table[preset])
     if scale != 1:
         sizes.update(_scaled(cls, sizes, scale))
+    if depth != 1:
+        sizes.update(_deepened(cls, sizes, depth))
     return PartStudent(
         inputs=inputs, state=state, encoder=encoder, stats=stats, attend=attend, **sizes
     )
@@ -860,6 +864,17 @@ def _scaled(cls: type[KdModel], sizes: dict[str, Any], scale: int) -> dict[str, 
                 else value * scale
             )
     return out
+
+
+def _deepened(cls: type[KdModel], sizes: dict[str, Any], depth: int) -> dict[str, Any]:
+    """The convolutions over the steps of ``cls`` (its default where ``sizes`` has none):
+    ``depth`` of them, each as wide as the first."""
+    name = {StepCNN: "channels", StreamCNN: "temporal"}.get(cls)  # type: ignore[call-overload]
+    if name is None:
+        raise ValueError(f"depth stacks convolutions over the steps: {cls.__name__} has none")
+    defaults = {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items()}
+    first = tuple(sizes.get(name, defaults[name]))[0]
+    return {name: (first,) * depth}
 
 
 _STUDENT_CNN: dict[str, dict[str, Any]] = {

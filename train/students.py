@@ -305,6 +305,7 @@ class NotesStudents(Students):
             state=m.state,
             encoder=m.encoder,
             scale=m.scale,
+            depth=m.depth,
             stats=m.stats,
             attend=m.attend,
         )

@@ -158,6 +158,27 @@ def test_a_broken_streaming_graph_is_one_clear_line(stream_bundle: Path, tmp_pat
     assert Model(folder).backend == "onnxruntime-cpu"
 
 
+def test_a_deeper_stream_encoder_streams_too(tmp_path: Path) -> None:
+    """``model.depth=2``: the further convolution over the steps runs in the head graph,
+    and the streamed answers are still PyTorch's (the gauntlet inside the export)."""
+    torch.manual_seed(2)
+    model = build_part_student(
+        "tiny", inputs=(0, 1, 2, 3, 4), state=8, encoder="stream", depth=2, attend=True
+    )
+    assert isinstance(model.window, StreamCNN)
+    assert sum(isinstance(m, nn.Conv1d) and m.kernel_size == (3,) for m in model.modules()) == 2
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    again = model_from_description(json.loads(json.dumps(describe(model))))
+    assert sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in model.parameters())
+    ckpt = save_checkpoint(model.eval(), tmp_path / "kdic.pt", preset="tiny", role="student")
+    write_bundle(ckpt, tmp_path / "b")
+    gauntlet = read_bundle(tmp_path / "b").manifest["export"]["stream_gauntlet"]
+    assert gauntlet["passed"] and gauntlet["max_abs_logit_diff"] <= 1e-4
+
+
 def test_a_student_that_does_not_stream_is_refused(tmp_path: Path) -> None:
     steps = build_part_student("tiny", inputs=(0, 1, 2, 3, 4), state=8, encoder="steps")
     with pytest.raises(ExportError, match="model.encoder=stream"):

@@ -15,7 +15,7 @@ import torch
 from live.inputs import VELOCITY
 from live.testing.songs import write_song
 from train.batches import NotesSource, SparseWindows
-from train.config import RunConfig, fingerprint, to_json
+from train.config import ConfigError, RunConfig, fingerprint, to_json
 from train.data.notes import NotesStore, build_notes
 from train.models import build_part_student, count_params, describe
 
@@ -34,6 +34,18 @@ def test_a_scaled_encoder_is_wider_and_describes_itself() -> None:
     assert "width" not in describe(one)["kwargs"] and "scale" not in describe(one)["kwargs"]
 
 
+@pytest.mark.parametrize(("encoder", "name"), [("steps", "channels"), ("stream", "temporal")])
+def test_a_deeper_encoder_stacks_convolutions_over_the_steps(encoder: str, name: str) -> None:
+    one = build_part_student("fast", inputs=(0, 1, 2, 3, 4), encoder=encoder)
+    three = build_part_student("fast", inputs=(0, 1, 2, 3, 4), encoder=encoder, depth=3)
+    assert three.window.kwargs[name] == one.window.kwargs[name] * 3
+    assert three(torch.zeros(2, 5, 128, 16)).shape == (2, 8)
+    with pytest.raises(ValueError, match="has none"):
+        build_part_student("fast", encoder="cnn", depth=2)
+    with pytest.raises(ConfigError, match="model.depth"):
+        RunConfig(model=replace(RunConfig().model, depth=2, encoder="cnn"))
+
+
 def _without(plain: dict, names: tuple[str, ...]) -> dict:
     return {
         k: _without(v, names) if isinstance(v, dict) else v
@@ -50,11 +62,12 @@ def test_new_fields_at_their_default_leave_the_fingerprint_alone() -> None:
         for f in dataclasses.fields(group)
         if f.metadata.get("omit_default")
     )
-    assert {"scale", "stats"} <= set(new)
+    assert {"scale", "stats", "depth"} <= set(new)
     for part in (cfg.student, cfg.teacher, cfg.model, cfg.distill):
         assert fingerprint(part) == fingerprint(_without(to_json(part), new))
     assert fingerprint(cfg.model) != fingerprint(replace(cfg.model, stats=True))
     assert fingerprint(cfg.model) != fingerprint(replace(cfg.model, scale=2))
+    assert fingerprint(cfg.model) != fingerprint(replace(cfg.model, depth=2))
     assert all(f.name in to_json(cfg.student) for f in dataclasses.fields(cfg.student))
 
 
