@@ -15,9 +15,8 @@ it starts or at any event inside it):
     3 modulation on (CC 1 > 0)                7 soft pedal or sostenuto (CC 66/67 >= 64)
 
 It is a way to measure the lever with the shipped student unchanged (the drums plane is a
-0/1 plane the encoder reads at every step), not a contract: a product would give the
-controllers their own plane in a new contract version, built by the daemon, replay and the
-store alike.
+0/1 plane the encoder reads at every step), not a contract: a product builds these rows (or a
+plane of their own) in a new contract version, in the daemon, replay and the store alike.
 """
 
 from __future__ import annotations
