@@ -32,6 +32,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import mido
 import numpy as np
 import numpy.typing as npt
 
@@ -74,7 +75,7 @@ def feature_names() -> list[str]:
 N_PERF = len(PERFORMANCE) * len(PERF_STATS)
 
 
-def channel_events(midi) -> dict[int, dict[str, tuple[np.ndarray, np.ndarray]]]:  # type: ignore[no-untyped-def]
+def channel_events(midi: mido.MidiFile) -> dict[int, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Per MIDI channel (0-15), per controller name: its events' ticks and values (0-1;
     pitch bend as |bend| / 8192), in time order, from every track."""
     raw: dict[int, dict[str, list[tuple[int, float]]]] = {}
