@@ -86,6 +86,7 @@ def contract() -> None:
     """Print the input contracts: window, grid, each contract's input, classes, audio features."""
     from live.contract import MEL, WINDOW
     from live.contracts import CONTRACTS
+    from live.controls import CC_STREAM, ROWS, STREAMS
     from live.inputs import CHANNELS_V2
     from live.parts import RESET_BARS
 
@@ -94,11 +95,21 @@ def contract() -> None:
         "window": asdict(WINDOW),
         "input_shape": {str(v): [None, *c.input_shape] for v, c in CONTRACTS.items()},
         "contract_2_channels": list(CHANNELS_V2),
+        "contract_3_control_rows": [
+            " or ".join(f"{STREAMS[s]} {_rule(t)}" for s, t in row) for row in ROWS
+        ],
+        "contract_3_cc": {str(cc): STREAMS[s] for cc, s in sorted(CC_STREAM.items())},
         "running_answer_resets_after_silent_bars": RESET_BARS,
         "classes": list(CLASSES),
         "mel": asdict(MEL),
     }
     typer.echo(json.dumps(info, indent=1))
+
+
+def _rule(threshold: int | None) -> str:
+    if threshold is None:
+        return "moving"
+    return f"< {-threshold}" if threshold < 0 else f">= {threshold}"
 
 
 # --------------------------------------------------------------------------- shared options
@@ -167,7 +178,9 @@ def replay(
         chans = parse_channels(channels)
         m = Model(model, backend=backend)
         classes = list(m.classes)
-        batches = replay_windows(file, hop_bars=hop_bars, channels=chans)
+        batches = replay_windows(
+            file, hop_bars=hop_bars, channels=chans, controls=m.contract.controls
+        )
         parts = PartTracker(m)
         if not as_json:
             head = " ".join(f"{c[:6]:>6}" for c in classes)

@@ -3,15 +3,19 @@ packages.
 
 :mod:`live.contract` holds the numbers every contract shares (the window, the grid, the
 quantiser). A *contract version* says which of them a student reads and what its graph looks
-like; :data:`V1` and :data:`V2` are the two there are, and :func:`contract` finds one by its
-number (what a bundle's manifest and a run's config store). Nothing outside this module asks
-"which version is this?": it asks the object for its input shape, its graph's names, its
-manifest entry, or its share of the engine's inputs (:meth:`Contract.model_input`).
+like; :data:`V1`, :data:`V2` and :data:`V3` are those there are, and :func:`contract` finds
+one by its number (what a bundle's manifest and a run's config store). Nothing outside this
+module asks "which version is this?": it asks the object for its input shape, its graph's
+names, its manifest entry, its share of the engine's inputs (:meth:`Contract.model_input`), or
+whether the engine keeps the channels' controllers (:attr:`Contract.controls`).
 
 - contract 1, the paper's: the part's roll, ``roll [B, 1, 128, 16] -> logits [B, 8]``;
 - contract 2, what a DAW sends (:data:`live.inputs.CHANNELS_V2`): ``inputs [B, 5, 128, 16]``
   and, for a student with a history, ``state [B, S]`` -> ``logits [B, 8]`` (the window
-  answer), ``part_logits [B, 8]`` (the running answer) and ``state_out [B, S]``.
+  answer), ``part_logits [B, 8]`` (the running answer) and ``state_out [B, S]``;
+- contract 3, contract 2 and the part's controllers (:mod:`live.controls`): the same graph,
+  rows 0-7 of the drums plane holding the channel's pedal, bend, modulation and expression
+  states step by step.
 
 Torch-free: numpy only.
 """
@@ -46,6 +50,9 @@ class Contract:
     values: str
     #: Whether a student of this contract may carry a state from window to window.
     stateful: bool
+    #: Whether its inputs carry the part's controllers (:mod:`live.controls`): the engine
+    #: keeps the channels' controller events and the notes store's controller plane is read.
+    controls: bool = False
 
     def __str__(self) -> str:
         return str(self.version)
@@ -113,8 +120,19 @@ V2 = Contract(
     values=f"contract 2 channels {list(CHANNELS_V2)} (velocity 0-127, the others 0/1)",
     stateful=True,
 )
+V3 = Contract(
+    version=3,
+    channels=CHANNELS_V2,
+    input_name="inputs",
+    values=(
+        f"contract 2 channels {list(CHANNELS_V2)} (velocity 0-127, the others 0/1), the drums' "
+        "rows 0-7 the part's controller states (live.controls.ROWS)"
+    ),
+    stateful=True,
+    controls=True,
+)
 #: Every contract this kdlive reads, by version.
-CONTRACTS: dict[int, Contract] = {c.version: c for c in (V1, V2)}
+CONTRACTS: dict[int, Contract] = {c.version: c for c in (V1, V2, V3)}
 
 
 def contract(version: object) -> Contract:

@@ -15,6 +15,12 @@ close at the next one if nothing more came (:meth:`WindowEngine.pending`), named
 every event heard changes (:class:`PendingKey`), for :mod:`live.ahead` to compute them early.
 Note pairing follows :mod:`live.midifile`: a note-off ends every sounding note of its channel
 and pitch, except one started on the same tick (a retrigger).
+
+For a contract-3 student (``controls=True``) the engine also keeps each channel's controller
+events (:mod:`live.controls`: pedal, bend, modulation, expression, ...) and writes their states
+into the windows; an event counts as heard (changes the pending key) only where it can change
+the pending windows' states, so a stream of expression or bend messages does not make the
+daemon compute ahead again at every message.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import numpy.typing as npt
 
 from live.channels import CHANNELS, DRUM_CHANNEL, check_channels
 from live.contract import WINDOW, WindowSpec
+from live.controls import MOVING, STREAMS, Controls, is_on
 from live.errors import SettingError
 from live.inputs import CHANNELS_V2, SOUNDING, Sources, window_inputs
 from live.midifile import BarGrid
@@ -146,6 +153,8 @@ class Counters:
     windows: int = 0
     empty_windows: int = 0
     relocations: int = 0
+    controls: int = 0
+    dropped_controls: int = 0
 
 
 @dataclass
@@ -225,6 +234,54 @@ class _ChannelNotes:
         return self._p[:m], self._s[:m], self._e[:m], self._v[:m]
 
 
+@dataclass
+class _ChannelControls:
+    """One channel's controller events (:mod:`live.controls`), in the order heard."""
+
+    capacity: int
+    streams: npt.NDArray[np.int64] = field(init=False)
+    ticks: npt.NDArray[np.int64] = field(init=False)
+    values: npt.NDArray[np.int64] = field(init=False)
+    n: int = 0
+    #: Per stream, the last value and tick heard (-1: none since the start or a relocation).
+    last_value: list[int] = field(init=False)
+    last_tick: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.streams = np.zeros(self.capacity, np.int64)
+        self.ticks = np.zeros(self.capacity, np.int64)
+        self.values = np.zeros(self.capacity, np.int64)
+        self.clear()
+
+    def clear(self) -> None:
+        self.n = 0
+        self.last_value = [-1] * len(STREAMS)
+        self.last_tick = [-1] * len(STREAMS)
+
+    def add(self, stream: int, tick: int, value: int) -> bool:
+        self.last_value[stream], self.last_tick[stream] = value, tick
+        if self.n == self.capacity:
+            return False
+        self.streams[self.n], self.ticks[self.n], self.values[self.n] = stream, tick, value
+        self.n += 1
+        return True
+
+    def prune(self, before: int) -> None:
+        """Drop events before ``before`` except each stream's last one there (what it holds
+        when a later window starts)."""
+        n = self.n
+        if n == 0 or self.ticks[0] >= before:
+            return
+        old = self.ticks[:n] < before
+        keep = ~old
+        for stream in np.unique(self.streams[:n][old]).tolist():
+            keep[np.flatnonzero(old & (self.streams[:n] == stream))[-1]] = True
+        k = int(keep.sum())
+        for a in (self.streams, self.ticks, self.values):
+            a[:k] = a[:n][keep]
+        self.n = k
+
+
 class WindowEngine:
     """Notes in, closed windows out. Not thread-safe: one worker owns it.
 
@@ -239,7 +296,10 @@ class WindowEngine:
         max_note_bars: a note sounding longer than this many bars is ended (a stuck note: a
             lost note-off); 0 = never.
         capacity: finished notes kept per channel (a bar or two of very dense playing fits
-            many times over); notes past it are dropped and counted.
+            many times over); notes past it are dropped and counted. As many controller
+            events are kept per channel.
+        controls: keep the channels' controllers and write them into the windows (contract 3,
+            :mod:`live.controls`); without, :meth:`control` is never needed.
     """
 
     def __init__(
@@ -252,6 +312,7 @@ class WindowEngine:
         max_note_bars: int = 8,
         capacity: int = 4096,
         spec: WindowSpec = WINDOW,
+        controls: bool = False,
     ) -> None:
         self.bars, self.tpq, self.spec = bars, ticks_per_quarter, spec
         self.hop = check_hop_bars(hop_bars)
@@ -262,6 +323,8 @@ class WindowEngine:
         self.followed[list(self.channels)] = True
         self.max_note_bars = max_note_bars
         self.notes = {c: _ChannelNotes(capacity) for c in CHANNELS}
+        self.controls = controls
+        self.control_log = {c: _ChannelControls(capacity if controls else 0) for c in CHANNELS}
         #: One row per channel (1-16 at rows 0-15): the inputs of windows closing together,
         #: all made in one call of :func:`live.inputs.window_inputs`.
         self.inputs = np.zeros(
@@ -314,6 +377,36 @@ class WindowEngine:
             ch.sounding_from[pitch] = NOT_SOUNDING
         ch.retrigger_at[pitch] = NOT_SOUNDING
 
+    def control(self, channel: int, stream: int, value: int, pos: int) -> None:
+        """A controller event of ``channel``: ``stream`` (:data:`live.controls.STREAMS`) took
+        ``value`` (0-127; the bend stream |bend| 0-8192) at ``pos``. Kept only with
+        ``controls``."""
+        if not self.controls:
+            return
+        log = self.control_log[channel]
+        self.counters.controls += 1
+        last_value, last_tick = log.last_value[stream], log.last_tick[stream]
+        if self._changes_pending(stream, value, pos, last_value, last_tick):
+            self.heard += 1
+        if not log.add(stream, pos, value):
+            self.counters.dropped_controls += 1
+
+    def _changes_pending(
+        self, stream: int, value: int, pos: int, last_value: int, last_tick: int
+    ) -> bool:
+        """Whether an event can change the pending windows' controller states: it changes
+        what the stream holds (a threshold crossed), or it is the first of a "moving" stream
+        in its step of the pending window."""
+        if last_value < 0 or is_on(stream, value) != is_on(stream, last_value):
+            return True
+        if stream not in MOVING:
+            return False
+        t0 = self.bars.start(self.next_end_bar - self.spec.bars)
+        if pos < t0:
+            return False
+        step_start = t0 + np.floor((pos - t0) / self.step_ticks) * self.step_ticks
+        return bool(last_tick < step_start)
+
     def all_notes_off(self, channel: int, pos: int) -> None:
         """CC 123 / end of a track: end every sounding note of the channel."""
         for pitch in np.flatnonzero(self.notes[channel].sounding_from != NOT_SOUNDING):
@@ -346,6 +439,8 @@ class WindowEngine:
         is the first whole one after ``pos``."""
         for ch in self.notes.values():
             ch.clear()
+        for log in self.control_log.values():
+            log.clear()
         self.heard += 1
         self.epoch += 1
         self.counters.relocations += 1
@@ -382,6 +477,8 @@ class WindowEngine:
         if self._prune_from is not None:
             for ch in self.notes.values():
                 ch.prune(self._prune_from)
+            for log in self.control_log.values():
+                log.prune(self._prune_from)
             self._prune_from = None
 
     def pending_key(self) -> PendingKey:
@@ -412,7 +509,10 @@ class WindowEngine:
         )
         source = np.repeat(np.arange(len(CHANNELS), dtype=np.int64), counts)
         sources = Sources(source, pitches, starts, ends, velocities, self._drum)
-        valid = window_inputs(sources, t0, t1, self.step_ticks, spec=self.spec, out=inputs)[1]
+        controls = self._controls() if self.controls else None
+        valid = window_inputs(
+            sources, t0, t1, self.step_ticks, spec=self.spec, out=inputs, controls=controls
+        )[1]
         out = self._nonempty(inputs, start_bar, t0, t1, valid)
         with_notes = sum(1 for c, k in zip(CHANNELS, counts, strict=True) if k and self.followed[c])
         self._last_empty = with_notes - len(out)
@@ -420,6 +520,18 @@ class WindowEngine:
             self.counters.windows += len(out)
             self.counters.empty_windows += self._last_empty
         return out
+
+    def _controls(self) -> Controls:
+        """Every channel's controller events, channel ``c`` as source ``c - 1``."""
+        logs = [(c - 1, self.control_log[c]) for c in CHANNELS if self.control_log[c].n]
+        if not logs:
+            return Controls.empty()
+        return Controls(
+            np.concatenate([np.full(log.n, c, np.int64) for c, log in logs]),
+            np.concatenate([log.streams[: log.n] for _, log in logs]),
+            np.concatenate([log.ticks[: log.n] for _, log in logs]),
+            np.concatenate([log.values[: log.n] for _, log in logs]),
+        )
 
     def _nonempty(
         self, inputs: npt.NDArray[np.uint8], start_bar: int, t0: int, t1: int, valid: int

@@ -10,6 +10,10 @@ as more channels on the same grid, all small integers (``uint8``)::
     3  ensemble   1 where a note of another pitched source sounds during the step
     4  drums      1 where a drum hit starts in the step (pitch = its General MIDI key)
 
+Contract v3 (:mod:`live.controls`) is contract v2 with the part's controllers: rows 0-7 of the
+drums plane (keys no General MIDI kit has) hold eight binary states of the source's channel
+(pedal, bends, modulation, expression, ...) at each step, instead of the kits' onsets there.
+
 A *source* is what plays: a part of a MIDI file in training (track, channel, program), a MIDI
 channel live. :func:`window_inputs` computes every source's input of one window in one call,
 from the notes of all of them (the song's parts in training, the 16 channels live), so training,
@@ -26,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from live.contract import WINDOW, WindowSpec
+from live.controls import N_ROWS, Controls, control_rows
 from live.midifile import BarGrid, Part
 from live.windows import window_bounds, window_roll
 
@@ -59,8 +64,10 @@ def window_inputs(
     *,
     spec: WindowSpec = WINDOW,
     out: npt.NDArray[np.uint8] | None = None,
+    controls: Controls | None = None,
 ) -> tuple[npt.NDArray[np.uint8], int]:
-    """Every source's contract-v2 input for the window ``[t0, t1)`` (ticks).
+    """Every source's contract-v2 input for the window ``[t0, t1)`` (ticks); with ``controls``
+    (the sources' controller events), contract v3's.
 
     Returns ``(inputs, valid_steps)``: ``inputs`` is ``uint8 [n, 5, n_pitches, n_steps]`` (into
     ``out`` when given), channels as in the module docstring; columns past ``valid_steps`` (a
@@ -93,6 +100,8 @@ def window_inputs(
     inputs[:, ENSEMBLE] = (count[None] - sounding * pitched[:, None, None]) > 0
     if sources.drum.any():
         inputs[:, DRUMS] = inputs[sources.drum, ONSET].max(axis=0)
+    if controls is not None:
+        control_rows(controls, n, t0, step_ticks, valid, spec=spec, out=inputs[:, DRUMS, :N_ROWS])
     return inputs, valid
 
 

@@ -75,6 +75,7 @@ def build_daemon(settings: ListenSettings, ports: Ports) -> Daemon:
         hop_bars=settings.hop_bars,
         channels=settings.channels,
         max_note_bars=settings.max_note_bars,
+        controls=model.contract.controls,
     )
     return Daemon(
         model,

@@ -1,6 +1,7 @@
 """`kdlive replay`: a MIDI file through the daemon's engine and model, with no ports.
 
-The file's note events are merged in time order and fed to :class:`live.engine.WindowEngine`
+The file's note events (and, for a contract-3 student, its controller events:
+:mod:`live.controls`) are merged in time order and fed to :class:`live.engine.WindowEngine`
 at their tick positions, with bar lines from the file's time signatures: the daemon's buffer
 code with the file's tempo map standing in for MIDI clock. Each window that closes is batched
 with the others closing on the same bar line, as live.
@@ -17,11 +18,13 @@ import numpy as np
 import numpy.typing as npt
 
 from live.channels import PITCHED
+from live.controls import BEND, CC_STREAM, bend_value
 from live.engine import ClosedWindow, GridBars, WindowEngine
 from live.midifile import load_midi, read_song
 
-NOTE_ON, NOTE_OFF, TRACK_END = 1, 0, 2  # same-tick order: offs before ons, as in a file's own
-#: ``(tick, track, index in the track, kind, channel 1-16, pitch or -1, velocity)``
+NOTE_ON, NOTE_OFF, TRACK_END, CONTROL = 1, 0, 2, 3
+#: ``(tick, track, index in the track, kind, channel 1-16, pitch or -1, velocity)``; a
+#: CONTROL's pitch is its stream (:data:`live.controls.STREAMS`) and its velocity the value
 Event = tuple[int, int, int, int, int, int, int]
 
 
@@ -41,10 +44,10 @@ class ReplayWindow:
         return self.inputs[0]
 
 
-def file_events(midi: mido.MidiFile) -> list[Event]:
-    """``(tick, track, index, kind, channel 1-16, pitch, velocity)`` of every note event, in
-    file order within a track and tick order across tracks; each track's end releases its
-    notes."""
+def file_events(midi: mido.MidiFile, *, controls: bool = False) -> list[Event]:
+    """``(tick, track, index, kind, channel 1-16, pitch, velocity)`` of every note event (and
+    with ``controls`` every tracked controller event), in file order within a track and tick
+    order across tracks; each track's end releases its notes."""
     events: list[Event] = []
     for t, track in enumerate(midi.tracks):
         tick = 0
@@ -56,6 +59,11 @@ def file_events(midi: mido.MidiFile) -> list[Event]:
                 channels.add(msg.channel + 1)
             elif msg.type in ("note_on", "note_off"):
                 events.append((tick, t, i, NOTE_OFF, msg.channel + 1, msg.note, 0))
+            elif controls and msg.type == "control_change" and msg.control in CC_STREAM:
+                stream = CC_STREAM[msg.control]
+                events.append((tick, t, i, CONTROL, msg.channel + 1, stream, msg.value))
+            elif controls and msg.type == "pitchwheel":
+                events.append((tick, t, i, CONTROL, msg.channel + 1, BEND, bend_value(msg.pitch)))
         for c in sorted(channels):
             events.append((tick, t, len(track), TRACK_END, c, -1, 0))
     events.sort(key=lambda e: (e[0], e[1], e[2]))
@@ -63,10 +71,15 @@ def file_events(midi: mido.MidiFile) -> list[Event]:
 
 
 def replay_windows(
-    path: Path | str, *, hop_bars: int = 1, channels: Iterable[int] = PITCHED
+    path: Path | str,
+    *,
+    hop_bars: int = 1,
+    channels: Iterable[int] = PITCHED,
+    controls: bool = False,
 ) -> Iterator[list[ReplayWindow]]:
-    """The windows of a file, one list per bar line where windows close (a batch). The file is
-    read now (a bad file raises :class:`live.errors.MidiFileError` here), windows lazily."""
+    """The windows of a file, one list per bar line where windows close (a batch); with
+    ``controls``, contract 3's (the channels' controllers in them). The file is read now (a
+    bad file raises :class:`live.errors.MidiFileError` here), windows lazily."""
     midi = load_midi(path)
     song = read_song(midi)
     engine = WindowEngine(
@@ -75,8 +88,9 @@ def replay_windows(
         hop_bars=hop_bars,
         channels=channels,
         max_note_bars=0,
+        controls=controls,
     )
-    return _run(engine, file_events(midi), int(song.bars.starts[-1]))
+    return _run(engine, file_events(midi, controls=controls), int(song.bars.starts[-1]))
 
 
 def _run(engine: WindowEngine, events: list[Event], last: int) -> Iterator[list[ReplayWindow]]:
@@ -92,6 +106,8 @@ def _run(engine: WindowEngine, events: list[Event], last: int) -> Iterator[list[
             engine.note_on(channel, pitch, tick, velocity)
         elif kind == NOTE_OFF:
             engine.note_off(channel, pitch, tick)
+        elif kind == CONTROL:
+            engine.control(channel, pitch, velocity, tick)
         else:
             engine.all_notes_off(channel, tick)
     closed = engine.advance(last)  # the last bar line closes the last window, as offline

@@ -148,7 +148,7 @@ def running_answers(
     order), as ``kdlive replay`` computes it."""
     tracker = PartTracker(model)
     last: dict[int, npt.NDArray[np.float32]] = {}
-    for batch in replay_windows(path, channels=channels):
+    for batch in replay_windows(path, channels=channels, controls=model.contract.controls):
         answers = tracker.compute(batch, epoch=0)
         tracker.commit(answers)
         for w, q in zip(batch, answers.part, strict=True):

@@ -12,6 +12,10 @@
   arriving while notes still come, the transport falls back to the internal clock at the last
   tempo, on the same bar grid, and says so; a clock arriving again takes over.
 
+For a contract-3 student (an engine with ``controls``) the tracked controllers (sustain pedal,
+modulation, expression, ... :data:`live.controls.CC_STREAM`) and pitch bend go to the engine at
+their positions; otherwise, like every other controller, they are ignored.
+
 Malformed input (stray data bytes, truncated messages, undefined status bytes, sysex without
 its end, out-of-range values) is counted and dropped, never raised.
 """
@@ -23,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from live.controls import BEND, CC_STREAM, bend_value
 from live.engine import LIVE_TICKS_PER_QUARTER, TICKS_PER_CLOCK, ClosedWindow, WindowEngine
 from live.errors import SettingError
 
@@ -260,6 +265,8 @@ class Transport:
         if kind == 0xC0:
             self.programs[channel] = msg[1]
             return []
+        if kind == 0xE0 or kind == 0xB0 and msg[1] in CC_STREAM:
+            return self._control(t_ns, channel, kind, msg)
         if kind not in (0x80, 0x90, 0xB0):
             self.counters.ignored += 1
             return []
@@ -285,6 +292,24 @@ class Transport:
             self.engine.note_off(channel, msg[1], pos)
         else:
             self.engine.all_notes_off(channel, pos)
+        return closed
+
+    def _control(
+        self, t_ns: int, channel: int, kind: int, msg: Sequence[int]
+    ) -> list[ClosedWindow]:
+        """A tracked controller or the pitch wheel: to the engine at its position (a contract-3
+        engine), else ignored. It never starts the internal clock: only notes do."""
+        if not self.engine.controls:
+            self.counters.ignored += 1
+            return []
+        closed: list[ClosedWindow] = []
+        if self.mode == "internal":
+            closed = self.engine.advance(self.position(t_ns))
+        if kind == 0xE0:
+            stream, value = BEND, bend_value((msg[1] | msg[2] << 7) - 8192)
+        else:
+            stream, value = CC_STREAM[msg[1]], msg[2]
+        self.engine.control(channel, stream, value, self.position(t_ns))
         return closed
 
     def _start_internal(self, t_ns: int) -> list[ClosedWindow]:

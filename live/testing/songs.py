@@ -40,6 +40,7 @@ class Track:
     channel: int
     notes: Sequence[tuple[int, float, float, int]]
     controls: Sequence[tuple[float, int, int]] = field(default_factory=list)  # (beat, cc, value)
+    bends: Sequence[tuple[float, int]] = field(default_factory=list)  # (beat, -8192 .. 8191)
 
 
 def write_song(
@@ -72,6 +73,9 @@ def write_song(
                     mido.Message("control_change", channel=t.channel, control=cc, value=value),
                 )
             )
+        for beat, pitch in t.bends:
+            bend = mido.Message("pitchwheel", channel=t.channel, pitch=pitch)
+            events.append((round(beat * tpb), bend))
         for pitch, start, length, velocity in t.notes:
             on, off = round(start * tpb), round((start + length) * tpb)
             events.append(

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
+from live.controls import BEND, CC_STREAM
 from live.midifile import load_midi, read_song
 from live.model import Model
 from live.parts import PartTracker
-from live.replay import NOTE_ON, file_events, replay_windows
+from live.replay import CONTROL, NOTE_ON, file_events, replay_windows
 from live.testing.jack import JackServer, Listener, Player, free_udp_port
 from live.testing.songs import Track, write_song
 from tests.integration.needs_jack import JACK_MARKS
@@ -84,15 +85,24 @@ class Daemon:
 
 def song(tmp_path: Path, name: str = "live.mid") -> Path:
     """Notes start on eighth-note clock ticks and end 10 clocks later (inside a step), so the
-    transport's cycle-sized arrival jitter cannot move them across a step boundary."""
+    transport's cycle-sized arrival jitter cannot move them across a step boundary. The parts
+    also play their controllers (a contract-3 student hears them): a sustain pedal on channel
+    1, bends on channel 2, expression and modulation on channel 5, each 2 clocks into a step
+    for the same reason."""
     rng = np.random.default_rng(7)
     tracks = []
+    into = 2 / 24  # beats: 2 clocks into a step
+    controls = {
+        0: [(4 * b + into, 64, 127 * (b % 2 == 0)) for b in range(6)],
+        4: [(k / 2 + into, 11, 40 + 9 * k) for k in range(0, 12, 3)] + [(8 + into, 1, 60)],
+    }
+    bends = {1: [(k / 2 + into, 3000 * (k % 3 - 1)) for k in range(8, 24)]}
     for ch, (low, every) in {0: (60, 1), 1: (36, 2), 4: (55, 1)}.items():
         notes = []
         for k in range(0, 6 * 8, every):  # eighth notes over 6 bars
             length = (10 + 12 * int(rng.integers(0, 2))) / 24  # 10 or 22 clocks
             notes.append((int(low + rng.integers(0, 12)), k / 2, length, 90))
-        tracks.append(Track(f"ch{ch}", 0, ch, notes))
+        tracks.append(Track(f"ch{ch}", 0, ch, notes, controls.get(ch, []), bends=bends.get(ch, [])))
     # drums on channel 10: heard as the others' context, not classified by default
     kicks = [(36 + 2 * (k % 2), k, 10 / 24, 100) for k in range(6 * 4)]
     tracks.append(Track("drums", 0, 9, kicks))
@@ -104,7 +114,7 @@ def expected(path: Path) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
     `kdlive replay`'s code."""
     model, out = Model(), {}
     parts = PartTracker(model)
-    for batch in replay_windows(path):
+    for batch in replay_windows(path, controls=model.contract.controls):
         answers = parts.compute(batch, epoch=0)
         parts.commit(answers)
         for w, p, q in zip(batch, answers.window, answers.part, strict=True):
@@ -123,11 +133,18 @@ def perform(player: Player, path: Path, *, garbage: list[list[int]] = (), seed: 
     midi = load_midi(path)
     last_clock = int(read_song(midi).bars.starts[-1]) // 40
     by_clock: dict[int, list[list[int]]] = {}
-    for tick, _, _, kind, ch, pitch, _ in file_events(midi):
+    cc_of_stream = {stream: cc for cc, stream in CC_STREAM.items()}
+    for tick, _, _, kind, ch, pitch, value in file_events(midi, controls=True):
         assert tick % 40 == 0
-        if pitch < 0:
+        if kind == CONTROL and pitch == BEND:
+            bend = 8192 + value  # the same |bend| (the sign is not heard)
+            msg = [0xE0 | (ch - 1), bend & 0x7F, bend >> 7]
+        elif kind == CONTROL:
+            msg = [0xB0 | (ch - 1), cc_of_stream[pitch], value]
+        elif pitch < 0:
             continue
-        msg = [0x90 | (ch - 1), pitch, 90] if kind == NOTE_ON else [0x80 | (ch - 1), pitch, 0]
+        else:
+            msg = [0x90 | (ch - 1), pitch, 90] if kind == NOTE_ON else [0x80 | (ch - 1), pitch, 0]
         by_clock.setdefault(tick // 40, []).append(msg)
     rng = np.random.default_rng(seed)
     player.send([0xFA])

@@ -18,7 +18,10 @@ def test_kdlive_contract_prints_the_numbers() -> None:
     result = runner.invoke(kdlive, ["contract"])
     assert result.exit_code == 0
     info = json.loads(result.output)
-    assert info["input_shape"] == {"1": [None, 1, 128, 16], "2": [None, 5, 128, 16]}
+    shapes = {"1": [None, 1, 128, 16], "2": [None, 5, 128, 16], "3": [None, 5, 128, 16]}
+    assert info["input_shape"] == shapes
+    assert info["contract_3_control_rows"][0] == "pedal >= 64"
+    assert info["contract_3_control_rows"][5] == "expression < 96"
     assert info["contract_2_channels"][:2] == ["sounding", "onset"]
     assert info["classes"][0] == "Piano" and len(info["classes"]) == 8
 
