@@ -47,9 +47,10 @@ class RollSource:
 
 @dataclass
 class SparseWindows:
-    """Contract-v2 windows as their nonzero cells, what the notes store holds: cell ``k`` is
-    window ``rows[k]``'s flat position ``cells[k]`` in ``[5, 128, 16]`` (channel, pitch,
-    step) with the integer ``values[k]``. A student whose window encoder can read cells
+    """Contract-2 or 3 windows as their nonzero cells, what the notes store holds (its view of
+    the student's contract, :meth:`NotesStore.window_cells`): cell ``k`` is window
+    ``rows[k]``'s flat position ``cells[k]`` in ``[5, 128, 16]`` (channel, pitch, step) with
+    the integer ``values[k]``. A student whose window encoder can read cells
     (:meth:`train.models.StepCNN.embed_cells`) skips building ``n x 10,240`` dense inputs;
     any other reads :meth:`dense`, the same inputs :meth:`NotesStore.inputs` gives."""
 
@@ -108,8 +109,9 @@ class SparseWindows:
 
 
 class NotesSource:
-    """Contract-v2 student input: ``x`` [B, 5, 128, 16] float32 (the contract's integers; the
-    model scales velocity), ``y`` [B] int64."""
+    """A contract-2 or 3 student's input, as the store's view of its contract gives it: ``x``
+    [B, 5, 128, 16] float32 (the contract's integers; the model scales velocity), ``y`` [B]
+    int64."""
 
     def __init__(self, store: NotesStore, *, cells: bool = False) -> None:
         self.store, self.labels, self.cells = store, store.labels, cells

@@ -52,8 +52,8 @@ class DataConfig:
     out: Path = Path("data")
     midi: list[Path] = field(default_factory=list)  # folders of General MIDI files
     slakh: Path | None = None  # a Slakh2100-layout folder, instead of ``midi``
-    #: More MIDI folders for the notes-only store (contract 2) alone: songs the students learn
-    #: from without audio (thousands, where rendering affords hundreds).
+    #: More MIDI folders for the notes-only store (contracts 2 and 3) alone: songs the students
+    #: learn from without audio (thousands, where rendering affords hundreds).
     notes_midi: list[Path] = field(default_factory=list)
     soundfonts: list[Path] = field(default_factory=list)  # default: every GM bank found
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -98,7 +98,10 @@ class ModelConfig:
     #: training), which the fast teacher's pooling over time does not mind.
     teacher_frames: int = 172
     #: The input contract of the students: 1, the paper's roll of the part alone; 2, what a
-    #: DAW sends (``live.inputs``: onsets, velocity, the ensemble, the drums) and a history.
+    #: DAW sends (``live.inputs``: onsets, velocity, the ensemble, the drums) and a history;
+    #: 3, contract 2 and the part's controllers (``live.controls``: pedal, bends, modulation,
+    #: expression as eight rows of the drums plane; the notes store's contract-3 view). The
+    #: settings below marked "Contract 2" hold for contract 3 alike.
     contract: int = 2
     #: Contract 2: the channels the students use (``live.inputs.CHANNELS_V2`` order).
     inputs: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -161,11 +164,11 @@ class ModelConfig:
         )
         _check(
             not self.stats or self.contract != 1,
-            "model.stats reads the contract-2 channels: it needs model.contract=2",
+            "model.stats reads the contract-2 channels: it needs model.contract=2 or 3",
         )
         _check(
             not self.attend or self.contract != 1,
-            "model.attend relates the parts of a song: it needs model.contract=2",
+            "model.attend relates the parts of a song: it needs model.contract=2 or 3",
         )
 
 
@@ -189,7 +192,7 @@ class OptimConfig:
     #: (``batch_size`` and ``samples_per_epoch`` still count windows).
     sequence: int = 8
     #: After training, fit per-class offsets on the logits for validation macro-F1 and add
-    #: them to the answer layers' biases (:mod:`train.calibrate`; contract-2 students).
+    #: them to the answer layers' biases (:mod:`train.calibrate`; contract-2 and 3 students).
     calibrate: bool = since(False)
 
     def __post_init__(self) -> None:
@@ -216,7 +219,7 @@ class DistillConfig:
     alpha: float = 0.0
     #: Whom KDIC learns from: ``audio``, the paper's teacher (a CNN on the part's rendered
     #: audio), or ``floor``, the floor's gradient boosting on hand statistics of the same
-    #: notes, answering for training windows it was not fitted on (contract 2).
+    #: notes, answering for training windows it was not fitted on (contracts 2 and 3).
     teacher: str = since("audio")
 
     def __post_init__(self) -> None:
@@ -271,12 +274,14 @@ class RunConfig:
         _check(0 <= self.split_duplicates <= 1, "split_duplicates is a share, in [0, 1]")
         _check(not self.teacher.calibrate, "calibrate is for the students (student.calibrate)")
         _check(
-            self.distill.teacher == "audio" or self.model.contract == 2,
-            "distill.teacher=floor teaches from contract-2 statistics: it needs model.contract=2",
+            self.distill.teacher == "audio" or self.model.contract != 1,
+            "distill.teacher=floor teaches from contract-2 statistics: it needs model.contract=2 "
+            "or 3",
         )
         _check(
-            not self.student.calibrate or self.model.contract == 2,
-            "student.calibrate fits the answers of contract-2 students: it needs model.contract=2",
+            not self.student.calibrate or self.model.contract != 1,
+            "student.calibrate fits the answers of contract-2 and 3 students: it needs "
+            "model.contract=2 or 3",
         )
         _check(
             self.device.split(":")[0] in DEVICES,

@@ -1,4 +1,4 @@
-"""A part's windows in order: training and scoring students that carry a history (contract v2).
+"""A part's windows in order: training and scoring students that carry a history (contracts 2, 3).
 
 Live, the daemon hears a part window after window (a window per bar line) and keeps a state per
 channel, reset on Start, Stop, a Song Position Pointer jump, and after the part has been silent

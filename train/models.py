@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from live.contract import MEL, WINDOW
-from live.contracts import V1, V2, Contract
+from live.contracts import V1, V2, V3, Contract
 from live.inputs import VELOCITY
 from live.taxonomy import N_CLASSES
 from train.batches import SparseWindows
@@ -115,7 +115,7 @@ class KdModel(nn.Module):
 
     embedding_dim: int
     #: The input contract a student of this class reads (the paper's roll unless it says so).
-    contract: ClassVar[Contract] = V1
+    contract: Contract = V1
 
     #: The constructor arguments (JSON-able), recorded by every subclass's ``__init__``.
     kwargs: dict[str, Any]
@@ -624,6 +624,8 @@ class PartStudent(KdModel):
       embedding: the window answer and the history read both;
     - with ``attend``, a :class:`ChannelAttention` over the embeddings of the parts heard in
       the same window: the window answer and the history read its output;
+    - with ``controls``, it reads contract 3 (:mod:`live.controls`): the same planes, the
+      drums' rows 0-7 holding the part's controller states; nothing else changes;
     - with ``state`` > 0, a :class:`GRUCell` over the part's successive window embeddings and a
       linear head on its state: the *running answer*, which has heard the part so far.
 
@@ -636,7 +638,7 @@ class PartStudent(KdModel):
     """
 
     contract = V2
-    added_later: ClassVar[dict[str, Any]] = {"stats": False, "attend": False}
+    added_later: ClassVar[dict[str, Any]] = {"stats": False, "attend": False, "controls": False}
 
     def __init__(
         self,
@@ -646,10 +648,13 @@ class PartStudent(KdModel):
         encoder: str = "cnn",
         stats: bool = False,
         attend: bool = False,
+        controls: bool = False,
         n_classes: int = N_CLASSES,
         **cnn: Any,
     ) -> None:
         super().__init__()
+        if controls:
+            self.contract = V3  # the drums plane's rows 0-7 hold the part's controllers
         self.select = ChannelSelect(inputs)
         encoders: dict[str, type[StudentCNN | StepCNN | StreamCNN]] = {
             "cnn": StudentCNN,
@@ -830,13 +835,14 @@ def build_part_student(
     depth: int = 1,
     stats: bool = False,
     attend: bool = False,
+    controls: bool = False,
 ) -> PartStudent:
     """A contract-2 :class:`PartStudent` of ``preset`` on the channels ``inputs`` of
     ``[B, 5, 128, 16]``, with a state of ``state``, a window ``encoder`` whose widths are
     ``scale`` times the preset's and ``depth`` convolutions over the steps (``steps`` and
     ``stream``: the first one's width repeated), with ``stats``, the hand statistics beside its
-    embedding and, with ``attend``, attention over the parts of a window (the paper's preset
-    has none: its student is Table 1's, contract 1)."""
+    embedding, with ``attend``, attention over the parts of a window and, with ``controls``,
+    contract 3's inputs (the paper's preset has none: its student is Table 1's, contract 1)."""
     _check_preset(preset)
     if preset == "paper":
         raise ValueError("contract 2 needs the fast or tiny student: the paper's is Table 1")
@@ -847,7 +853,13 @@ def build_part_student(
     if depth != 1:
         sizes.update(_deepened(cls, sizes, depth))
     return PartStudent(
-        inputs=inputs, state=state, encoder=encoder, stats=stats, attend=attend, **sizes
+        inputs=inputs,
+        state=state,
+        encoder=encoder,
+        stats=stats,
+        attend=attend,
+        controls=controls,
+        **sizes,
     )
 
 

@@ -9,14 +9,17 @@ between contracts is a method of one class here:
 - :class:`NotesStudents` (contract 2): the notes-only store (``train.data.notes``), where they
   see onsets, velocity, the ensemble and the drums, carry a state from window to window
   (``train.history``, a second training phase) and are distilled where the teacher has heard
-  the window.
+  the window;
+- :class:`ControlStudents` (contract 3): the same, and the part's controllers in the drums
+  plane's rows 0-7 (``live.controls``), the store's contract-3 view; their floor stays contract
+  2's, so the two contracts' students are measured against the same floor.
 
 Each owns its store, its windows (source, labels, split with the ``train_fraction`` share),
 the teacher's logits on them, the validation subset, its floor (gradient boosting on hand
 statistics of the contract's inputs: what a learned student must beat), the rolls the leakage
 keys are made of, test evaluation, and the songs of windows. ``train.pipeline.Run``
-asks :func:`students_for` once and never which contract it holds: a contract 3 is one more
-class here and an entry in :data:`STUDENTS`.
+asks :func:`students_for` once and never which contract it holds: another contract is one
+more class here and an entry in :data:`STUDENTS`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from live.contracts import V1, V2, Contract
+from live.contracts import V1, V2, V3, Contract
 from train import calibrate, ensemble, floor, history
 from train.baseline import note_features
 from train.batches import NotesSource
@@ -51,7 +54,7 @@ from train.splits import (
 )
 from train.steps import Index, LossFn, PredictFn, Source, StepFn, predictor
 
-#: Contract-2 students are validated on the windows of at most this many validation songs.
+#: Notes students are validated on the windows of at most this many validation songs.
 VALIDATION_SONGS = 200
 #: The floor fits on at most this many training windows (gradient boosting is slow).
 FLOOR_MAX_TRAIN = 200_000
@@ -213,12 +216,16 @@ class Students(ABC):
         return None
 
     def calibrate(self, model: KdModel, device: torch.device) -> dict:
-        """Fit per-class offsets to the student's answers on validation (contract 2)."""
-        raise ConfigError("student.calibrate is for contract-2 students (model.contract=2)")
+        """Fit per-class offsets to the student's answers on validation (contracts 2 and 3)."""
+        raise ConfigError(
+            "student.calibrate is for contract-2 and 3 students (model.contract=2 or 3)"
+        )
 
     def floor_targets(self, *, seed: int) -> tuple[Index, npt.NDArray[np.float32]]:
-        """The floor's answers as a teacher's (contract 2)."""
-        raise ConfigError("distill.teacher=floor is for contract-2 students (model.contract=2)")
+        """The floor's answers as a teacher's (contracts 2 and 3)."""
+        raise ConfigError(
+            "distill.teacher=floor is for contract-2 and 3 students (model.contract=2 or 3)"
+        )
 
     @classmethod
     @abstractmethod
@@ -291,14 +298,16 @@ class RollStudents(Students):
 
 
 class NotesStudents(Students):
-    """Contract 2: the notes-only store, with a history."""
+    """Contract 2: the notes-only store, with a history. Everything a student reads comes
+    through :attr:`notes`, the store's view of this class's contract; the floor reads
+    :attr:`floor_notes`, its contract-2 view (:class:`ControlStudents`)."""
 
     contract = V2
     needs_notes = True
     floor_input = "hand statistics of the inputs, running means"
 
-    @staticmethod
-    def new_model(m: ModelConfig) -> KdModel:
+    @classmethod
+    def new_model(cls, m: ModelConfig) -> KdModel:
         return build_part_student(
             m.preset,
             inputs=m.inputs,
@@ -308,10 +317,13 @@ class NotesStudents(Students):
             depth=m.depth,
             stats=m.stats,
             attend=m.attend,
+            controls=cls.contract.controls,
         )
 
     def __init__(self, data: Data, cfg: RunConfig) -> None:
-        self.notes = NotesStore(Path(cfg.data.out) / "notes")
+        self.notes = NotesStore(Path(cfg.data.out) / "notes", contract=self.contract)
+        #: The floor's view: the hand statistics are defined on contract 2's inputs.
+        self.floor_notes = self.notes.view(V2)
         super().__init__(data, cfg)
 
     def _windows(self) -> Windows:
@@ -354,7 +366,7 @@ class NotesStudents(Students):
         hand statistics, the running answer from those and their running means over the part
         so far (over every training window before it), fitted on at most
         :data:`FLOOR_MAX_TRAIN` training windows drawn at random (:func:`train.floor.sample`)."""
-        notes, every = self.notes, self.windows.split["train"]
+        notes, every = self.floor_notes, self.windows.split["train"]
         train = floor.sample(every, FLOOR_MAX_TRAIN, seed=seed)
         x, x_test = floor_features(notes, every, train), floor_features(notes, test)
         y, own = self.windows.labels[train], len(floor.FEATURE_NAMES)
@@ -370,7 +382,7 @@ class NotesStudents(Students):
         most :data:`FLOOR_TEACHER_WINDOWS` other training windows, drawn at random (seed + 1).
         Returns ``(windows, log-probabilities [n, 8])``; never a window it was fitted on, nor
         a validation or test window."""
-        notes, every = self.notes, self.windows.split["train"]
+        notes, every = self.floor_notes, self.windows.split["train"]
         fitted = floor.sample(every, min(FLOOR_MAX_TRAIN, len(every) // 2), seed=seed)
         taught = floor.sample(np.setdiff1d(every, fitted), FLOOR_TEACHER_WINDOWS, seed=seed + 1)
         y = self.windows.labels[fitted]
@@ -471,14 +483,24 @@ class NotesStudents(Students):
     def test_inputs(cls, data_dir: Path, limit: int) -> npt.NDArray[np.float32] | None:
         if not (data_dir / "notes" / "meta.json").exists():
             return None
-        notes = NotesStore(data_dir / "notes")
+        notes = NotesStore(data_dir / "notes", contract=cls.contract)
         test = spread(notes.split("test"), limit)
         return notes.inputs(test).astype(np.float32) if len(test) else None
 
 
+class ControlStudents(NotesStudents):
+    """Contract 3: contract 2 and the part's controllers (``live.controls``), which the
+    store's contract-3 view puts in the drums plane's rows 0-7. The floor is contract 2's
+    (:attr:`NotesStudents.floor_notes`): its statistics know nothing of controllers, so a
+    contract-3 student is measured against the same floor as a contract-2 one."""
+
+    contract = V3
+    floor_input = "hand statistics of the contract-2 inputs, running means"
+
+
 #: The students of each input contract, by version.
 STUDENTS: dict[int, type[Students]] = {
-    cls.contract.version: cls for cls in (RollStudents, NotesStudents)
+    cls.contract.version: cls for cls in (RollStudents, NotesStudents, ControlStudents)
 }
 
 
@@ -546,13 +568,13 @@ def spread(idx: Index, limit: int) -> Index:
 
 
 def evaluate_windows(model: Scorer, notes: NotesStore, idx: Index, device: torch.device) -> dict:
-    """Metrics of a contract-2 student (or any scorer of windows) on the windows ``idx`` of a
-    notes store (whole parts): the window answer's (:func:`train.evaluate.evaluate`), the
-    running answer's (``"running"``) and each part's after 2, 4, 8 and 16 bars (``"parts"``;
-    without a state, the running answer is the mean of the window answers). A student with a
-    state, or stored answers with a running answer of their own (the floor's), is also scored
-    as if it had none (``"mean"``: its window answers averaged), which measures what the
-    history adds over averaging."""
+    """Metrics of a contract-2 or 3 student (or any scorer of windows) on the windows ``idx`` of
+    a notes store (whole parts; the store's view is the student's contract): the window
+    answer's (:func:`train.evaluate.evaluate`), the running answer's (``"running"``) and each
+    part's after 2, 4, 8 and 16 bars (``"parts"``; without a state, the running answer is the
+    mean of the window answers). A student with a state, or stored answers with a running
+    answer of their own (the floor's), is also scored as if it had none (``"mean"``: its window
+    answers averaged), which measures what the history adds over averaging."""
     source = NotesSource(notes, cells=True)
     mean = None
     if isinstance(model, PartStudent):

@@ -8,12 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from live.inputs import song_inputs, sources_of
+from live.contracts import V1, V2, V3
+from live.inputs import DRUMS, song_inputs, sources_of
 from live.midifile import load_midi, read_song
 from live.testing.songs import Track, melody, write_song
+from train.batches import NotesSource
 from train.data.collection import audible_parts, in_task
-from train.data.notes import NotesStore, build_notes, group_songs
+from train.data.notes import NOTES_VERSION, NotesStore, build_notes, group_songs
+from train.errors import DataError
 
 #: A small band: lead, bass, pad, a synth effect (context, not a target) and drums.
 BAND = [
@@ -22,6 +26,29 @@ BAND = [
     Track("Pad", 48, 2, [(60, 4 * b, 4.0, 70) for b in range(8)]),
     Track("Fx", 100, 3, melody(8, low=80, seed=3)),
     Track("Kit", 0, 9, [(36 + 2 * (i % 2), i, 0.1, 110) for i in range(32)]),
+]
+
+#: A band that moves its controllers (contract 3): a piano on the sustain pedal, a guitar that
+#: bends, swells (expression, CC 11) and turns modulation (CC 1) on and off, and a kit with a
+#: kick (key 36) and a hit on key 5, in the drums plane's rows that contract 3 gives the
+#: controllers.
+CONTROLLED = [
+    Track(
+        "Piano",
+        0,
+        0,
+        melody(8, low=60, seed=1),
+        controls=[(4, 64, 127), (10, 64, 0), (20, 64, 127), (27.5, 64, 0)],
+    ),
+    Track(
+        "Guitar",
+        25,
+        1,
+        melody(8, low=52, step=0.5, seed=2),
+        controls=[(2, 11, 100), (2.5, 11, 80), (3, 11, 110), (13, 1, 40), (18, 1, 0)],
+        bends=[(5, 2048), (5.3, 4096), (6, 0), (21.2, -3000), (22, 0)],
+    ),
+    Track("Kit", 0, 9, [(5 if i % 4 == 3 else 36, i, 0.1, 110) for i in range(32)]),
 ]
 
 
@@ -163,3 +190,92 @@ def test_replay_gives_the_stores_inputs_bit_for_bit(tmp_path: Path) -> None:
     assert got.keys() == want.keys() and len(got) > 20
     for key, value in want.items():
         np.testing.assert_array_equal(got[key], value, err_msg=str(key))
+
+
+def test_the_store_gives_contract_3_and_contract_2_as_the_live_engine_does(
+    tmp_path: Path,
+) -> None:
+    """One store, both contracts, bit for bit: contract 3's view is ``kdlive replay``'s with
+    the channels' controllers (the drums plane's rows 0-7 their states, the kit's hit on key 5
+    gone), contract 2's is replay's without them and what the store held before it kept
+    controllers (:func:`live.inputs.song_inputs`, planes 0-4 untouched)."""
+    from live.replay import replay_windows
+
+    path = write_song(tmp_path / "band.mid", CONTROLLED, meter=(3, 4), tempo_changes=[(9, 140)])
+    v2 = build([path], tmp_path / "notes")
+    v3 = NotesStore(tmp_path / "notes", contract=V3)
+    meta = json.loads((tmp_path / "notes" / "meta.json").read_text())
+    assert (meta["notes_version"], meta["control_rows"]) == (NOTES_VERSION, 8) == (2, 8)
+    assert meta["control_cells"] > 0 and v2.contract == V2
+    idx = np.arange(len(v2))
+    x2, x3 = v2.inputs(idx), v3.inputs(idx)
+    parts = v2.songs[0]["parts"]
+    channel = np.array([parts[p]["channel"] for p in v2.index["part"]])
+    for x, controls in ((x2, False), (x3, True)):
+        keys = zip(channel.tolist(), v2.index["bar"].tolist(), strict=True)
+        want = {key: x[k] for k, key in enumerate(keys)}
+        got = {
+            (w.channel, w.bar): w.inputs
+            for batch in replay_windows(path, controls=controls)
+            for w in batch
+            if w.channel in (1, 2)
+        }
+        assert got.keys() == want.keys() and len(got) > 10
+        for key, value in want.items():
+            np.testing.assert_array_equal(got[key], value, err_msg=f"{controls} {key}")
+    expect = expected(path)  # contract 2 as the store held it before the controllers
+    assert len(expect) == len(v2)
+    for k, (_, _, x) in enumerate(expect):
+        np.testing.assert_array_equal(x2[k], x)
+    # Contract 3 differs from 2 in the drums plane's rows 0-7 alone: the hit on key 5 is gone,
+    # the kick kept, the pedal (row 0) on the piano, bends (1, 2), modulation (3) and
+    # expression (4, 5) on the guitar.
+    np.testing.assert_array_equal(x3[:, :DRUMS], x2[:, :DRUMS])
+    np.testing.assert_array_equal(x3[:, DRUMS, 8:], x2[:, DRUMS, 8:])
+    piano, guitar = channel == 1, channel == 2
+    assert x2[piano, DRUMS, 5].any() and not x3[piano, DRUMS, 5].any()
+    assert x3[:, DRUMS, 36].any() and (x3[:, DRUMS, 36] == x2[:, DRUMS, 36]).all()
+    rows_on = x3[:, DRUMS, :8].any(axis=2)
+    assert rows_on[piano, 0].any() and not rows_on[piano, 1:].any()
+    assert rows_on[guitar, 1:6].any(axis=0).all()
+    assert not rows_on[guitar][:, [0, 6, 7]].any()
+    assert not x3[..., DRUMS, :8, :].any(axis=(0, 1))[12:].any()  # 3/4: 12 valid steps
+    # The cells a student reads are the inputs' nonzero cells, each window's ascending.
+    for store, x in ((v2, x2), (v3, x3)):
+        rows, cells, values = store.window_cells(idx[::-1].copy())
+        for k in range(len(idx)):
+            np.testing.assert_array_equal(cells[rows == k], np.flatnonzero(x[len(idx) - 1 - k]))
+            assert (values[rows == k] > 0).all()
+        sparse, _ = NotesSource(store, cells=True)(idx)
+        dense, _ = NotesSource(store)(idx)
+        assert torch.equal(sparse.dense(), dense)
+    # The floor's view of a contract-3 store is contract 2's; part_cells are the part's own.
+    np.testing.assert_array_equal(v3.view(V2).inputs(idx), x2)
+    for a, b in zip(v2.part_cells(idx), v3.part_cells(idx), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_store_before_the_controllers_serves_contract_2_alone(tmp_path: Path) -> None:
+    """A store built before notes version 2 has no controls plane: contract 2 reads it as
+    ever, contract 3 is refused with what to do, and ``kdtrain data`` rebuilds it."""
+    path = write_song(tmp_path / "band.mid", CONTROLLED)
+    out = tmp_path / "notes"
+    store = build([path], out)
+    x = store.inputs(np.arange(len(store)))
+    for name in ("meta.json", "params.json"):  # as notes version 1 wrote them
+        old = json.loads((out / name).read_text())
+        old["notes_version"] = 1
+        if name == "meta.json":
+            old = {k: v for k, v in old.items() if k not in ("notes_version", "control_rows")}
+        (out / name).write_text(json.dumps(old))
+    with pytest.raises(DataError, match="predates contract 3.*`kdtrain all`"):
+        NotesStore(out, contract=V3)
+    with pytest.raises(DataError, match="predates contract 3"):
+        NotesStore(out).view(V3)
+    with pytest.raises(ValueError, match="shape"):
+        NotesStore(out, contract=V1)
+    assert NotesStore(out).contract == V2
+    rebuilt = build([path], out)  # another version: started afresh, not resumed
+    assert json.loads((out / "meta.json").read_text())["notes_version"] == NOTES_VERSION
+    np.testing.assert_array_equal(rebuilt.inputs(np.arange(len(rebuilt))), x)
+    assert len(NotesStore(out, contract=V3)) == len(store)

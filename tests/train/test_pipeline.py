@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from kdapp.kdtrain import app as kdtrain
-from live.contracts import V1, V2
+from live.contracts import V1, V2, V3
 from live.taxonomy import CLASSES
 from live.testing.songs import TIMGM, Track, melody, write_song
 from train import checkpoints
@@ -24,6 +24,7 @@ from train.data.notes import NotesStore
 from train.data.store import WindowStore
 from train.pipeline import load_data
 from train.progress import Silent
+from train.students import ControlStudents
 
 pytestmark = pytest.mark.fluidsynth
 
@@ -437,6 +438,37 @@ def test_contract_1_trains_and_exports_the_papers_input(tiny_run: Path, tmp_path
     with torch.no_grad():
         want = load_model(run / "kdic.pt")(torch.from_numpy(rolls)).argmax(1).numpy()
     assert np.array_equal(Model(run / "bundle").predict(rolls).argmax(1), want)
+
+
+@pytest.mark.slow
+def test_contract_3_trains_and_exports_the_controllers(tiny_run: Path, tmp_path: Path) -> None:
+    """model.contract=3: the students learn from the notes store's contract-3 view, the
+    floor from contract 2's statistics (the same answers as the contract-2 run's: the same
+    windows, the same seed), and the bundle says contract 3 and answers as PyTorch does on
+    the contract-3 test windows."""
+    from live.bundle import read_bundle
+    from live.model import Model
+
+    run = tmp_path / "run"
+    blobs = rerun(tiny_run, run, "--set", "model.contract=3")
+    assert blobs["kdic.pt"]["description"]["kwargs"]["controls"] is True
+    report = json.loads((run / "report.json").read_text())
+    assert report["models"]["floor"]["input"] == ControlStudents.floor_input
+    assert "2" in report["models"]["KDIC"]["parts"]
+    base = checkpoints.load(tiny_run / "floor.pt")
+    for key in ("test", "window", "running"):
+        np.testing.assert_array_equal(blobs["floor.pt"][key], base[key])
+    bundle = read_bundle(run / "bundle")
+    assert (bundle.contract, bundle.input_shape, bundle.state_size) == (V3, (5, 128, 16), 8)
+    assert bundle.manifest["export"]["gauntlet"]["real_windows"] > 0
+    notes = NotesStore(tiny_run / "data" / "notes", contract=V3)
+    x = notes.inputs(notes.split("test")).astype(np.float32)
+    h = np.zeros((len(x), 8), np.float32)
+    with torch.no_grad():
+        window, part, _ = load_model(run / "kdic.pt").step(torch.from_numpy(x), torch.from_numpy(h))
+    got = Model(run / "bundle").step(x, h)
+    assert np.array_equal(got[0].argmax(1), window.argmax(1).numpy())
+    assert np.array_equal(got[1].argmax(1), part.argmax(1).numpy())
 
 
 def test_song_shares_nest_and_keep_songs_whole() -> None:

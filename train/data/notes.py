@@ -1,4 +1,4 @@
-"""The notes-only window store: contract-v2 inputs straight from MIDI, no audio.
+"""The notes-only window store: contract-v2 and v3 inputs straight from MIDI, no audio.
 
 A notes-only student needs no rendering, so this store takes every song of a collection
 (thousands, where rendering affords hundreds): each song is parsed once, its audible parts
@@ -11,7 +11,15 @@ window of a part in the 8 classes is kept. Layout of ``OUT/notes/``::
     windows.i32   int32  [N, len(COLUMNS)]   one row per window (see COLUMNS)
     songs.jsonl   one line per song done, written after its data: the resume log, with the
                   song's parts, skip records and the fingerprint of its notes
-    meta.json     counts, written when the build is complete
+    meta.json     counts and the store's version, written when the build is complete
+
+A window's cells are its contract-2 input's (channels 0-4, exactly as contract 2 makes them),
+then those of a sixth plane, ``controls`` (channel 5): rows 0-7 hold the part's controller
+states step by step (:func:`live.controls.control_rows`, value 1), what contract 3 puts in the
+drums plane's rows 0-7 instead of the kits' onsets there. Each window's cells ascend. Both
+contracts are read from the one store: :class:`NotesStore` hands out the view its ``contract``
+asks for (contract 2 drops the sixth plane; contract 3 moves it into the drums plane), so a
+contract-2 student reads exactly what it read before the plane existed.
 
 Inputs are stored sparse (about 180 nonzero cells of 10,240 per window), about 550 bytes a
 window. An interrupted build resumes: files are cut back to what ``songs.jsonl`` vouches for
@@ -23,6 +31,7 @@ training one.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable
@@ -33,9 +42,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from live.contracts import V2
+from live.contract import WINDOW
+from live.contracts import V2, Contract
+from live.controls import N_ROWS, Controls, control_rows, controls_of, file_controls
 from live.errors import MidiFileError
-from live.inputs import song_inputs, sources_of
+from live.inputs import CHANNELS_V2, DRUMS, song_inputs, sources_of
 from live.midifile import Part, Song, load_midi, read_song
 from live.taxonomy import CLASSES, class_of_program
 from train.data import slakh
@@ -50,8 +61,8 @@ if TYPE_CHECKING:
     from distributed import Client
 
 #: Bumped when what a song's record or windows mean changes: a store of another version is
-#: rebuilt, not resumed.
-NOTES_VERSION = 1
+#: rebuilt, not resumed. 2: the controls plane (contract 3) after each window's cells.
+NOTES_VERSION = 2
 COLUMNS = (
     "song",
     "part",
@@ -64,6 +75,12 @@ COLUMNS = (
     "cell_offset_hi",
 )
 SHAPE = V2.input_shape
+#: Cells of one plane (128 pitches x 16 steps).
+PLANE = SHAPE[1] * SHAPE[2]
+#: The first flat cell of the controls plane (channel 5), and of the drums plane's rows that
+#: contract 3 fills with the controls (rows 0 .. N_ROWS - 1 of channel 4).
+CONTROLS_AT, DRUM_ROWS_AT = len(CHANNELS_V2) * PLANE, DRUMS * PLANE
+CONTROL_CELLS = N_ROWS * SHAPE[2]
 #: MinHash of a song's notes: this many hash functions, in bands of BAND rows for LSH.
 N_HASHES, BAND = 64, 4
 #: Songs whose estimated Jaccard similarity of note n-grams is at least this are versions.
@@ -86,8 +103,10 @@ def song_windows(path: Path, sha1: str) -> SongWindows:
     be used gives a record with ``"skipped"`` and no windows."""
     record: dict = {"sha1": sha1, "file": str(path), "version": NOTES_VERSION}
     try:
-        song = read_song(load_midi(path))
+        midi = load_midi(path)
+        song = read_song(midi)
         check_tempo(song)
+        by_channel = file_controls(midi)
     except (MidiFileError, DataError, ValueError) as exc:
         return _skipped(path, sha1, str(exc))
     sources, skipped = audible_parts(song, path)
@@ -102,24 +121,36 @@ def song_windows(path: Path, sha1: str) -> SongWindows:
     if not targets:
         record["skipped"].append({"file": str(path), "reason": "no audible part in the 8 classes"})
         return _empty(record)
-    return _cut(record, song, sources, targets)
+    controls = controls_of([p.channel for p in sources], by_channel)
+    return _cut(record, song, sources, targets, controls)
 
 
-def _cut(record: dict, song: Song, sources: list[Part], targets: list[int]) -> SongWindows:
+def _cut(
+    record: dict, song: Song, sources: list[Part], targets: list[int], controls: Controls
+) -> SongWindows:
+    """Every target part's windows: the contract-2 input's cells, then the controls plane's
+    (the part's channel's controller states, :func:`live.controls.control_rows`, as contract 3
+    reads them at the window's steps: ``live.inputs.song_inputs``'s)."""
     rows, cells, values = [], [], []
     labels = {i: CLASSES.index(str(class_of_program(sources[i].program))) for i in targets}
-    for bar, _, _, inputs, valid in song_inputs(
+    step_ticks = song.ticks_per_beat / WINDOW.steps_per_quarter
+    n_controls = 0
+    for bar, t0, _, inputs, valid in song_inputs(
         sources_of(sources), song.bars, song.ticks_per_beat
     ):
+        states = control_rows(controls, len(sources), t0, step_ticks, valid)
         for i in targets:
             if not inputs[i, 0].any():
                 continue
             flat = inputs[i].reshape(-1)
             nz = np.flatnonzero(flat)
-            rows.append((0, i, bar, labels[i], sources[i].program, valid, len(nz), 0, 0))
-            cells.append(nz.astype(np.uint16))
-            values.append(flat[nz])
+            on = CONTROLS_AT + np.flatnonzero(states[i])  # row * 16 + step, in plane 5
+            rows.append((0, i, bar, labels[i], sources[i].program, valid, len(nz) + len(on), 0, 0))
+            cells.append(np.concatenate([nz, on]).astype(np.uint16))
+            values.append(np.concatenate([flat[nz], np.ones(len(on), np.uint8)]))
+            n_controls += len(on)
     record["windows"] = len(rows)
+    record["control_cells"] = n_controls
     if not rows:
         return _empty(record)
     return SongWindows(
@@ -232,6 +263,7 @@ class NotesWriter:
         self.done = self.files.done
         self.n_windows = sum(r["windows"] for r in self.done.values())
         self.n_cells = sum(r.get("cells", 0) for r in self.done.values())
+        self.n_controls = sum(r.get("control_cells", 0) for r in self.done.values())
         self.files.open(
             {
                 "windows.i32": self.n_windows * len(COLUMNS) * 4,
@@ -254,15 +286,19 @@ class NotesWriter:
         self.files.commit(song.record | {"index": index, "cells": int(len(song.cells))})
         self.n_windows += len(rows)
         self.n_cells += len(song.cells)
+        self.n_controls += song.record.get("control_cells", 0)
 
     def close(self) -> None:
         self.files.close()
         meta = {
             "contract_version": V2.version,
+            "notes_version": NOTES_VERSION,
             "windows": self.n_windows,
             "cells": self.n_cells,
             "songs": len(self.done),
             "shape": list(SHAPE),
+            "control_rows": N_ROWS,
+            "control_cells": self.n_controls,
         }
         atomic_write(self.folder / "meta.json", json.dumps(meta, indent=1))
 
@@ -305,13 +341,22 @@ def build_notes(
 
 
 class NotesStore:
-    """Read side: the window table and song records, cells memory-mapped."""
+    """Read side: the window table and song records, cells memory-mapped. What it hands a
+    student (:meth:`inputs`, :meth:`window_cells`) is ``contract``'s view of the cells: contract
+    2's five planes as they were built, or contract 3's, the controls plane in the drums plane's
+    rows 0-7 (the module docstring). A store built before the controls plane serves contract 2
+    alone."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, contract: Contract = V2) -> None:
         self.folder = Path(folder)
         if not (self.folder / "meta.json").exists():
             raise DataError(f"no notes store at {self.folder}: build it with `kdtrain data`")
         meta = json.loads((self.folder / "meta.json").read_text())
+        #: Whether the store holds the controls plane (a store of notes version 2 or later).
+        self.has_controls = int(meta.get("notes_version", 1)) >= 2
+        # Contract 2 drops the plane's cells; where there are none, it has nothing to drop.
+        self._no_controls = int(meta.get("control_cells", 0)) == 0
+        self.contract = self._check(contract)
         self.songs = sorted(
             read_log(self.folder / "songs.jsonl", "sha1").values(), key=lambda r: r["index"]
         )
@@ -336,6 +381,25 @@ class NotesStore:
     def __len__(self) -> int:
         return len(self.offset)
 
+    def view(self, contract: Contract) -> NotesStore:
+        """The same store handing out ``contract``'s view of the cells (no file read again):
+        the floor reads contract 2's statistics beside a contract-3 student."""
+        other = copy.copy(self)
+        other.contract = self._check(contract)
+        return other
+
+    def _check(self, contract: Contract) -> Contract:
+        if contract.input_shape != SHAPE:
+            raise ValueError(
+                f"a notes store holds inputs of shape {SHAPE}, not contract {contract}'s"
+            )
+        if contract.controls and not self.has_controls:
+            raise DataError(
+                f"the notes store at {self.folder} predates contract 3 (it keeps no "
+                "controllers): rebuild it (`kdtrain all` does, as it builds the run's data)"
+            )
+        return contract
+
     @property
     def labels(self) -> npt.NDArray[np.int64]:
         return self.index["label"].astype(np.int64)
@@ -347,22 +411,29 @@ class NotesStore:
     def inputs(
         self, idx: npt.NDArray[np.int64], out: npt.NDArray[np.uint8] | None = None
     ) -> npt.NDArray[np.uint8]:
-        """The windows' inputs, ``uint8 [len(idx), 5, 128, 16]``."""
+        """The windows' inputs in the store's contract, ``uint8 [len(idx), 5, 128, 16]``."""
         batch = np.zeros((len(idx), *SHAPE), np.uint8) if out is None else out
         flat = batch.reshape(len(idx), -1)
         if out is not None:
             flat.fill(0)
-        rows, take = self._cells_of(idx)
-        flat[rows, self.cells[take]] = self.values[take]
+        rows, cells, values = self.window_cells(idx)
+        flat[rows, cells] = values
         return batch
 
     def window_cells(
         self, idx: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16], npt.NDArray[np.uint8]]:
-        """The windows' stored cells: ``(row in idx, flat position in [5, 128, 16], value)``,
-        what :meth:`inputs` writes into zeros."""
+        """The windows' nonzero cells in the store's contract: ``(row in idx, flat position in
+        [5, 128, 16], value)``, rows ascending and each window's cells too, what :meth:`inputs`
+        writes into zeros."""
         rows, take = self._cells_of(idx)
-        return rows, self.cells[take], self.values[take]
+        cells, values = self.cells[take], self.values[take]
+        if not self.contract.controls:
+            if self._no_controls:
+                return rows, cells, values
+            keep = cells < CONTROLS_AT
+            return rows[keep], cells[keep], values[keep]
+        return _moved_controls(rows, cells, values, len(idx))
 
     def _cells_of(
         self, idx: npt.NDArray[np.int64]
@@ -377,11 +448,12 @@ class NotesStore:
     def part_cells(
         self, idx: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """The sounding cells of each window's own part (channel 0, contract 1's roll), as
-        ``(row in idx, flat cell of [128, 16])`` pairs, rows ascending."""
+        """The sounding cells of each window's own part (channel 0, contract 1's roll, the
+        same in every contract), as ``(row in idx, flat cell of [128, 16])`` pairs, rows
+        ascending."""
         rows, take = self._cells_of(idx)
         cells = self.cells[take].astype(np.int64)
-        own = cells < SHAPE[1] * SHAPE[2]
+        own = cells < PLANE
         return rows[own], cells[own]
 
     def summary(self) -> dict:
@@ -401,6 +473,35 @@ class NotesStore:
             "skipped": sum(len(s.get("skipped", [])) for s in self.songs),
             "contract_version": V2.version,
         }
+
+
+def _moved_controls(
+    rows: npt.NDArray[np.int64],
+    cells: npt.NDArray[np.uint16],
+    values: npt.NDArray[np.uint8],
+    n: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16], npt.NDArray[np.uint8]]:
+    """Contract 3's cells of ``n`` windows from the stored ones (rows ascending, each window's
+    cells ascending; the arrays are the caller's to spend): the drums plane's rows 0-7
+    dropped, the controls plane moved there. A window's stored cells are then three ascending
+    runs: those below the drums' rows 0-7, those above them and the controls; moved, the
+    controls go between the other two, so each window's cells ascend again. Only the few
+    cells from the drums plane on move (no sort)."""
+    drop = (cells >= DRUM_ROWS_AT) & (cells < DRUM_ROWS_AT + CONTROL_CELLS)
+    if drop.any():  # rare: a kit's keys 0-7
+        keep = ~drop
+        rows, cells, values = rows[keep], cells[keep], values[keep]
+    upper = np.flatnonzero(cells >= DRUM_ROWS_AT)  # the drums' other rows, then the controls
+    control = cells[upper] >= CONTROLS_AT
+    if not control.any():
+        return rows, cells, values
+    row = rows[upper]
+    n_drums = np.bincount(row[~control], minlength=n)
+    n_controls = np.bincount(row[control], minlength=n)
+    at = upper + np.where(control, -n_drums[row], n_controls[row])
+    moved = cells[upper] - (control * PLANE).astype(np.uint16)
+    cells[at], values[at] = moved, values[upper]
+    return rows, cells, values
 
 
 def audio_twins(notes: NotesStore, store: WindowStore, slakh_root: Path) -> npt.NDArray[np.int64]:
