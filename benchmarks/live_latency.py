@@ -19,6 +19,11 @@ Usage::
    window = arrival frame of its class CC - frame of the clock tick on the bar line that
    closed it: the daemon's work plus its trip through the transport.
 
+   With ``--controls``, each busy channel also plays its controllers densely between the
+   notes (a contract-3 student hears them: :mod:`live.controls`): pitch bend on every third
+   clock, expression on every sixth (crossing CC 11 = 96 now and then), the sustain pedal
+   every other beat, at most 8 events a clock besides it.
+
 Goal (live issue): p99 <= the bare transport's p99 + 1 ms.
 """
 
@@ -69,9 +74,12 @@ def bare_transport(server: JackServer, n: int) -> dict:
     return stats(frames_to_ms(got - sent, perf.rate))
 
 
-def song(channels: int, windows: int, bpm: float) -> tuple[list, list[float]]:
+def song(
+    channels: int, windows: int, bpm: float, controls: bool = False
+) -> tuple[list, list[float]]:
     """Start, MIDI clock for ``windows + 2`` bars of 4/4, and an eighth note on each busy
-    channel, released 6 clocks later: ``(events, clock tick times)``."""
+    channel, released 6 clocks later (with ``controls``, the controllers of the module
+    docstring between them): ``(events, clock tick times)``."""
     period = 60 / bpm / 24
     rng = np.random.default_rng(channels)
     events: list[tuple[float, str, list[int]]] = [(0.0, "out", [0xFA])]
@@ -89,8 +97,27 @@ def song(channels: int, windows: int, bpm: float) -> tuple[list, list[float]]:
         elif k % 12 == 6:
             events += [(t, "out", [0x80 | ch, p, 0]) for ch, p in held]
             held.clear()
+        elif controls:
+            events += controller_events(t, k, channels, rng)
     events.append((ticks[-1] + period, "out", [0xFC]))
     return events, ticks
+
+
+def controller_events(
+    t: float, k: int, channels: int, rng: np.random.Generator
+) -> list[tuple[float, str, list[int]]]:
+    """The controllers sent with clock ``k`` (not a note's): bends on the channels whose turn
+    it is, then expression, then the pedal (down on even beats, up on odd ones)."""
+    out = []
+    for ch in range(channels):
+        if (k + ch) % 3 == 0:
+            bend = 8192 + int(rng.integers(-2000, 2000))
+            out.append((t, "out", [0xE0 | ch, bend & 0x7F, bend >> 7]))
+        if (k + ch) % 6 == 1:
+            out.append((t, "out", [0xB0 | ch, 11, int(rng.integers(70, 128))]))
+        if k % 12 == 3 and ch % 4 == (k // 12) % 4:
+            out.append((t, "out", [0xB0 | ch, 64, 127 * ((k // 24) % 2)]))
+    return out
 
 
 def daemon_latency(
@@ -100,6 +127,7 @@ def daemon_latency(
     bpm: float,
     model: Path | None = None,
     extra: tuple[str, ...] = (),
+    controls: bool = False,
 ) -> dict:
     proc = start_listen(server, "--stats", "1", *(["--model", str(model)] if model else []), *extra)
     perf = None
@@ -110,7 +138,7 @@ def daemon_latency(
         server.run(["jack_connect", perf.port("out"), target], check=True)
         server.run(["jack_connect", out_port, perf.port("cc")], check=True)
         time.sleep(0.5)
-        events, ticks = song(channels, windows, bpm)
+        events, ticks = song(channels, windows, bpm, controls)
         print(f"daemon, {channels} busy channel(s): playing {windows + 2} bars", flush=True)
         start = perf.play(events)
         wait_for(lambda: perf.done or perf.error is not None, 30 + ticks[-1])
@@ -162,6 +190,7 @@ def daemon_latency(
         channels=channels,
         windows_expected=windows + 1,
         windows_per_channel=per_channel,
+        controls=controls,
         cc_messages=len(perf.received),
         sent=perf.sent,
         did_not_fit=perf.dropped,
@@ -194,6 +223,7 @@ def main() -> None:
     ap.add_argument("--bare", type=int, default=1000, help="messages for the bare transport")
     ap.add_argument("--model", type=Path, help="the bundle to run (default: the shipped one)")
     ap.add_argument("--view", action="store_true", help="the daemon draws its view (--view)")
+    ap.add_argument("--controls", action="store_true", help="dense controllers on every channel")
     ap.add_argument("--json", type=Path, default=REPO / "benchmarks/results/live_latency.json")
     args = ap.parse_args()
     why = JackServer.available()
@@ -222,7 +252,9 @@ def main() -> None:
             "view": args.view,
             "bare_transport": bare_transport(server, args.bare),
             "daemon": {
-                str(c): daemon_latency(server, c, args.windows, args.bpm, args.model, extra)
+                str(c): daemon_latency(
+                    server, c, args.windows, args.bpm, args.model, extra, args.controls
+                )
                 for c in (1, 16)
             },
         }
