@@ -11,7 +11,10 @@ cells with the same values (``--windows N``: a random N of them; 0, every one). 
 ``OUT``: the run's config with ``model.contract = 3`` and ``data.out = D3``, its report, and
 its students' checkpoints with ``controls`` in their model descriptions (what
 :func:`train.models.build_part_student` records for a contract-3 student). The weights are not
-touched. Nothing is written if one window differs.
+touched. Nothing is written if one window differs. With ``--ood NAME=NOTES`` (repeatable),
+the relabelled student is scored on every window of those notes stores, read as contract 3
+(``OUT/ood.json``; the run's own out-of-domain figures, if its stores kept no controllers,
+read them as contract 2).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -31,6 +35,7 @@ sys.path.insert(0, str(REPO))
 from live.contracts import V2, V3  # noqa: E402
 from train import checkpoints  # noqa: E402
 from train.data.notes import NotesStore  # noqa: E402
+from train.students import evaluate_windows  # noqa: E402
 
 STUDENTS = ("nic.pt", "kdic.pt")
 
@@ -90,6 +95,7 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("--store", type=Path, required=True, help="the data folder built by kdtrain")
     p.add_argument("--windows", type=int, default=0, help="windows to compare (0: all)")
+    p.add_argument("--ood", action="append", default=[], help="NAME=NOTES: score it there")
     args = p.parse_args()
     config = json.loads((args.run / "config.json").read_text())
     if config["model"]["contract"] != 2:
@@ -108,6 +114,15 @@ def main() -> None:
         if (args.run / name).exists():
             blob = relabel(checkpoints.load(args.run / name), config)
             checkpoints.save(blob, args.out / name)
+    ood = {}
+    for name, folder in (o.split("=", 1) for o in args.ood):
+        model = checkpoints.load_model(args.out / "kdic.pt").eval()
+        notes = NotesStore(Path(folder), contract=V3)
+        every = np.arange(len(notes), dtype=np.int64)
+        ood[name] = evaluate_windows(model, notes, every, torch.device("cpu"))
+        print(name, round(ood[name]["macro_f1"], 4), flush=True)
+    if ood:
+        (args.out / "ood.json").write_text(json.dumps(ood, indent=1))
     print(json.dumps({"windows_compared": compared, "out": str(args.out)}))
 
 

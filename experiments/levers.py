@@ -34,6 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from live.contracts import contract  # noqa: E402
 from train.config import RunConfig, fingerprint, override, preset_config  # noqa: E402
 from train.data.build import demo_dirs  # noqa: E402
 from train.data.collection import find_midi_files  # noqa: E402
@@ -117,7 +118,8 @@ def main() -> None:
             result = {"in_domain": run.evaluate(nic), "minutes": (time.monotonic() - start) / 60}
             for name, store in ood.items():
                 every = np.arange(len(store), dtype=np.int64)
-                result[name] = evaluate_windows(nic, store, every, run.device)
+                view = store.view(contract(cfg.model.contract))  # the student's contract
+                result[name] = evaluate_windows(nic, view, every, run.device)
             result["settings"] = settings
             # What `kdexport bundle RUN --student nic` (or kdic) puts in a bundle's manifest.
             models = {student.upper(): result["in_domain"]}

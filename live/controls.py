@@ -112,38 +112,57 @@ def control_rows(
     out: npt.NDArray[np.uint8] | None = None,
 ) -> npt.NDArray[np.uint8]:
     """The :data:`N_ROWS` states of each of ``n`` sources at each step of the window starting
-    at ``t0``: ``uint8 [n, 8, n_steps]`` (into ``out`` when given), 0 past ``valid`` steps."""
-    S = spec.n_steps
-    rows = np.zeros((n, N_ROWS, S), np.uint8) if out is None else out
+    at ``t0``: ``uint8 [n, 8, n_steps]`` (into ``out`` when given), 0 past ``valid`` steps.
+
+    All streams at once (a few dozen numpy calls whatever their number: the daemon makes
+    these at a bar line): per stream and step, where its events fall among all events sorted
+    by stream and tick, how many of them turn its threshold state on, and which one holds
+    when the step starts."""
+    rows = np.zeros((n, N_ROWS, spec.n_steps), np.uint8) if out is None else out
     rows.fill(0)
     if len(controls) == 0 or valid == 0:
         return rows
     key_of = (controls.source << _STREAM_BITS) | controls.stream
     order = np.lexsort((controls.ticks, key_of))  # stable: a tick's events keep their order
     key_of, ticks, values = key_of[order], controls.ticks[order], controls.values[order]
+    stream = key_of & 7
+    threshold = _THRESHOLD[stream]
+    on = np.where(threshold < 0, values < -threshold, values >= threshold)
+    count = np.r_[0, np.cumsum(on)]
     search = key_of * _TICK_SPAN + ticks
-    k = np.arange(valid)
-    s0 = t0 + k * step_ticks
-    s1 = t0 + (k + 1) * step_ticks
-    for r, rules in enumerate(ROWS):
-        for stream, threshold in rules:
-            streams = np.unique(key_of[(key_of & 7) == stream])
-            if len(streams) == 0:
-                continue
-            base = (streams * _TICK_SPAN)[:, None]
-            lo = np.searchsorted(search, base + s0, side="left")
-            hi = np.searchsorted(search, base + s1, side="left")
-            if threshold is None:
-                active = hi > lo
-            else:
-                on = _holds(threshold, values)
-                count = np.r_[0, np.cumsum(on)]
-                held = np.searchsorted(search, base + s0, side="right") - 1
-                first = np.searchsorted(search, base[:, 0], side="left")[:, None]
-                at_start = (held >= first) & on[np.maximum(held, 0)]
-                active = at_start | (count[hi] - count[lo] > 0)
-            rows[streams >> _STREAM_BITS, r, :valid] |= active.astype(np.uint8)
+    keys, first = np.unique(key_of, return_index=True)  # the streams present, and where each starts
+    s0 = t0 + np.arange(valid) * step_ticks
+    base = (keys * _TICK_SPAN)[:, None]
+    lo = np.searchsorted(search, base + s0, side="left")
+    hi = np.searchsorted(search, base + s0 + step_ticks, side="left")
+    held = np.searchsorted(search, base + s0, side="right") - 1
+    state = ((held >= first[:, None]) & on[held]) | (count[hi] - count[lo] > 0)
+    source, kind = keys >> _STREAM_BITS, keys & 7
+    target = rows[:, :, :valid]
+    np.maximum.at(target, (source, _THRESHOLD_ROW[kind]), state.astype(np.uint8))
+    moving = _MOVING_ROW[kind] >= 0
+    if moving.any():
+        inside = (hi > lo)[moving].astype(np.uint8)
+        np.maximum.at(target, (source[moving], _MOVING_ROW[kind[moving]]), inside)
     return rows
+
+
+def _tables() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Per stream: its threshold (each has one), the row it sets, its "moving" row or -1."""
+    threshold = np.zeros(8, np.int64)
+    threshold_row, moving_row = np.full(8, -1, np.int64), np.full(8, -1, np.int64)
+    for r, rules in enumerate(ROWS):
+        for stream, t in rules:
+            if t is None:
+                moving_row[stream] = r
+            else:
+                assert threshold_row[stream] < 0, "one threshold rule per stream"
+                threshold[stream], threshold_row[stream] = t, r
+    assert (threshold_row[: len(STREAMS)] >= 0).all()
+    return threshold, threshold_row, moving_row
+
+
+_THRESHOLD, _THRESHOLD_ROW, _MOVING_ROW = _tables()
 
 
 # ------------------------------------------------------------------------------- files
