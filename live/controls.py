@@ -71,9 +71,13 @@ def bend_value(pitch: int) -> int:
 
 def is_on(stream: int, value: int) -> tuple[bool, ...]:
     """The held states the stream's ``value`` sets, one per threshold rule of the stream: what
-    :class:`live.engine.WindowEngine` compares to tell whether an event changes a window."""
+    :class:`live.engine.WindowEngine` compares to tell whether an event changes a window (per
+    event in the daemon's worker: plain Python)."""
     return tuple(
-        bool(_holds(t, np.asarray(value))) for row in ROWS for s, t in row if s == stream and t
+        value < -t if t < 0 else value >= t
+        for row in ROWS
+        for s, t in row
+        if s == stream and t is not None
     )
 
 
