@@ -1,5 +1,6 @@
-"""experiments/controllers.py and controller_store.py: a channel's controllers read from a
-real MIDI file, as statistics of a window and as states of its eighth-note steps."""
+"""experiments/controllers.py: a channel's controllers read from a real MIDI file, as
+statistics of a window. (Their states at each eighth-note step are contract 3's,
+:mod:`live.controls`, tested in tests/live/test_controls.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from live.midifile import load_midi
 from tests.train.experiments import load
 
 controllers = load("controllers")
-store = load("controller_store")
 
 TPB = 480
 BAR = 4 * TPB
@@ -73,56 +73,3 @@ def test_window_statistics_read_the_window_and_what_is_held_at_its_end(tmp_path:
     assert controllers._stats(None, 0, BAR, True) == [0.0, 0.0, -1.0, 0.0]
     assert controllers._stats(ev[1]["modulation"], 0, 2 * BAR, False) == [0.0, -1.0]  # not yet
     assert len(controllers.feature_names()) == controllers.N_PERF + 2 * len(controllers.MIXER)
-
-
-def test_step_states_hold_from_before_the_window_and_catch_events_inside_a_step(
-    tmp_path: Path,
-) -> None:
-    ev = controllers.channel_events(load_midi(write_song(tmp_path / "song.mid")))
-    k = np.arange(16)
-    t0 = 2 * BAR  # the window of bars 2-3: the pedal went down a bar before it
-    states = store.step_states(ev[0], t0 + k * STEP, t0 + (k + 1) * STEP)
-    assert states.shape == (8, 16)
-    assert states[0].tolist() == [True] * 4 + [False] * 12  # released at the 5th step
-    assert not states[1:].any()
-    t0 = BAR  # bars 1-2 on channel 1: bent inside step 3, back to 0 at step 5
-    states = store.step_states(ev[1], t0 + k * STEP, t0 + (k + 1) * STEP)
-    assert np.flatnonzero(states[1]).tolist() == [3, 4]
-    assert np.flatnonzero(states[2]).tolist() == [3, 5]
-    assert not states[3].any()  # modulation comes on at bar 3, after this window
-    t0 = 2 * BAR
-    states = store.step_states(ev[1], t0 + k * STEP, t0 + (k + 1) * STEP)
-    assert np.flatnonzero(states[3]).tolist() == list(range(8, 16))
-
-
-def test_song_cells_land_in_the_drum_rows_of_the_right_windows(tmp_path: Path) -> None:
-    path = write_song(tmp_path / "song.mid")
-    part = np.array([0, 0, 1])
-    bar = np.array([0, 1, 1])
-    valid = np.array([16, 16, 6])
-    kind, window, cells = store.song_cells((str(path), [0, 1], part, bar, valid))
-    assert kind == "ok"
-    assert ((cells >= store.LO) & (cells < store.HI)).all()
-    row, step = (cells.astype(int) - store.LO) // 16, cells.astype(int) % 16
-    pedal = row == 0
-    assert sorted(step[pedal & (window == 0)].tolist()) == list(range(8, 16))
-    assert sorted(step[pedal & (window == 1)].tolist()) == list(range(0, 12))
-    assert (step[window == 2] < 6).all()  # nothing past the valid steps
-    assert set(row[window == 2].tolist()) == {1, 2}
-    bad = tmp_path / "bad.mid"
-    bad.write_bytes(b"not a midi file")
-    assert store.song_cells((str(bad), [0], part[:1], bar[:1], valid[:1]))[0] == "error"
-
-
-def test_merge_replaces_the_controller_rows_and_keeps_every_other_cell_in_order() -> None:
-    lo = store.LO
-    # Two windows: the first has a stray drum note in a controller row (dropped) and a drum
-    # above them (kept); the second has only notes.
-    cells = np.array([5, 300, lo + 3, lo + 200, 7, 9000], np.uint16)
-    values = np.array([1, 90, 1, 1, 1, 1], np.uint8)
-    counts = np.array([4, 2])
-    new_window, new = np.array([1, 0, 1]), np.array([lo + 17, lo + 1, lo + 2], np.uint16)
-    merged, vals, n = store.merge(cells, values, counts, new_window, new)
-    assert n.tolist() == [4, 4]
-    assert merged.tolist() == [5, 300, lo + 1, lo + 200, 7, lo + 2, lo + 17, 9000]
-    assert vals.tolist() == [1, 90, 1, 1, 1, 1, 1, 1]
