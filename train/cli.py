@@ -95,6 +95,14 @@ def data(
     workers: Workers = CPUS,
     cluster: Cluster = None,
     limit_songs: LimitSongs = None,
+    notes: Annotated[
+        bool,
+        typer.Option(
+            "--notes",
+            help="Also build the notes-only store (OUT/notes) that the contract-2 and -3 "
+            "students learn from; `kdtrain all` builds it when its students need it.",
+        ),
+    ] = False,
 ) -> None:
     """Build the window store: render MIDI (or read Slakh), cut 2-bar windows, write summary.
 
@@ -116,7 +124,7 @@ def data(
             limit_songs=limit_songs,
         )
         with reporter() as report:
-            summary = build(config, report.progress)
+            summary = build(config, report.progress, notes=notes)
     _print_summary(summary, out)
 
 
@@ -130,6 +138,13 @@ def _print_summary(summary: dict, out: Path) -> None:
         f"{summary['silent_tracks']} silent tracks dropped; {summary['skipped']} skipped "
         f"(see {out / 'skipped.jsonl'})"
     )
+    if "notes" in summary:
+        notes = summary["notes"]
+        windows = sum(sum(c.values()) for c in notes["windows"].values())
+        typer.echo(
+            f"notes store {out / 'notes'}: {notes['songs']} songs, {windows} windows, "
+            f"{notes['skipped']} skipped"
+        )
 
 
 def _all_help(last: LastStage | None) -> str:

@@ -33,6 +33,26 @@ def test_kdtrain_data_from_slakh(tmp_path: Path) -> None:
     assert "1 stems found" in result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["windows"]["train"]["Bass"] == 3
+    assert not (tmp_path / "out" / "notes").exists()  # only with --notes
+
+
+def test_kdtrain_data_notes_builds_the_store_the_students_read(tmp_path: Path) -> None:
+    from train.data.notes import NotesStore
+    from train.errors import DataError
+
+    with pytest.raises(DataError, match="kdtrain data --notes"):
+        NotesStore(tmp_path / "out" / "notes")
+    from live.testing.songs import Track, write_song
+
+    track = tmp_path / "slakh" / "train" / "Track00001"
+    write_slakh_track(track, {"S00": slakh_stem("Bass", 33)})
+    bass = [(36 + k % 5, k, 0.9, 90) for k in range(32)]  # 8 bars of quarter notes
+    write_song(track / "all_src.mid", [Track("bass", 33, 0, bass)])  # what the store reads
+    args = ["data", "--slakh", str(tmp_path / "slakh"), "--out", str(tmp_path / "out")]
+    result = runner.invoke(kdtrain, [*args, "--workers", "1", "--notes"])
+    assert result.exit_code == 0, result.output
+    store = NotesStore(tmp_path / "out" / "notes")
+    assert len(store) > 0 and f"{len(store)} windows" in result.output
 
 
 def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path: Path) -> None:

@@ -279,3 +279,11 @@ def test_a_store_before_the_controllers_serves_contract_2_alone(tmp_path: Path) 
     assert json.loads((out / "meta.json").read_text())["notes_version"] == NOTES_VERSION
     np.testing.assert_array_equal(rebuilt.inputs(np.arange(len(rebuilt))), x)
     assert len(NotesStore(out, contract=V3)) == len(store)
+
+
+def test_a_store_of_no_songs_is_empty_not_an_error(tmp_path: Path) -> None:
+    """A collection with no MIDI file for the store (Slakh tracks without all_src.mid) gives
+    an empty store and its summary."""
+    summary = build_notes([], tmp_path / "notes", workers=1)
+    assert summary["songs"] == 0 and summary["version_groups"] == 0
+    assert len(NotesStore(tmp_path / "notes")) == 0

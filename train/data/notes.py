@@ -242,7 +242,7 @@ def group_songs(
                 a, b = root(members[0]), root(j)
                 if a != b and (signatures[members[0]] == signatures[j]).mean() >= threshold:
                     parent[max(a, b)] = min(a, b)
-    return np.array([root(i) for i in range(n)])
+    return np.array([root(i) for i in range(n)], np.int64)
 
 
 # -------------------------------------------------------------------------------- writing
@@ -350,7 +350,10 @@ class NotesStore:
     def __init__(self, folder: Path, *, contract: Contract = V2) -> None:
         self.folder = Path(folder)
         if not (self.folder / "meta.json").exists():
-            raise DataError(f"no notes store at {self.folder}: build it with `kdtrain data`")
+            raise DataError(
+                f"no notes store at {self.folder}: build it with `kdtrain data --notes` (or "
+                "`kdtrain all`, which builds it when its students need it)"
+            )
         meta = json.loads((self.folder / "meta.json").read_text())
         #: Whether the store holds the controls plane (a store of notes version 2 or later).
         self.has_controls = int(meta.get("notes_version", 1)) >= 2
