@@ -667,7 +667,7 @@ class PartStudent(KdModel):
         self.embedding_dim = self.window.embedding_dim
         self.statistics: StatsInput | None = None
         if stats:
-            self.statistics = StatsInput()
+            self.statistics = StatsInput(controls=controls)
             self.embedding_dim += self.statistics.width
             # The window answer reads the embedding and the statistics side by side.
             self.window.classifier = nn.Linear(self.embedding_dim, n_classes)

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from live.contract import WINDOW
-from live.inputs import DRUMS, ENSEMBLE, ONSET, SOUNDING, VELOCITY
+from live.controls import N_ROWS
+from live.inputs import CHANNELS_V2, DRUMS, ENSEMBLE, ONSET, SOUNDING, VELOCITY
 from train.features import INPUT_NAMES as FEATURE_NAMES
 from train.features import N_OCTAVES, N_PITCH_CLASSES, OCTAVES
 
@@ -351,14 +352,25 @@ class StatsInput(nn.Module):
     """Contract-2 input ``Tensor[B x 5 x 128 x 16]`` -> the statistics of
     :class:`WindowStats` on a scale a network reads, ``Tensor[B x width]``: signed
     ``log1p`` (pitches 0-127 -> 0-4.9, counts up to 2,048 -> at most 7.6, shares 0-1 ->
-    0-0.7), then a batch norm with a learned scale and offset per statistic."""
+    0-0.7), then a batch norm with a learned scale and offset per statistic.
 
-    def __init__(self) -> None:
+    With ``controls`` (a contract-3 input: the drums plane's rows 0-7 hold the part's
+    controllers, :mod:`live.controls`) those rows are left out of the drum statistics, which
+    then count drum hits alone, as the floor's do."""
+
+    keep: torch.Tensor  # [5, P, 1]: 0 where the drums plane holds controllers (contract 3)
+
+    def __init__(self, *, controls: bool = False) -> None:
         super().__init__()
         self.compute = WindowStats()
         self.width = len(WindowStats.names)
         self.norm = nn.BatchNorm1d(self.width)
+        keep = torch.ones(len(CHANNELS_V2), WINDOW.n_pitches, 1)
+        if controls:
+            keep[DRUMS, :N_ROWS] = 0
+        self.controls = controls
+        self.register_buffer("keep", keep, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.compute(x)
+        s = self.compute(x * self.keep if self.controls else x)
         return self.norm(s.sign() * s.abs().log1p())

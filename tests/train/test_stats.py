@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from live.inputs import Sources, window_inputs
+from live.controls import N_ROWS
+from live.inputs import DRUMS, Sources, window_inputs
 from train.config import ModelConfig, override, preset_config
 from train.errors import ConfigError
 from train.floor import FEATURE_NAMES, input_features
@@ -119,6 +120,25 @@ def test_scaled_statistics_are_finite_and_normalised() -> None:
     scaled = StatsInput().train()(torch.from_numpy(windows(30, seed=2).astype(np.float32)))
     assert scaled.shape[1] == len(FEATURE_NAMES) and torch.isfinite(scaled).all()
     assert scaled.mean(0).abs().max() < 1e-3  # batch norm in training mode
+
+
+def test_contract_3_statistics_count_drum_hits_not_controller_states() -> None:
+    """A contract-3 input carries the part's controllers in the drums plane's rows 0-7: the
+    statistics of a student that reads it leave them out, as if they were not there."""
+    x = torch.from_numpy(windows(20, seed=4).astype(np.float32))
+    plain = x.clone()
+    plain[:, DRUMS, :N_ROWS] = 0
+    with_controls = plain.clone()
+    with_controls[:, DRUMS, :N_ROWS] = torch.from_numpy(
+        np.random.default_rng(0).integers(0, 2, (len(x), N_ROWS, 16)).astype(np.float32)
+    )
+    c3, c2 = StatsInput(controls=True).eval(), StatsInput().eval()
+    with torch.no_grad():
+        assert torch.equal(c3(with_controls), c2(plain))
+        assert not torch.equal(c2(with_controls), c2(plain))  # read as drum hits otherwise
+    for controls in (False, True):
+        student = build_part_student(inputs=range(5), state=8, stats=True, controls=controls)
+        assert student.statistics is not None and student.statistics.controls == controls
 
 
 # --------------------------------------------------------------------- the student
