@@ -1,5 +1,6 @@
 """A run trained on the controller copy of a notes store (``experiments/controller_store.py``,
-at commit ``9b987bc``) is a contract-3 run: check that, then write it as one, for ``kdexport bundle``.
+at commit ``9b987bc``) is a contract-3 run: check that, then write it as one, for ``kdexport
+bundle``.
 
     python experiments/contract3_run.py RUN OUT --store D3 [--windows 0]
 
