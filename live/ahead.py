@@ -13,28 +13,16 @@ are the same either way (the same inputs through the same model).
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections import deque
 from typing import Protocol
 
 from live.engine import PendingKey, WindowEngine
 from live.parts import Answers, PartTracker
 
-#: Compute ahead once the input has been quiet this long (s): what a DAW sends together (a
-#: chord, the controllers on a clock) arrives within one audio period.
-QUIET_S = 0.001
-#: ... and only if the bar line is further away than :data:`MARGIN_TIMES` what computing ahead
-#: took lately (the median of the last :data:`RECENT` times; :data:`MARGIN_NS` before any), and
-#: at least :data:`MIN_MARGIN_NS` (ns), else the closing event could wait for the model. When
-#: only controllers changed since the last computation it takes a fraction of a millisecond
-#: (:meth:`live.engine.WindowEngine.pending` makes only their rows again, the step cache of
-#: :mod:`live.stream` embeds only the changed steps), so controllers sent up to the last clock
-#: before a bar line (5.2 ms before it at 480 BPM) still leave time to compute after them.
+#: Compute ahead once the input has been quiet this long (s): a chord's notes arrive together.
+QUIET_S = 0.002
+#: ... and only if the bar line is at least this far away (ns), else the closing event could
+#: wait for the model.
 MARGIN_NS = 3_000_000
-MARGIN_TIMES = 2
-MIN_MARGIN_NS = 1_000_000
-RECENT = 8
 
 
 class Clock(Protocol):
@@ -51,7 +39,7 @@ class Lookahead:
         transport: how far away the next bar line is.
         parts: computes answers (nothing is kept there until the daemon commits them).
         quiet_s: see :data:`QUIET_S`.
-        margin_ns: the starting margin, see :data:`MARGIN_NS`.
+        margin_ns: see :data:`MARGIN_NS`.
     """
 
     def __init__(
@@ -64,9 +52,7 @@ class Lookahead:
         margin_ns: int = MARGIN_NS,
     ) -> None:
         self.engine, self.transport, self.parts = engine, transport, parts
-        self.quiet_s = quiet_s
-        #: What the last :data:`RECENT` computations ahead took (ns).
-        self.took_ns: deque[int] = deque([margin_ns // MARGIN_TIMES], maxlen=RECENT)
+        self.quiet_s, self.margin_ns = quiet_s, margin_ns
         #: The pending windows' key when :attr:`answers` were computed (None: nothing computed).
         self.key: PendingKey | None = None
         #: Their answers (None if no window was pending, or the model failed).
@@ -94,17 +80,11 @@ class Lookahead:
         left = self.transport.ns_until(self.engine.next_close(), t_ns)
         return left is not None and left > self.margin_ns
 
-    @property
-    def margin_ns(self) -> int:
-        """How far away the bar line must be to compute ahead now (ns)."""
-        return max(MIN_MARGIN_NS, MARGIN_TIMES * int(statistics.median(self.took_ns)))
-
     def compute(self) -> None:
         """Compute the pending windows' answers. If the model fails, the error goes up and this
         bar line is not tried again ahead (its close computes them anyway)."""
         key = self.engine.pending_key()
         self.key, self.answers = None, None
-        start = time.perf_counter_ns()
         windows = self.engine.pending()
         self.computed += 1
         try:
@@ -113,7 +93,6 @@ class Lookahead:
             self.gave_up_at = key.end_bar
             raise
         self.key, self.answers = key, answers
-        self.took_ns.append(time.perf_counter_ns() - start)
 
     def take(self) -> Answers | None:
         """At a close: the answers computed ahead, if they are those of the windows that just

@@ -20,11 +20,7 @@ For a contract-3 student (``controls=True``) the engine also keeps each channel'
 events (:mod:`live.controls`: pedal, bend, modulation, expression, ...) and writes their states
 into the windows; an event counts as heard (changes the pending key) only where it can change
 the pending windows' states, so a stream of expression or bend messages does not make the
-daemon compute ahead again at every message. A controller changes only its own channel's
-window, so when nothing but controllers was heard since the pending windows were last made,
-:meth:`WindowEngine.pending` and the close rewrite just those channels' controller rows (a
-few hundred microseconds less at a bar line of 16 busy channels, where controllers may come
-up to the last clock before it).
+daemon compute ahead again at every message.
 """
 
 from __future__ import annotations
@@ -38,9 +34,9 @@ import numpy.typing as npt
 
 from live.channels import CHANNELS, DRUM_CHANNEL, check_channels
 from live.contract import WINDOW, WindowSpec
-from live.controls import MOVING, N_ROWS, STREAMS, Controls, control_rows, is_on
+from live.controls import MOVING, STREAMS, Controls, is_on
 from live.errors import SettingError
-from live.inputs import CHANNELS_V2, DRUMS, SOUNDING, Sources, window_inputs
+from live.inputs import CHANNELS_V2, SOUNDING, Sources, window_inputs
 from live.midifile import BarGrid
 
 #: Live positions: MIDI clock (24 per quarter) subdivided so notes between clocks keep their
@@ -337,20 +333,11 @@ class WindowEngine:
         #: The same for the pending windows (:meth:`pending`).
         self.pending_inputs = np.zeros_like(self.inputs)
         self._drum = np.array([c == DRUM_CHANNEL + 1 for c in CHANNELS])
-        #: Events heard that can change the pending windows (notes, relocations, controllers).
+        #: Events heard that can change the pending windows (notes, relocations).
         self.heard = 0
-        #: ... of them, those that are not controllers: a controller changes only its channel.
-        self._heard_notes = 0
-        #: Channels (1-16) whose controllers changed the pending windows since
-        #: ``pending_inputs`` were made.
-        self._controls_changed: set[int] = set()
         #: The last :meth:`pending` result's key and empty-window count: a close under the same
         #: key copies its inputs instead of making them again.
         self._pending: tuple[PendingKey, int] | None = None
-        #: ... its windows, and the end bar and note count they were made for: under the same
-        #: two, only the changed channels' controller rows need making again.
-        self._pending_windows: list[ClosedWindow] = []
-        self._pending_notes: tuple[int, int] | None = None
         #: The key the windows of the last close had while pending: what was computed ahead
         #: for this key belongs to them.
         self.closed_key: PendingKey | None = None
@@ -367,7 +354,6 @@ class WindowEngine:
     def note_on(self, channel: int, pitch: int, pos: int, velocity: int = 100) -> None:
         ch = self.notes[channel]
         self.heard += 1
-        self._heard_notes += 1
         self.counters.notes += 1
         if ch.sounding_from[pitch] == NOT_SOUNDING:
             ch.sounding_from[pitch], ch.sounding_velocity[pitch] = pos, velocity
@@ -378,7 +364,6 @@ class WindowEngine:
     def note_off(self, channel: int, pitch: int, pos: int) -> None:
         ch = self.notes[channel]
         self.heard += 1
-        self._heard_notes += 1
         start = int(ch.sounding_from[pitch])
         if start == NOT_SOUNDING:
             self.counters.orphan_note_offs += 1
@@ -403,7 +388,6 @@ class WindowEngine:
         last_value, last_tick = log.last_value[stream], log.last_tick[stream]
         if self._changes_pending(stream, value, pos, last_value, last_tick):
             self.heard += 1
-            self._controls_changed.add(channel)
         if not log.add(stream, pos, value):
             self.counters.dropped_controls += 1
 
@@ -458,7 +442,6 @@ class WindowEngine:
         for log in self.control_log.values():
             log.clear()
         self.heard += 1
-        self._heard_notes += 1
         self.epoch += 1
         self.counters.relocations += 1
         bar = self.bars.index(pos)
@@ -474,19 +457,15 @@ class WindowEngine:
         t0, t1 = self.bars.start(start_bar), self.bars.start(end_bar)
         self._end_stuck(t1)
         key = PendingKey(end_bar, self.heard)
-        if self._pending is not None and self._pending_notes == (end_bar, self._heard_notes):
-            # No note heard since pending(): its inputs, with the controller rows of the
-            # channels whose controllers changed since made again (none if the key is equal).
-            self._refresh_controls(t0, t1)
-            np.copyto(self.inputs, self.pending_inputs)
+        if self._pending is not None and self._pending[0] == key:
+            np.copyto(self.inputs, self.pending_inputs)  # nothing heard since pending()
             valid = self.spec.valid_steps((t1 - t0) / self.step_ticks)
             out = self._nonempty(self.inputs, start_bar, t0, t1, valid)
             self.counters.windows += len(out)
             self.counters.empty_windows += self._pending[1]
         else:
             out = self._windows(start_bar, t0, t1, self.inputs, count=True)
-        self._pending, self._pending_notes, self._pending_windows = None, None, []
-        self._controls_changed.clear()
+        self._pending = None
         self.closed_key = key
         # Notes that ended before the next window are dropped by tidy(), after the results
         # are out (the daemon calls it), or at the next close at the latest.
@@ -514,36 +493,9 @@ class WindowEngine:
         until the next call, and a close under the same :meth:`pending_key` copies them."""
         start_bar = self.next_end_bar - self.spec.bars
         t0, t1 = self.bars.start(start_bar), self.bars.start(self.next_end_bar)
-        notes = (self.next_end_bar, self._heard_notes)
-        if self._pending is not None and self._pending_notes == notes:
-            self._refresh_controls(t0, t1)  # only controllers heard since: their channels' rows
-            empty = self._pending[1]
-        else:
-            self._controls_changed.clear()
-            self._pending_windows = self._windows(
-                start_bar, t0, t1, self.pending_inputs, count=False
-            )
-            self._pending_notes, empty = notes, self._last_empty
-        self._pending = (self.pending_key(), empty)
-        return list(self._pending_windows)
-
-    def _refresh_controls(self, t0: int, t1: int) -> None:
-        """Make the controller rows of ``pending_inputs`` (the window ``[t0, t1)``) again for
-        the channels whose controllers changed since they were made; the pending windows, rows
-        of it, see the change."""
-        if not self._controls_changed:
-            return
-        rows = [c - 1 for c in sorted(self._controls_changed)]
-        self._controls_changed.clear()
-        valid = self.spec.valid_steps((t1 - t0) / self.step_ticks)
-        self.pending_inputs[rows, DRUMS, :N_ROWS] = control_rows(
-            self._controls([r + 1 for r in rows]),
-            len(CHANNELS),
-            t0,
-            self.step_ticks,
-            valid,
-            spec=self.spec,
-        )[rows]
+        out = self._windows(start_bar, t0, t1, self.pending_inputs, count=False)
+        self._pending = (self.pending_key(), self._last_empty)
+        return out
 
     def _windows(
         self, start_bar: int, t0: int, t1: int, inputs: npt.NDArray[np.uint8], *, count: bool
@@ -569,9 +521,9 @@ class WindowEngine:
             self.counters.empty_windows += self._last_empty
         return out
 
-    def _controls(self, channels: Iterable[int] = CHANNELS) -> Controls:
-        """The controller events of ``channels`` (all), channel ``c`` as source ``c - 1``."""
-        logs = [(c - 1, self.control_log[c]) for c in channels if self.control_log[c].n]
+    def _controls(self) -> Controls:
+        """Every channel's controller events, channel ``c`` as source ``c - 1``."""
+        logs = [(c - 1, self.control_log[c]) for c in CHANNELS if self.control_log[c].n]
         if not logs:
             return Controls.empty()
         return Controls(

@@ -3,12 +3,10 @@ the worker thread: when it computes, and when its answers are handed back at the
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
-from live.ahead import MARGIN_NS, MIN_MARGIN_NS, QUIET_S, RECENT, Lookahead
+from live.ahead import QUIET_S, Lookahead
 from live.engine import FixedMeter, WindowEngine
 from live.model import Model
 from live.parts import PartTracker
@@ -35,18 +33,6 @@ class Failing:
 
     def step(self, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, ...]:
         raise RuntimeError("simulated inference failure")
-
-
-class Slow(Failing):
-    """The shipped model, taking at least ``seconds`` longer for every call."""
-
-    def __init__(self, model: Model, seconds: float) -> None:
-        super().__init__(model)
-        self.model, self.seconds = model, seconds
-
-    def step(self, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, ...]:
-        time.sleep(self.seconds)
-        return self.model.step(x, state)
 
 
 def play_until(model: Model | Failing, last: int) -> tuple[Transport, Lookahead]:
@@ -130,19 +116,3 @@ def test_a_failing_model_is_not_tried_again_before_the_same_bar_line(model: Mode
     assert ahead.take() is None
     clock(transport, CLOSE + 1)
     assert ahead.wait_s() == QUIET_S  # the next bar line is tried
-
-
-def test_the_margin_is_twice_what_computing_ahead_took_lately(model: Model) -> None:
-    """Before the bar line the daemon computes ahead only if twice what that took lately (the
-    median of the last few) is left: a slow model waits for an earlier quiet moment, a fast
-    one uses the last milliseconds."""
-    bar_line = (CLOSE + 1) * PERIOD
-    transport, ahead = play_until(Slow(model, 0.006), CLOSE - 1)
-    assert ahead.margin_ns == MARGIN_NS and ahead.due(bar_line - 4_000_000)
-    for _ in range(RECENT // 2 + 1):
-        ahead.compute()
-        transport.handle(quiet(CLOSE - 1), [0x91, 70, 90])  # heard: compute again
-    assert ahead.margin_ns >= 12_000_000 and not ahead.due(bar_line - 10_000_000)
-    assert ahead.due(bar_line - 13_000_000) == (ahead.margin_ns < 13_000_000)
-    ahead.took_ns.extend([200_000] * RECENT)  # a controller-only change: a fraction of a ms
-    assert ahead.margin_ns == MIN_MARGIN_NS and ahead.due(bar_line - 2_000_000)

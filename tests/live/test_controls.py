@@ -16,7 +16,6 @@ from live.controls import (
     N_ROWS,
     PEDAL,
     ROWS,
-    SOFT,
     STREAMS,
     Controls,
     control_rows,
@@ -222,56 +221,6 @@ def test_the_pending_key_changes_whenever_the_pending_windows_do(seed: int) -> N
             assert all(np.array_equal(a, b) for a, b in zip(now, before[1], strict=True))
         before = (key, now)
     assert unchanged > 50  # the rule does spare recomputation
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_controllers_heard_after_pending_change_only_their_rows(seed: int) -> None:
-    """When only controllers were heard since :meth:`pending`, the engine makes just their
-    channels' controller rows again: the pending windows and every close equal those of an
-    engine that makes each window whole (one that is never asked what is pending)."""
-    rng = np.random.default_rng(seed)
-    asked = WindowEngine(FixedMeter(), controls=True, max_note_bars=0)
-    whole = WindowEngine(FixedMeter(), controls=True, max_note_bars=0)
-    pos, heard, closes, partial = 0, [], 0, 0
-    for _ in range(900):
-        pos += int(rng.choice([0, 0, 13, 40, 120, 240]))
-        got, want = asked.advance(pos), whole.advance(pos)
-        assert [(w.channel, w.bar) for w in got] == [(w.channel, w.bar) for w in want]
-        assert all(np.array_equal(a.inputs, b.inputs) for a, b in zip(got, want, strict=True))
-        closes += bool(got)
-        if got:
-            asked.tidy()  # as the daemon does once the answers are out
-        channel = int(rng.integers(1, 5))
-        if rng.random() < 0.08:
-            event = (
-                pos,
-                "on" if rng.random() < 0.6 else "off",
-                channel,
-                int(rng.integers(55, 62)),
-                90,
-            )
-        else:
-            stream = int(rng.choice([PEDAL, BEND, EXPRESSION, MODULATION, SOFT]))
-            event = (
-                pos,
-                "cc",
-                channel,
-                stream,
-                int(rng.integers(0, 8193 if stream == BEND else 128)),
-            )
-        heard.append(event)
-        feed(asked, [event])
-        feed(whole, [event])
-        if rng.random() < 0.3:
-            partial += asked._pending is not None and event[1] == "cc"
-            pending = asked.pending()
-            fresh = WindowEngine(FixedMeter(), controls=True, max_note_bars=0)
-            feed(fresh, heard)
-            reference = fresh.pending()
-            assert [w.channel for w in pending] == [w.channel for w in reference]
-            for a, b in zip(pending, reference, strict=True):
-                assert np.array_equal(a.inputs, b.inputs)
-    assert closes > 10 and partial > 20  # both paths were taken
 
 
 def test_a_held_pedal_outlives_the_pruning_of_old_events() -> None:
