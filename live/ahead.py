@@ -9,6 +9,12 @@ back at the close only if the windows that closed had that key
 (:attr:`~live.engine.WindowEngine.closed_key`) and the song did not stop or jump since (the
 engine's ``epoch``). Otherwise the daemon computes at the close, as without it; the answers
 are the same either way (the same inputs through the same model).
+
+Input that keeps changing the pending windows (controllers crossing a threshold on every MIDI
+clock) would make every computation ahead but the last one before the bar line a waste, and on
+a small machine those computations take the CPU the audio thread needs. So before the last
+clock period ahead of the bar line it computes only once the pending windows have stayed the
+same for a whole clock period; in that last period, as soon as the input is quiet.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from typing import Protocol
 from live.engine import PendingKey, WindowEngine
 from live.parts import Answers, PartTracker
 
-#: Compute ahead once the input has been quiet this long (s): a chord's notes arrive together.
-QUIET_S = 0.002
+#: Compute ahead once the input has been quiet this long (s): what a DAW sends together (a
+#: chord, the controllers of one clock) arrives within an audio period. Before the bar line's
+#: last clock period, the pending windows must also have stayed the same for a clock period.
+QUIET_S = 0.001
 #: ... and only if the bar line is at least this far away (ns), else the closing event could
 #: wait for the model.
 MARGIN_NS = 3_000_000
@@ -27,6 +35,10 @@ MARGIN_NS = 3_000_000
 
 class Clock(Protocol):
     """What the lookahead needs of :class:`live.transport.Transport`."""
+
+    @property
+    def period_ns(self) -> int:
+        """Nanoseconds per MIDI clock at the current tempo."""
 
     def ns_until(self, pos: int, t_ns: int) -> int | None: ...
 
@@ -59,6 +71,8 @@ class Lookahead:
         self.answers: Answers | None = None
         #: The bar line (its ``end_bar``) whose windows failed to compute ahead: not tried again.
         self.gave_up_at: int | None = None
+        #: The pending windows' key as :meth:`due` last saw it, and when it first saw it.
+        self._seen: tuple[PendingKey | None, int] = (None, 0)
         #: Times the pending windows were computed ahead.
         self.computed = 0
         #: Closes whose answers were the ones computed ahead (``--stats``: computed_ahead).
@@ -74,11 +88,19 @@ class Lookahead:
 
     def due(self, t_ns: int) -> bool:
         """Whether to compute now, the input having been quiet for :attr:`quiet_s` at ``t_ns``:
-        something is left to compute, and the bar line is more than :attr:`margin_ns` away."""
+        something is left to compute, the bar line is more than :attr:`margin_ns` away, and
+        either it is less than a clock period further or the pending windows have not changed
+        for a clock period (see the module docstring)."""
         if self.wait_s() is None:
             return False
+        key = self.engine.pending_key()
+        if key != self._seen[0]:
+            self._seen = (key, t_ns)
         left = self.transport.ns_until(self.engine.next_close(), t_ns)
-        return left is not None and left > self.margin_ns
+        if left is None or left <= self.margin_ns:
+            return False
+        period = self.transport.period_ns
+        return left <= period + self.margin_ns or t_ns - self._seen[1] >= period
 
     def compute(self) -> None:
         """Compute the pending windows' answers. If the model fails, the error goes up and this

@@ -116,3 +116,18 @@ def test_a_failing_model_is_not_tried_again_before_the_same_bar_line(model: Mode
     assert ahead.take() is None
     clock(transport, CLOSE + 1)
     assert ahead.wait_s() == QUIET_S  # the next bar line is tried
+
+
+def test_input_that_keeps_changing_is_computed_ahead_in_the_last_clock_only(model: Model) -> None:
+    """Input that changes the pending windows on every clock (controllers crossing a
+    threshold, here a note a clock) would waste every computation ahead but the last: before
+    the bar line's last clock period the lookahead waits until the windows have stayed the
+    same for a period; in that period it computes as soon as the input is quiet."""
+    transport, ahead = play_until(model, CLOSE - 40)
+    t = (CLOSE - 39) * PERIOD + 2_000_000  # 2 ms after clock CLOSE - 40
+    assert not ahead.due(t) and not ahead.due(t + PERIOD // 2)  # changed a moment ago
+    assert ahead.due(t + PERIOD)  # the same for a clock period: compute
+    for k in range(CLOSE - 39, CLOSE):
+        clock(transport, k)
+        transport.handle((k + 1) * PERIOD, [0x91, 40 + k % 20, 90])
+        assert ahead.due((k + 1) * PERIOD + 2_000_000) == (k == CLOSE - 1), k
