@@ -44,7 +44,13 @@ Cluster = Annotated[
 ]
 CPUS = os.cpu_count() or 1
 LimitSongs = Annotated[int | None, typer.Option(help="Use only the first N songs.")]
-Preset = Annotated[str, typer.Option(help="fast (default), paper (Table 1) or tiny (tests).")]
+Preset = Annotated[
+    str,
+    typer.Option(
+        help="fast (default), shipped (the shipped bundle's recipe), paper (Table 1) or tiny "
+        "(tests)."
+    ),
+]
 Sets = Annotated[
     list[str] | None,
     typer.Option(

@@ -1,10 +1,10 @@
 """Typed configuration: the one source of truth for every setting of a run.
 
-A preset (:data:`PRESETS`: ``fast``, ``paper``, ``tiny``) is a complete :class:`RunConfig`; the
-command line picks one, fills in where the data is, and changes any other field by name
-(``--set student.epochs=20``, see :func:`override`). Every dataclass checks its own values, so a
-bad setting fails at once, whichever way it came in. The resolved config is written into the
-run folder (``RUN/config.json``) and into every checkpoint.
+A preset (:data:`PRESETS`: ``fast``, ``shipped``, ``paper``, ``tiny``) is a complete
+:class:`RunConfig`; the command line picks one, fills in where the data is, and changes any
+other field by name (``--set student.epochs=20``, see :func:`override`). Every dataclass checks
+its own values, so a bad setting fails at once, whichever way it came in. The resolved config
+is written into the run folder (``RUN/config.json``) and into every checkpoint.
 
 ``RunConfig()`` itself is the ``fast`` preset: the recipe behind the README's figures.
 """
@@ -30,7 +30,9 @@ from train.errors import ConfigError
 #: before retrain that stage instead of being trusted.
 FINGERPRINT_VERSION = 2
 DEVICES = ("auto", "cpu", "cuda")
-SPLITS = ("song", "window", "slakh-orig")  # train.splits.KINDS, without importing numpy here
+SPLITS = ("song", "window", "slakh-orig")
+#: The presets that size the architectures (``model.preset``; :mod:`train.models`).
+ARCHITECTURES = ("fast", "paper", "tiny")  # train.splits.KINDS, without importing numpy here
 
 
 def since(default: Any) -> Any:
@@ -92,6 +94,8 @@ class ModelConfig:
     """Which architectures (see :mod:`train.models`), what the teacher hears and what the
     students see."""
 
+    #: The architectures' sizes (:data:`ARCHITECTURES`; the ``shipped`` run preset uses
+    #: ``fast``'s).
     preset: str = "fast"
     #: Mel frames the teacher sees: crop or pad at the end (the paper pads to 528). 172 frames
     #: = 4 s = two bars of 4/4 at 120 BPM; slower windows are cropped (at a random offset in
@@ -132,8 +136,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check(
-            self.preset in PRESETS,
-            f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}",
+            self.preset in ARCHITECTURES,
+            f"unknown model preset {self.preset!r}: choose one of {', '.join(ARCHITECTURES)}",
         )
         _check(
             self.teacher_frames >= 32, f"teacher_frames must be >= 32, got {self.teacher_frames}"
@@ -299,6 +303,29 @@ def _paper() -> RunConfig:
     )
 
 
+def _shipped() -> RunConfig:
+    """The recipe of the bundle kdlive ships (docs/training.md, docs/results.md): the fast
+    preset's models, contract 3, the stream encoder attending over the channels, a schedule of
+    about one pass over the training windows with weight decay, KDIC taught by the floor, the
+    answers calibrated. Sized for the notes of a large corpus (``data.notes_midi``): hours on 2
+    CPU cores, not the demo corpus's minutes."""
+    fast = RunConfig()
+    student = replace(
+        fast.student,
+        epochs=30,
+        samples_per_epoch=131_072,
+        patience=6,
+        weight_decay=0.05,
+        calibrate=True,
+    )
+    return replace(
+        fast,
+        model=replace(fast.model, contract=3, encoder="stream", attend=True),
+        student=student,
+        distill=replace(fast.distill, teacher="floor"),
+    )
+
+
 def _tiny() -> RunConfig:
     """Seconds on a CPU, for tests."""
     quick = OptimConfig(epochs=2, batch_size=16, lr=3e-3, samples_per_epoch=64, sequence=4)
@@ -307,8 +334,14 @@ def _tiny() -> RunConfig:
 
 
 #: ``fast`` (default): sized so that ``kdtrain all`` on the demo corpus finishes in about ten
-#: minutes on 2 CPU cores. ``paper``: Table 1. ``tiny``: tests.
-PRESETS: dict[str, Callable[[], RunConfig]] = {"fast": RunConfig, "paper": _paper, "tiny": _tiny}
+#: minutes on 2 CPU cores. ``shipped``: the shipped bundle's recipe. ``paper``: Table 1.
+#: ``tiny``: tests.
+PRESETS: dict[str, Callable[[], RunConfig]] = {
+    "fast": RunConfig,
+    "shipped": _shipped,
+    "paper": _paper,
+    "tiny": _tiny,
+}
 
 
 def preset_config(name: str) -> RunConfig:

@@ -38,7 +38,7 @@ from live.contracts import V1, V2, V3, Contract
 from live.inputs import VELOCITY
 from live.taxonomy import N_CLASSES
 from train.batches import SparseWindows
-from train.config import PRESETS
+from train.config import ARCHITECTURES
 from train.stats import StatsInput
 
 #: dB value that the teacher's fixed input scaling maps to 0 (the log-mel floor: silence).
@@ -910,8 +910,10 @@ _ENCODERS: dict[str, tuple[dict[str, dict[str, Any]], type[KdModel]]] = {
 
 
 def _check_preset(preset: str) -> None:
-    if preset not in PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if preset not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown model preset {preset!r}; choose one of {', '.join(ARCHITECTURES)}"
+        )
 
 
 def describe(model: nn.Module) -> dict[str, Any]:

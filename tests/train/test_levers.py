@@ -5,6 +5,7 @@ alone."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,10 +15,21 @@ import torch
 
 from live.inputs import VELOCITY
 from live.testing.songs import write_song
+from tests.train import experiments
 from train.batches import NotesSource, SparseWindows
-from train.config import ConfigError, RunConfig, fingerprint, to_json
+from train.config import (
+    ConfigError,
+    RunConfig,
+    fingerprint,
+    override,
+    preset_config,
+    to_json,
+)
 from train.data.notes import NotesStore, build_notes
 from train.models import build_part_student, count_params, describe
+from train.pipeline import new_student
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_scaled_encoder_is_wider_and_describes_itself() -> None:
@@ -169,3 +181,28 @@ def test_the_notes_source_gives_the_store_inputs_as_cells(tmp_path: Path) -> Non
     x, y = NotesSource(store, cells=True)(idx)
     dense, y2 = NotesSource(store)(idx)
     assert torch.equal(x.dense(), dense) and torch.equal(y, y2)
+
+
+#: The levers (``experiments/levers.py``) the shipped bundle was trained with, on contract 3.
+SHIPPED_LEVERS = "budget+patient6+decay+floorkd+calibrated+stream+attend"
+
+
+def test_the_shipped_preset_is_the_levers_recipe_the_bundle_came_from() -> None:
+    levers = experiments.load("levers")
+    settings = [s for v in SHIPPED_LEVERS.split("+") for s in levers.VARIANTS[v]]
+    recipe = override(preset_config("fast"), [*settings, "model.contract=3"])
+    assert preset_config("shipped") == recipe
+    assert preset_config("shipped") != preset_config("fast")
+
+
+def test_the_shipped_preset_builds_the_shipped_bundles_student() -> None:
+    manifest = json.loads((REPO / "live/assets/bundle/kdlive-model.json").read_text())
+    cfg = preset_config("shipped")
+    assert describe(new_student(cfg)) == manifest["model"]["description"]
+    assert to_json(cfg.distill) == manifest["model"]["distill"]
+    assert cfg.model.preset == manifest["preset"]
+
+
+def test_run_presets_are_not_architectures() -> None:
+    with pytest.raises(ConfigError, match="unknown model preset 'shipped'"):
+        override(preset_config("fast"), ["model.preset=shipped"])

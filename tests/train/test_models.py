@@ -15,7 +15,7 @@ from torch import nn
 
 from live.contract import MEL
 from live.taxonomy import N_CLASSES
-from train.config import PRESETS
+from train.config import ARCHITECTURES
 from train.models import (
     KdModel,
     PaperCNN,
@@ -108,7 +108,7 @@ def paper_teacher() -> PaperCNN:
 
 
 def test_every_preset_builds_both_models_and_nothing_else_does() -> None:
-    for preset in PRESETS:
+    for preset in ARCHITECTURES:
         assert build_student(preset)(rolls(1)).shape == (1, N_CLASSES)
         assert isinstance(build_teacher(preset, frames=64), KdModel)
     with pytest.raises(ValueError, match="unknown model preset 'big'"):
@@ -116,7 +116,7 @@ def test_every_preset_builds_both_models_and_nothing_else_does() -> None:
 
 
 @pytest.mark.parametrize("kind", ["teacher", "student"])
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", ARCHITECTURES)
 def test_logits_and_embedding_shapes(preset: str, kind: str, paper_teacher: PaperCNN) -> None:
     model: KdModel
     if (preset, kind) == ("paper", "teacher"):
@@ -164,7 +164,12 @@ def test_paper_teacher_takes_raw_db() -> None:
 
 @pytest.mark.parametrize(
     ("preset", "kind"),
-    [(p, k) for p in PRESETS for k in ("teacher", "student") if (p, k) != ("paper", "teacher")],
+    [
+        (p, k)
+        for p in ARCHITECTURES
+        for k in ("teacher", "student")
+        if (p, k) != ("paper", "teacher")
+    ],
 )
 def test_description_rebuilds_the_same_model(preset: str, kind: str) -> None:
     """(The paper teacher, 18 M parameters, is checked on the meta device below.)"""
