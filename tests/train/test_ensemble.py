@@ -166,3 +166,61 @@ def test_group_and_cached_history_steps_train_the_parts_they_should(
     hstep(model, idx[:6])["loss"].backward()
     assert model.history.x_gates.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.context.parameters())
+
+
+def test_the_program_answer_trains_beside_the_family_and_leaves_the_answers_alone(
+    store: NotesStore,
+) -> None:
+    """``model.programs``: a second layer on the embedding learns each window's General MIDI
+    program in training (half the weight of the family's loss); the answers, and so what
+    export and the daemon run, are the family layer's alone."""
+    from train.config import OptimConfig
+    from train.steps import ce_loss
+
+    torch.manual_seed(0)
+    model = build_part_student(
+        "tiny", inputs=(0, 1, 2, 3, 4), state=8, encoder="steps", attend=True, programs=True
+    )
+    assert describe(model)["kwargs"]["programs"] is True
+    idx = np.arange(len(store))
+    groups = ensemble.Groups(store, idx)
+    weight, _ = ensemble.class_weights(groups, idx, store.labels)
+    source, cpu = NotesSource(store, cells=True), torch.device("cpu")
+    programs = store.index["program"]
+    family = ensemble.group_step(source, ce_loss(OptimConfig()), groups, weight, cpu)
+    both = ensemble.group_step(source, ce_loss(OptimConfig()), groups, weight, cpu, programs)
+    model.eval()  # no dropout: the two steps see the same logits
+    model.program_head.train()
+    torch.manual_seed(1)
+    alone = family(model, idx[:4])
+    model.train()
+    model.window.eval()
+    named = both(model, idx[:4])
+    assert named["program/ce"] > 0
+    torch.testing.assert_close(named["task/ce"], alone["task/ce"])
+    torch.testing.assert_close(
+        named["loss"], alone["loss"] + ensemble.PROGRAM_WEIGHT * named["program/ce"]
+    )
+    named["loss"].backward()
+    assert model.program_head.weight.grad.abs().sum() > 0
+    # The answers do not read the program layer: changing it changes nothing.
+    model.eval()
+    x, _ = source(idx)
+    h = torch.zeros(len(idx), 8)
+    with torch.no_grad():
+        before = model(x), model.step(x.dense(), h)
+        model.program_head.weight.add_(1.0)
+        after = model(x), model.step(x.dense(), h)
+    torch.testing.assert_close(after[0], before[0])
+    for a, b in zip(after[1], before[1], strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_programs_need_the_groups_and_leave_earlier_students_described_as_they_were() -> None:
+    from train.config import ConfigError, RunConfig, override
+
+    plain = build_part_student("tiny", inputs=(0, 1, 2, 3, 4), state=8, attend=True)
+    assert "programs" not in describe(plain)["kwargs"] and plain.program_head is None
+    with pytest.raises(ConfigError, match="model.programs learns from whole groups"):
+        override(RunConfig(), ["model.programs=true"])
+    assert override(RunConfig(), ["model.attend=true", "model.programs=true"]).model.programs
