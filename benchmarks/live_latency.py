@@ -24,7 +24,8 @@ Usage::
    clock, expression on every sixth (crossing CC 11 = 96 now and then), the sustain pedal
    every other beat, at most 8 events a clock besides it.
 
-Goal (live issue): p99 <= the bare transport's p99 + 1 ms.
+Goal (live issue): p99 <= the bare transport's p99 + 1 ms. Each measurement also records the
+daemon's CPU share and its threads' context switches per second while the song plays (Linux).
 """
 
 from __future__ import annotations
@@ -120,6 +121,38 @@ def controller_events(
     return out
 
 
+def usage(pid: int) -> dict[str, float]:
+    """A process's CPU seconds so far (all its threads) and its threads' context switches
+    (voluntary: each time a thread slept, e.g. the worker waiting for input; involuntary:
+    preempted), from Linux's /proc; empty where there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        switches = {"voluntary": 0, "involuntary": 0}
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for line in (task / "status").read_text().splitlines():
+                name, _, value = line.partition(":")
+                if name == "voluntary_ctxt_switches":
+                    switches["voluntary"] += int(value)
+                elif name == "nonvoluntary_ctxt_switches":
+                    switches["involuntary"] += int(value)
+    except OSError:
+        return {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {"cpu_s": (int(stat[11]) + int(stat[12])) / ticks, **switches}  # utime + stime
+
+
+def usage_between(before: dict[str, float], after: dict[str, float], seconds: float) -> dict:
+    """The daemon's CPU share and context switches per second over ``seconds`` of play."""
+    if not before or not after or seconds <= 0:
+        return {}
+    return {
+        "seconds": seconds,
+        "cpu_share": (after["cpu_s"] - before["cpu_s"]) / seconds,
+        "voluntary_switches_per_s": (after["voluntary"] - before["voluntary"]) / seconds,
+        "involuntary_switches_per_s": (after["involuntary"] - before["involuntary"]) / seconds,
+    }
+
+
 def daemon_latency(
     server: JackServer,
     channels: int,
@@ -130,7 +163,7 @@ def daemon_latency(
     controls: bool = False,
 ) -> dict:
     proc = start_listen(server, "--stats", "1", *(["--model", str(model)] if model else []), *extra)
-    perf = None
+    perf, busy = None, {}
     try:
         target = server.wait_port("kdlive:kdin", timeout=60)
         out_port = server.wait_port(":kdlive out", timeout=60)
@@ -140,8 +173,10 @@ def daemon_latency(
         time.sleep(0.5)
         events, ticks = song(channels, windows, bpm, controls)
         print(f"daemon, {channels} busy channel(s): playing {windows + 2} bars", flush=True)
+        before, began = usage(proc.pid), time.monotonic()
         start = perf.play(events)
         wait_for(lambda: perf.done or perf.error is not None, 30 + ticks[-1])
+        busy = usage_between(before, usage(proc.pid), time.monotonic() - began)
         if perf.error is not None:
             raise RuntimeError(f"the performer stopped: {perf.error}")
         time.sleep(0.5)
@@ -196,6 +231,7 @@ def daemon_latency(
         did_not_fit=perf.dropped,
         bpm=bpm,
         daemon_stats=stats_lines[-1] if stats_lines else None,
+        daemon_usage=busy,
         all_nine_cc=stats(frames_to_ms(lat_all, perf.rate)) if lat_all else None,
         periods_late={
             "share_on_time": float(np.mean(np.array(late) == 0)) if late else None,
@@ -283,6 +319,13 @@ def main() -> None:
                 f"{d['periods_late']['share_on_time']:.1%}, p99 {d['periods_late']['p99']:g} "
                 f"period(s) late"
             )
+            if d.get("daemon_usage"):
+                u = d["daemon_usage"]
+                print(
+                    f"  the daemon while playing: CPU {u['cpu_share']:.1%}, context switches "
+                    f"{u['voluntary_switches_per_s']:.0f}/s voluntary, "
+                    f"{u['involuntary_switches_per_s']:.0f}/s involuntary"
+                )
     print(f"goal (p99 <= bare p99 + 1 ms): {result['goal']}")
     print(f"results: {args.json}", flush=True)
 

@@ -78,13 +78,24 @@ class Lookahead:
         #: Closes whose answers were the ones computed ahead (``--stats``: computed_ahead).
         self.used = 0
 
-    def wait_s(self) -> float | None:
+    def wait_s(self, t_ns: int | None = None) -> float | None:
         """How long the worker may wait for input before this wants a chance to compute (None:
-        as long as it likes, nothing is left to compute for the pending windows)."""
+        as long as it likes: nothing is left to compute for the pending windows, or the song
+        is stopped). Given the time ``t_ns``, and pending windows :meth:`due` has seen before,
+        until it could first say yes: when they have stayed the same for a clock period, or
+        the bar line's last clock period begins, whichever comes first (input that arrives
+        before then wakes the worker anyway); else :attr:`quiet_s`."""
         key = self.engine.pending_key()
         if key == self.key or key.end_bar == self.gave_up_at:
             return None
-        return self.quiet_s
+        if t_ns is None or key != self._seen[0]:
+            return self.quiet_s
+        left = self.transport.ns_until(self.engine.next_close(), t_ns)
+        if left is None:
+            return None
+        period = self.transport.period_ns
+        until = min(left - period - self.margin_ns, self._seen[1] + period - t_ns)
+        return max(until / 1e9, self.quiet_s)
 
     def due(self, t_ns: int) -> bool:
         """Whether to compute now, the input having been quiet for :attr:`quiet_s` at ``t_ns``:

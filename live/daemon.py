@@ -173,7 +173,7 @@ class Daemon:
                 wait = min(wait, max(0.0, (deadline - now_ns) / NS))
             if next_stats is not None:
                 wait = min(wait, max(0.0, next_stats - time.monotonic()))
-            quiet_s = self.ahead.wait_s()
+            quiet_s = self.ahead.wait_s(now_ns)
             if quiet_s is not None:
                 wait = min(wait, quiet_s)
             msg: Sequence[int] | None

@@ -131,3 +131,30 @@ def test_input_that_keeps_changing_is_computed_ahead_in_the_last_clock_only(mode
         clock(transport, k)
         transport.handle((k + 1) * PERIOD, [0x91, 40 + k % 20, 90])
         assert ahead.due((k + 1) * PERIOD + 2_000_000) == (k == CLOSE - 1), k
+
+
+def test_the_worker_sleeps_until_the_lookahead_could_compute(model: Model) -> None:
+    """Once :meth:`Lookahead.due` has seen the pending windows, the worker need not wake every
+    :data:`QUIET_S` to ask again: ``wait_s`` says when ``due`` could first say yes."""
+    transport, ahead = play_until(model, CLOSE - 40)
+    t = (CLOSE - 39) * PERIOD + 2_000_000
+    assert ahead.wait_s(t) == QUIET_S  # not seen yet: wait for the input to be quiet
+    assert not ahead.due(t)  # seen now, changed a moment ago
+    wait = ahead.wait_s(t + 1_000_000)
+    assert wait == pytest.approx((PERIOD - 1_000_000) / 1e9)  # a period after it was seen
+    assert not ahead.due(t + 1_000_000 + round(wait * 1e9) - 1_000)
+    assert ahead.due(t + 1_000_000 + round(wait * 1e9))
+    assert ahead.wait_s() == QUIET_S  # without the time, as before
+
+    transport, ahead = play_until(model, CLOSE - 2)
+    t = quiet(CLOSE - 2)  # 1.75 periods before the bar line
+    assert not ahead.due(t)
+    wait_ns = round(ahead.wait_s(t) * 1e9)  # until the bar line's last period begins
+    assert wait_ns == pytest.approx(0.75 * PERIOD - ahead.margin_ns, abs=1_000)
+    assert not ahead.due(t + wait_ns - 1_000_000)
+    # The transport counts the song's position in ticks, so the wait can end a tick early: then
+    # the worker waits QUIET_S once more.
+    assert ahead.due(t + wait_ns + round(QUIET_S * 1e9))
+
+    transport.handle(t, [0xFC])  # stopped: nothing can be due until the song moves
+    assert not ahead.due(t + PERIOD) and ahead.wait_s(t + PERIOD) is None
