@@ -152,14 +152,11 @@ class Cued:
 
 def main() -> None:
     from levers import add_ood_option, ood_store
-    from ood import confusion, macro_f1
+    from ood import confusion, macro_f1, part_student
 
-    from export.bundle import load_student
-    from live.contracts import contract
     from train.batches import NotesSource
     from train.data.notes import NotesStore
     from train.history import running_answers
-    from train.models import PartStudent
     from train.progress import reporter
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -170,10 +167,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("confusions.json"))
     add_ood_option(ap)
     args = ap.parse_args()
-    model, _ = load_student(args.run / f"{args.student}.pt")
-    if not isinstance(model, PartStudent):
-        raise SystemExit(f"{args.run}/{args.student}.pt is not a contract-2 or 3 student")
-    view = contract(json.loads((args.run / "config.json").read_text())["model"]["contract"])
+    model = part_student(args.run / f"{args.student}.pt")
+    view = model.contract
     torch.set_num_threads(1)
     cpu = torch.device("cpu")
     store = NotesStore(args.data / "notes").view(view)

@@ -52,12 +52,11 @@ def brief(result: dict) -> dict:
 def main() -> None:
     import torch
     from levers import add_ood_option, ood_store
+    from ood import part_student
 
-    from export.bundle import load_student
     from train.batches import NotesSource
     from train.data.notes import NotesStore
     from train.history import running_answers
-    from train.models import PartStudent
     from train.progress import reporter
     from train.students import StoredAnswers, evaluate_windows
 
@@ -71,16 +70,20 @@ def main() -> None:
         raise SystemExit("an ensemble needs two runs or more")
     models = []
     for run in args.runs:
-        model, _ = load_student(run / "kdic.pt")
-        if not isinstance(model, PartStudent):
-            raise SystemExit(f"{run}/kdic.pt is not a contract-2 student")
-        models.append(model)
+        models.append(part_student(run / "kdic.pt"))
+    view = models[0].contract
+    if any(m.contract != view for m in models):
+        raise SystemExit("the students read different contracts: an ensemble needs one")
     torch.set_num_threads(1)
     cpu = torch.device("cpu")
     out: dict = {"runs": [str(r) for r in args.runs]}
     with reporter() as say:
-        sets = [("in_domain", NotesStore(args.data / "notes"), "test")]
-        sets += [(n, ood_store(n, f, args.runs[0].parent, say), None) for n, f in args.ood]
+        sets: list[tuple[str, NotesStore, str | None]] = [
+            ("in_domain", NotesStore(args.data / "notes").view(view), "test")
+        ]
+        sets += [
+            (n, ood_store(n, f, args.runs[0].parent, say).view(view), None) for n, f in args.ood
+        ]
         for name, store, split in sets:
             idx = store.split(split) if split else np.arange(len(store), dtype=np.int64)
             source = NotesSource(store, cells=True)

@@ -25,6 +25,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -122,14 +123,25 @@ def analyse(
     }
 
 
+def part_student(path: Path) -> Any:
+    """The contract-2 or 3 student of a checkpoint (a :class:`train.models.PartStudent`); read
+    notes stores in its contract's view (``store.view(model.contract)``): a contract-3 student
+    fed contract 2's view would hear no controllers, and say nothing of it."""
+    from export.bundle import load_student
+    from train.models import PartStudent
+
+    model, _ = load_student(path)
+    if not isinstance(model, PartStudent):
+        raise SystemExit(f"{path} is not a contract-2 or 3 student")
+    return model
+
+
 def main() -> None:
     import torch
 
-    from export.bundle import load_student
     from train.batches import NotesSource
     from train.data.notes import NotesStore
     from train.history import running_answers
-    from train.models import PartStudent
     from train.progress import reporter
 
     sys.path.insert(0, str(REPO / "experiments"))
@@ -142,16 +154,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("ood.json"))
     add_ood_option(ap)
     args = ap.parse_args()
-    model, _ = load_student(args.run / f"{args.student}.pt")
-    if not isinstance(model, PartStudent):
-        raise SystemExit(f"{args.run}/{args.student}.pt is not a contract-2 student")
+    model = part_student(args.run / f"{args.student}.pt")
     report = json.loads((args.run / "report.json").read_text())
     in_domain = np.array(report["models"][args.student.upper()]["confusion"])
     torch.set_num_threads(1)
     out = {"run": str(args.run), "in_domain_window_macro_f1": macro_f1(in_domain)}
     with reporter() as say:
         for name, folder in args.ood:
-            store: NotesStore = ood_store(name, folder, args.run.parent, say)
+            store: NotesStore = ood_store(name, folder, args.run.parent, say).view(model.contract)
             idx = np.arange(len(store), dtype=np.int64)
             with torch.no_grad():
                 window, _ = running_answers(

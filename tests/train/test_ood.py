@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
+import torch
 from sklearn.metrics import f1_score
 
 from tests.train.experiments import load
@@ -63,3 +67,19 @@ def test_parts_per_class_counts_each_song_and_part_once() -> None:
     y = np.array([2, 2, 2, 2, 2, 5])
     counts = ood.parts_per_class(song, part, y)
     assert counts[2] == 3 and counts[5] == 1 and sum(counts) == 4
+
+
+def test_a_students_notes_are_read_in_its_own_contract(tmp_path: Path) -> None:
+    """A contract-3 student says so, so the experiments read the store's contract-3 view (the
+    controllers); a contract-1 student is refused."""
+    from live.contracts import V2, V3
+    from train import checkpoints
+    from train.models import build_part_student, build_student
+
+    for controls, want in [(False, V2), (True, V3)]:
+        model = build_part_student("tiny", inputs=(0, 1, 2, 3, 4), state=8, controls=controls)
+        torch.save(checkpoints.checkpoint(model, role="student"), tmp_path / "kdic.pt")
+        assert ood.part_student(tmp_path / "kdic.pt").contract == want
+    torch.save(checkpoints.checkpoint(build_student("tiny"), role="student"), tmp_path / "v1.pt")
+    with pytest.raises(SystemExit, match="not a contract-2 or 3 student"):
+        ood.part_student(tmp_path / "v1.pt")
