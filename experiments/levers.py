@@ -87,9 +87,6 @@ VARIANTS = {
     # generalises to new songs better than the student: the paper's distillation with a
     # teacher that knows more.
     "floorkd": ["distill.teacher=floor"],
-    # Finer labels for the same embedding: a second answer layer learns the part's General
-    # MIDI program beside its family (training only; Brass is a trumpet line or a pad).
-    "programs": ["model.programs=true"],
     # Per-class offsets on the answers, fitted on validation (train.calibrate).
     "calibrated": ["student.calibrate=true"],
     # The floor's answers at temperature 1 (the preset distils at 2).

@@ -133,11 +133,6 @@ class ModelConfig:
     #: of the parts heard in the same window (train.models.ChannelAttention; the song's other
     #: channels at a bar line), before the window answer and the history read it.
     attend: bool = since(False)
-    #: Contract 2: a second answer layer on the window embedding learns the part's General
-    #: MIDI program (128 classes; :data:`train.ensemble.PROGRAM_WEIGHT` of the loss) while the
-    #: window answer learns its family: finer labels for the same embedding (Brass is a
-    #: trumpet line or a synth-brass pad). Training only: the answers read the family layer.
-    programs: bool = since(False)
 
     def __post_init__(self) -> None:
         _check(
@@ -178,10 +173,6 @@ class ModelConfig:
         _check(
             not self.attend or self.contract != 1,
             "model.attend relates the parts of a song: it needs model.contract=2 or 3",
-        )
-        _check(
-            not self.programs or self.attend,
-            "model.programs learns from whole groups: it needs model.attend=true",
         )
 
 

@@ -23,18 +23,15 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 
 from live.taxonomy import N_CLASSES
 from train.batches import balanced_sample
 from train.data.notes import NotesStore
 from train.models import PartStudent
-from train.steps import Index, LossFn, Source, StepFn, weighted_mean
+from train.steps import Index, LossFn, Source, StepFn
 
 #: Windows embedded at once when scoring: whole groups, about this many.
 BLOCK = 1024
-#: With ``model.programs``: the weight of the program answer's cross-entropy in the loss.
-PROGRAM_WEIGHT = 0.5
 #: Windows attended at once: whole groups, about this many (the attention over a block is
 #: masked to each group, so its cost grows with the block's square for nothing).
 ATTEND_BLOCK = 64
@@ -103,28 +100,16 @@ def group_step(
     groups: Groups,
     weight: npt.NDArray[np.float32],
     device: torch.device,
-    programs: npt.NDArray | None = None,
 ) -> StepFn:
     """A batch of draws, each with its whole group: ``loss`` of the window answers of every
-    window, which attended to its group's, each weighed by its class's ``weight``. With
-    ``programs`` (each store window's General MIDI program), also :data:`PROGRAM_WEIGHT` times
-    the cross-entropy of the student's program answer (``model.programs``)."""
+    window, which attended to its group's, each weighed by its class's ``weight``."""
     table = torch.from_numpy(weight)
 
     def step(model: torch.nn.Module, anchors: Index) -> dict[str, torch.Tensor]:
         windows, group = groups.expand(anchors)
         x, y = source(windows)
         logits = model(x.to(device), group=torch.from_numpy(group).to(device))
-        w = table[y].to(device)
-        named = loss(logits, y.to(device), windows, w)
-        if programs is not None:
-            student = getattr(model, "module", model)  # under DistributedDataParallel
-            assert isinstance(student, PartStudent) and student.program_logits is not None
-            target = torch.from_numpy(programs[windows].astype(np.int64)).to(device)
-            each = F.cross_entropy(student.program_logits, target, reduction="none")
-            named["program/ce"] = weighted_mean(each, w)
-            named["loss"] = named["loss"] + PROGRAM_WEIGHT * named["program/ce"]
-        return named
+        return loss(logits, y.to(device), windows, table[y].to(device))
 
     return step
 

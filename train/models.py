@@ -41,9 +41,6 @@ from train.batches import SparseWindows
 from train.config import ARCHITECTURES
 from train.stats import StatsInput
 
-#: General MIDI programs: what ``PartStudent(programs=True)`` answers besides the family.
-N_PROGRAMS = 128
-
 #: dB value that the teacher's fixed input scaling maps to 0 (the log-mel floor: silence).
 DB_FLOOR = MEL.top_db_floor
 #: dB per unit after the teacher's fixed input scaling: -100..+20 dB becomes 0..2.4.
@@ -641,12 +638,7 @@ class PartStudent(KdModel):
     """
 
     contract = V2
-    added_later: ClassVar[dict[str, Any]] = {
-        "stats": False,
-        "attend": False,
-        "controls": False,
-        "programs": False,
-    }
+    added_later: ClassVar[dict[str, Any]] = {"stats": False, "attend": False, "controls": False}
 
     def __init__(
         self,
@@ -657,7 +649,6 @@ class PartStudent(KdModel):
         stats: bool = False,
         attend: bool = False,
         controls: bool = False,
-        programs: bool = False,
         n_classes: int = N_CLASSES,
         **cnn: Any,
     ) -> None:
@@ -681,11 +672,6 @@ class PartStudent(KdModel):
             # The window answer reads the embedding and the statistics side by side.
             self.window.classifier = nn.Linear(self.embedding_dim, n_classes)
         self.context = ChannelAttention(self.embedding_dim) if attend else None
-        #: With ``programs``, a layer answering the part's General MIDI program from the
-        #: embedding the window answer reads (training only; see :meth:`programs_of`).
-        self.program_head = nn.Linear(self.embedding_dim, N_PROGRAMS) if programs else None
-        #: In training, with ``programs``: the program logits of the last ``forward``.
-        self.program_logits: torch.Tensor | None = None
         self.state_dim = state
         self.window_frozen = False
         if state:
@@ -695,7 +681,7 @@ class PartStudent(KdModel):
     def _window_parts(self) -> list[nn.Module]:
         """What makes the window embedding and answer: selection, encoder, statistics and
         attention."""
-        extra = [m for m in (self.statistics, self.context, self.program_head) if m is not None]
+        extra = [m for m in (self.statistics, self.context) if m is not None]
         return [self.select, self.window, *extra]
 
     def freeze_window(self) -> None:
@@ -787,8 +773,6 @@ class PartStudent(KdModel):
         if emb is None:
             assert x is not None
             emb = self.attended(self.embed(x), group)
-        if self.program_head is not None and self.training:
-            self.program_logits = self.program_head(emb)  # read by the training step
         if valid is None:
             return self.head(emb)
         steps = torch.zeros(*valid.shape, emb.shape[1], device=emb.device, dtype=emb.dtype)
@@ -852,7 +836,6 @@ def build_part_student(
     stats: bool = False,
     attend: bool = False,
     controls: bool = False,
-    programs: bool = False,
 ) -> PartStudent:
     """A contract-2 :class:`PartStudent` of ``preset`` on the channels ``inputs`` of
     ``[B, 5, 128, 16]``, with a state of ``state``, a window ``encoder`` whose widths are
@@ -876,7 +859,6 @@ def build_part_student(
         stats=stats,
         attend=attend,
         controls=controls,
-        programs=programs,
         **sizes,
     )
 

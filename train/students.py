@@ -318,7 +318,6 @@ class NotesStudents(Students):
             stats=m.stats,
             attend=m.attend,
             controls=cls.contract.controls,
-            programs=m.programs,
         )
 
     def __init__(self, data: Data, cfg: RunConfig) -> None:
@@ -411,8 +410,7 @@ class NotesStudents(Students):
         train, source, notes = self.windows.split["train"], self.windows.source, self.notes
         groups = ensemble.Groups(notes, train)
         weight, size = ensemble.class_weights(groups, train, notes.labels, seed=self.cfg.seed)
-        programs = notes.index["program"] if model.program_head is not None else None
-        step = ensemble.group_step(source, loss, groups, weight, device, programs)
+        step = ensemble.group_step(source, loss, groups, weight, device)
 
         def predict(model: torch.nn.Module, idx: Index) -> npt.NDArray[np.float32]:
             assert isinstance(model, PartStudent)
