@@ -30,9 +30,9 @@ from train.errors import ConfigError
 #: before retrain that stage instead of being trusted.
 FINGERPRINT_VERSION = 2
 DEVICES = ("auto", "cpu", "cuda")
-SPLITS = ("song", "window", "slakh-orig")
+SPLITS = ("song", "window", "slakh-orig")  # train.splits.KINDS, without importing numpy here
 #: The presets that size the architectures (``model.preset``; :mod:`train.models`).
-ARCHITECTURES = ("fast", "paper", "tiny")  # train.splits.KINDS, without importing numpy here
+ARCHITECTURES = ("fast", "paper", "tiny")
 
 
 def since(default: Any) -> Any:
