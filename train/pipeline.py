@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -95,13 +96,26 @@ def fingerprints(cfg: RunConfig, data_fp: str) -> dict[str, str]:
 
 
 def new_teacher(cfg: RunConfig) -> KdModel:
-    """An untrained teacher as the config describes it."""
-    return build_teacher(cfg.model.preset, frames=cfg.model.teacher_frames)
+    """An untrained teacher as the config describes it, its weights drawn from the run's seed."""
+    with _seeded(cfg.seed):
+        return build_teacher(cfg.model.preset, frames=cfg.model.teacher_frames)
 
 
 def new_student(cfg: RunConfig) -> KdModel:
-    """An untrained student as the config describes it."""
-    return students_for(cfg.model.contract).new_model(cfg.model)
+    """An untrained student as the config describes it, its weights drawn from the run's seed."""
+    with _seeded(cfg.seed):
+        return students_for(cfg.model.contract).new_model(cfg.model)
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """torch's random numbers drawn from ``seed`` inside, the global generator untouched: a
+    model's first weights are a function of the seed alone, not of whatever drew random
+    numbers before in the process (the first model of a process used to start from torch's
+    unseeded generator, so two runs of one command trained different teachers)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def run_all(cfg: RunConfig, report: Reporter | None = None) -> dict:

@@ -356,6 +356,37 @@ def test_each_setting_redoes_only_the_stages_that_depend_on_it(
         assert {k: v["fingerprint"] for k, v in rerun(tiny_run, run).items()} == base
 
 
+def test_a_new_model_starts_from_the_seed_alone() -> None:
+    """A model's first weights depend on the run's seed only, not on what drew random numbers
+    before it in the process, and building it leaves torch's generator where it was."""
+    from train.pipeline import new_student, new_teacher
+
+    for preset in ("tiny", "fast"):
+        cfg = preset_config(preset)
+        for build in (new_teacher, new_student):
+            first = build(cfg).state_dict()
+            torch.rand(17)  # whatever ran before
+            state = torch.get_rng_state()
+            again = build(cfg).state_dict()
+            assert torch.equal(torch.get_rng_state(), state)
+            assert all(torch.equal(first[k], again[k]) for k in first), (preset, build)
+            other = build(replace(cfg, seed=cfg.seed + 1)).state_dict()
+            assert not all(torch.equal(first[k], other[k]) for k in first), (preset, build)
+
+
+@pytest.mark.slow
+def test_two_runs_of_one_command_train_the_same_models(tiny_run: Path, tmp_path: Path) -> None:
+    """``kdtrain all`` again on the same data, in a process that has drawn other random
+    numbers since: every trained model has the same weights (the README's first command gave
+    a different teacher, and so a different KDIC, on every run)."""
+    again = rerun(tiny_run, tmp_path / "run")
+    for name in ("teacher.pt", "nic.pt", "kdic.pt"):
+        first = checkpoints.load(tiny_run / name)["state_dict"]
+        second = again[name]["state_dict"]
+        assert first.keys() == second.keys()
+        assert all(torch.equal(first[k], second[k]) for k in first), name
+
+
 @pytest.mark.slow
 def test_a_train_fraction_trains_every_model_on_a_subset_of_the_songs(
     tiny_run: Path, tmp_path: Path
