@@ -39,13 +39,12 @@ import numpy.typing as npt
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from experiments.floor import predict, say, score, song_split, take_songs  # noqa: E402
+from experiments.floor import predict, say, score, sides, timed_fit  # noqa: E402
 from live.errors import MidiFileError  # noqa: E402
 from live.midifile import load_midi, read_song  # noqa: E402
 from live.taxonomy import CLASSES  # noqa: E402
 from live.windows import window_bounds  # noqa: E402
 from train import floor  # noqa: E402
-from train.baseline import fit_baseline  # noqa: E402
 from train.data.notes import NotesStore  # noqa: E402
 from train.students import StoredAnswers, floor_features  # noqa: E402
 
@@ -198,11 +197,6 @@ def controller_features(
     return out, {"share_of_parts": share, "songs_failed": failed}
 
 
-def fit(x: npt.NDArray[np.float32], y: npt.NDArray[np.int64], seed: int):  # type: ignore[no-untyped-def]
-    t0 = time.perf_counter()
-    return fit_baseline(x, y, seed=seed), time.perf_counter() - t0
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--notes", type=Path, required=True)
@@ -214,10 +208,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     notes = NotesStore(args.notes)
-    split, sha1 = song_split(notes)
-    test = np.sort(take_songs(split["test"], sha1, args.test_songs))
-    train_all = np.sort(take_songs(split["train"], sha1, args.train_songs))
-    train = np.sort(floor.sample(train_all, args.max_train_windows, seed=args.seed))
+    test, train_all, train = sides(
+        notes, args.train_songs, args.test_songs, args.max_train_windows, args.seed
+    )
     say(
         f"train {len(train):,} windows of {len(np.unique(notes.index['song'][train])):,} songs; "
         f"test {len(test):,} of {len(np.unique(notes.index['song'][test])):,}"
@@ -256,7 +249,8 @@ def main() -> None:
     }
     for name, (xw, xw_test, xr, xr_test) in inputs.items():
         with ProcessPoolExecutor(2) as pool:  # window and running model side by side
-            a, b = pool.submit(fit, xw, y, args.seed), pool.submit(fit, xr, y, args.seed)
+            a = pool.submit(timed_fit, xw, y, args.seed)
+            b = pool.submit(timed_fit, xr, y, args.seed)
             (mw, tw), (mr, tr) = a.result(), b.result()
         answers = StoredAnswers(name, test, predict(mw, xw_test), predict(mr, xr_test))
         entry = score(answers, notes, test) | {"fit_seconds": [round(tw), round(tr)]}

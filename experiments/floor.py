@@ -115,6 +115,19 @@ def song_split(notes: NotesStore) -> tuple[dict[str, npt.NDArray[np.int64]], np.
     return split_windows("song", notes.song_split[song], notes.song_key[song], keys), sha1
 
 
+def sides(
+    notes: NotesStore, train_songs: int, test_songs: int, max_train_windows: int, seed: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``(test, train_all, train)``, sorted: every window of the first ``test_songs`` test
+    songs and of the first ``train_songs`` training songs (:func:`take_songs`; 0: all), and the
+    at most ``max_train_windows`` of the latter that a floor fits on (:func:`train.floor.sample`
+    with ``seed``)."""
+    split, sha1 = song_split(notes)
+    test = np.sort(take_songs(split["test"], sha1, test_songs))
+    train_all = np.sort(take_songs(split["train"], sha1, train_songs))
+    return test, train_all, floor.sample(train_all, max_train_windows, seed=seed)
+
+
 def take_songs(idx: npt.NDArray[np.int64], sha1: np.ndarray, n: int) -> npt.NDArray[np.int64]:
     """The windows ``idx`` of the first ``n`` of their songs in the stable order of
     :func:`train.splits.song_hashes` (``train_fraction``'s); all of them if ``n`` is 0."""

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "experiments"))
 
-from floor import n_songs, predict, say, song_split, take_songs, timed_fit  # noqa: E402
+from floor import n_songs, predict, say, sides, timed_fit  # noqa: E402
 
 from live.taxonomy import CLASSES  # noqa: E402
 from train import floor  # noqa: E402
@@ -65,10 +65,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     notes = NotesStore(args.notes)
-    split, sha1 = song_split(notes)
-    test = np.sort(take_songs(split["test"], sha1, args.test_songs))
-    train_all = np.sort(take_songs(split["train"], sha1, args.train_songs))
-    train = floor.sample(train_all, args.max_train_windows, seed=args.seed)
+    test, train_all, train = sides(
+        notes, args.train_songs, args.test_songs, args.max_train_windows, args.seed
+    )
     say(f"train: {len(train):,} windows of {n_songs(train, notes):,} songs; test: {len(test):,}")
 
     t0 = time.perf_counter()
