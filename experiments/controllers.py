@@ -39,7 +39,7 @@ import numpy.typing as npt
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from experiments.floor import predict, say, score, sides, timed_fit  # noqa: E402
+from experiments.floor import predict, say, score, side_arguments, sides, timed_fit  # noqa: E402
 from live.errors import MidiFileError  # noqa: E402
 from live.midifile import load_midi, read_song  # noqa: E402
 from live.taxonomy import CLASSES  # noqa: E402
@@ -199,13 +199,8 @@ def controller_features(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--notes", type=Path, required=True)
-    p.add_argument("--train-songs", type=int, default=1800)
-    p.add_argument("--test-songs", type=int, default=600)
-    p.add_argument("--max-train-windows", type=int, default=200_000)
+    side_arguments(p, test_songs=600)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     notes = NotesStore(args.notes)
     test, train_all, train = sides(

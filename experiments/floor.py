@@ -115,6 +115,17 @@ def song_split(notes: NotesStore) -> tuple[dict[str, npt.NDArray[np.int64]], np.
     return split_windows("song", notes.song_split[song], notes.song_key[song], keys), sha1
 
 
+def side_arguments(p: argparse.ArgumentParser, *, test_songs: int) -> None:
+    """The options of a script that fits on :func:`sides`: the notes store, the training and
+    test songs, the windows fitted on, the seed, the JSON written."""
+    p.add_argument("--notes", type=Path, required=True)
+    p.add_argument("--train-songs", type=int, default=1800)
+    p.add_argument("--test-songs", type=int, default=test_songs, help="0: every test song")
+    p.add_argument("--max-train-windows", type=int, default=200_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+
+
 def sides(
     notes: NotesStore, train_songs: int, test_songs: int, max_train_windows: int, seed: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:

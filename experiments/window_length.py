@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "experiments"))
 
-from floor import n_songs, predict, say, sides, timed_fit  # noqa: E402
+from floor import n_songs, predict, say, side_arguments, sides, timed_fit  # noqa: E402
 
 from live.taxonomy import CLASSES  # noqa: E402
 from train import floor  # noqa: E402
@@ -57,12 +57,7 @@ LENGTHS = {"2 bars": 0, "4 bars": 1, "8 bars": 3}
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--notes", type=Path, required=True)
-    p.add_argument("--train-songs", type=int, default=1800)
-    p.add_argument("--test-songs", type=int, default=300)
-    p.add_argument("--max-train-windows", type=int, default=200_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True)
+    side_arguments(p, test_songs=300)
     args = p.parse_args()
     notes = NotesStore(args.notes)
     test, train_all, train = sides(
