@@ -57,7 +57,6 @@ def _declare(lib: ctypes.CDLL) -> None:
         ("fluid_synth_add_sfont", i, [p, p]),
         ("fluid_synth_remove_sfont", i, [p, p]),
         ("fluid_set_log_function", p, [i, p, p]),
-        ("fluid_synth_system_reset", i, [p]),
         ("fluid_synth_write_float", i, [p, i, p, i, i, p, i, i]),
         ("new_fluid_player", p, [p]),
         ("fluid_player_add", i, [p, s]),
