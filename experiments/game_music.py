@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "experiments"))
 
 from floor import n_songs, predict, say, song_split, take_songs, timed_fit  # noqa: E402
-from window_length import scores  # noqa: E402
+from window_length import scores, window_features  # noqa: E402
 
 from live.taxonomy import CLASSES  # noqa: E402
 from train import floor  # noqa: E402
@@ -104,16 +104,6 @@ def main() -> None:
                 + ", ".join(f"{t} {entry[t]['macro_f1']:.3f}" for t in game if t in entry)
             )
     print(table(result))
-
-
-def window_features(notes: NotesStore, idx: npt.NDArray[np.int64]) -> Features:
-    """The floor's window statistics (:data:`train.floor.FEATURE_NAMES`) of windows ``idx``."""
-    return np.concatenate(
-        [
-            floor.input_features(notes.inputs(w), notes.index["valid_steps"][w])
-            for w in np.array_split(idx, max(1, len(idx) // 8192))
-        ]
-    )
 
 
 def mixed(

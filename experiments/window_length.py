@@ -72,7 +72,7 @@ def main() -> None:
     say(f"features: {time.perf_counter() - t0:.0f} s")
     own = len(floor.FEATURE_NAMES)
     run_train, run_test = (
-        running_features(notes, idx, whole) for idx, whole in ((train, train_all), (test, test))
+        floor_features(notes, whole, idx) for idx, whole in ((train, train_all), (test, test))
     )
     inputs = {
         name: (x_train[:, : own * (1 + k)], x_test[:, : own * (1 + k)])
@@ -119,12 +119,7 @@ def lookback_features(notes: NotesStore, idx: Index, whole: Index) -> npt.NDArra
     k = max(LENGTHS.values())
     rows = np.stack([idx, *(earlier(notes, idx, whole, 2 * j) for j in range(1, k + 1))], 1)
     need = np.unique(rows[rows >= 0])
-    feats = np.concatenate(
-        [
-            floor.input_features(notes.inputs(w), notes.index["valid_steps"][w])
-            for w in np.array_split(need, max(1, len(need) // 8192))
-        ]
-    )
+    feats = window_features(notes, need)
     own = feats.shape[1]
     out = np.full((len(idx), (1 + k) * own), np.nan, np.float32)
     for j in range(1 + k):
@@ -160,10 +155,14 @@ def part_start(notes: NotesStore, idx: Index) -> npt.NDArray[np.int64]:
     return np.array([first[k] for k in key.tolist()], np.int64)
 
 
-def running_features(notes: NotesStore, idx: Index, whole: Index) -> npt.NDArray[np.float32]:
-    """The floor's running features (:data:`train.floor.RUNNING_NAMES`) of ``idx``, the running
-    means over ``whole``."""
-    return floor_features(notes, whole, idx)
+def window_features(notes: NotesStore, idx: Index) -> npt.NDArray[np.float32]:
+    """The floor's window statistics (:data:`train.floor.FEATURE_NAMES`) of windows ``idx``."""
+    return np.concatenate(
+        [
+            floor.input_features(notes.inputs(w), notes.index["valid_steps"][w])
+            for w in np.array_split(idx, max(1, len(idx) // 8192))
+        ]
+    )
 
 
 def scores(y: npt.NDArray[np.int64], answer: npt.NDArray[np.int64]) -> dict:
