@@ -39,7 +39,7 @@ import numpy.typing as npt
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from experiments.floor import predict, say, score, side_arguments, sides, timed_fit  # noqa: E402
+from experiments.floor import fit_pool, predict, say, score, side_arguments, sides, timed_fit  # noqa: E402
 from live.errors import MidiFileError  # noqa: E402
 from live.midifile import load_midi, read_song  # noqa: E402
 from live.taxonomy import CLASSES  # noqa: E402
@@ -243,7 +243,7 @@ def main() -> None:
         ),
     }
     for name, (xw, xw_test, xr, xr_test) in inputs.items():
-        with ProcessPoolExecutor(2) as pool:  # window and running model side by side
+        with fit_pool() as pool:  # window and running model side by side
             a = pool.submit(timed_fit, xw, y, args.seed)
             b = pool.submit(timed_fit, xr, y, args.seed)
             (mw, tw), (mr, tr) = a.result(), b.result()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -180,7 +181,7 @@ def fit_floor(
     """The floor fitted on ``x [n, RUNNING_NAMES]``: two models (the window answer from the
     window's own statistics, the running answer from all), and one model for both."""
     own = len(floor.FEATURE_NAMES)
-    with ProcessPoolExecutor(2) as pool:  # the two fits side by side, one thread each
+    with fit_pool() as pool:  # the two fits side by side, one thread each
         fits = [pool.submit(timed_fit, x[:, :own], y, seed), pool.submit(timed_fit, x, y, seed)]
         (window_model, t_window), (running_model, t_running) = (f.result() for f in fits)
     window = predict(window_model, x_test[:, :own])
@@ -197,6 +198,13 @@ def fit_floor(
         ("", {"window": window, "running": running} | fits | iters),
         (", one model", {"window": alone, "running": running} | fits | iters),
     ]
+
+
+def fit_pool(workers: int = 2) -> ProcessPoolExecutor:
+    """A pool for gradient-boosting fits whose workers are spawned, not forked: a child forked
+    after this process ran OpenMP (any fit or ``predict`` here, unless ``OMP_NUM_THREADS=1``)
+    hangs in libgomp the first time it uses OpenMP itself."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def timed_fit(x: npt.NDArray[np.float32], y: npt.NDArray[np.int64], seed: int) -> tuple[Any, float]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "experiments"))
 
-from floor import n_songs, predict, say, song_split, take_songs, timed_fit  # noqa: E402
+from floor import fit_pool, n_songs, predict, say, song_split, take_songs, timed_fit  # noqa: E402
 from window_length import scores, window_features  # noqa: E402
 
 from live.taxonomy import CLASSES  # noqa: E402
@@ -87,7 +86,7 @@ def main() -> None:
             mx, my = mixed(x, y, gx, gy, share)
             fits[f"the corpus + {other} ({1 - len(y) / len(my):.0%} of rows)"] = (mx, my)
         fits[f"{other} alone"] = (gx, gy)
-    with ProcessPoolExecutor(2) as pool:  # two fits side by side, one thread each
+    with fit_pool() as pool:  # two fits side by side, one thread each
         futures = {
             name: pool.submit(timed_fit, fx, fy, args.seed) for name, (fx, fy) in fits.items()
         }

@@ -32,7 +32,6 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "experiments"))
 
-from floor import n_songs, predict, say, side_arguments, sides, timed_fit  # noqa: E402
+from floor import fit_pool, n_songs, predict, say, side_arguments, sides, timed_fit  # noqa: E402
 
 from live.taxonomy import CLASSES  # noqa: E402
 from train import floor  # noqa: E402
@@ -93,7 +92,7 @@ def main() -> None:
         },
         "models": {},
     }
-    with ProcessPoolExecutor(2) as pool:  # two fits side by side, one thread each
+    with fit_pool() as pool:  # two fits side by side, one thread each
         fits = {
             name: pool.submit(timed_fit, xt, y_train, args.seed) for name, (xt, _) in inputs.items()
         }
