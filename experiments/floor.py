@@ -19,7 +19,10 @@ docs/results.md), split as ``train.students.NotesStudents`` splits it under ``--
   the window answers averaged;
 - the shipped bundle (``live/assets/bundle``, ONNX Runtime on CPU), its window answer and its
   running answer, stepping each part's segments in bar order with the state reset where
-  :func:`train.history.order_segments` starts a new one (as the daemon does);
+  :func:`train.history.order_segments` starts a new one (as the daemon does), each window in
+  the bundle's own contract (a contract-3 bundle hears the controllers);
+- with ``--blend W ...``: the student and the floor together (the floor with the most training
+  songs), the mean of their probabilities with the student's share W, window and running;
 
 all on the test windows (``--test-songs K``: those of the first K test songs in the same
 stable order). Window, running, after 2/4/8/16 bars (:func:`train.students.evaluate_windows`).
@@ -64,6 +67,14 @@ def main() -> None:
     p.add_argument("--max-train-windows", type=int, default=200_000)
     p.add_argument("--test-songs", type=int, default=0, help="0: every test song")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--blend",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also score the mean of the student's and the floor's probabilities (the floor "
+        "with the most training songs), the student's share W for each W given",
+    )
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     notes = NotesStore(args.notes)
@@ -85,7 +96,8 @@ def main() -> None:
         say(f"{name}: {line(entry)}")
 
     t0 = time.perf_counter()
-    window, running = student_answers(Model(args.bundle, backend="cpu", threads=2), notes, test)
+    model = Model(args.bundle, backend="cpu", threads=2)
+    window, running = student_answers(model, notes.view(model.contract), test)
     scored = score(StoredAnswers("student", test, window, running), notes, test)
     save("student (shipped bundle)", scored | {"seconds": round(time.perf_counter() - t0, 1)})
     t0 = time.perf_counter()
@@ -103,6 +115,12 @@ def main() -> None:
         x = x_keep[np.searchsorted(keep, windows)]
         for name, entry in fit_floor(x, notes.labels[windows], x_test, args.seed):
             entry |= {"train_songs": n_songs(windows, notes), "train_windows": len(windows)}
+            if not name and n == max(chosen):
+                for w, blend in blends(window, running, entry, args.blend):
+                    save(
+                        f"student {w:g} + floor {1 - w:g}, {n} songs",
+                        score_entry(blend, notes, test),
+                    )
             save(f"floor, {n} songs{name}", score_entry(entry, notes, test))
     print(table(result))
 
@@ -155,23 +173,33 @@ def n_songs(idx: npt.NDArray[np.int64], notes: NotesStore) -> int:
 
 
 def student_answers(
-    model: Model, notes: NotesStore, idx: npt.NDArray[np.int64], batch: int = 2048
+    model: Model, notes: NotesStore, idx: npt.NDArray[np.int64], lines: int = 1024
 ) -> tuple[Probs, Probs]:
     """The bundle's window and running answers on windows ``idx`` (whole parts), in ``idx``'s
-    order: each segment stepped in bar order, its state starting at zero."""
-    order, segment, position = order_segments(
-        *(notes.index[k][idx] for k in ("song", "part", "bar"))
-    )
+    order, one bar line at a time as the daemon asks: the windows of one song that start at one
+    bar are one batch (a student whose channels attend to each other answers them together),
+    each part's segments stepped in bar order, the state starting at zero where
+    :func:`train.history.order_segments` starts a segment. Inputs are read ``lines`` bar lines
+    at a time."""
+    order, segment, _ = order_segments(*(notes.index[k][idx] for k in ("song", "part", "bar")))
+    seg = np.empty(len(idx), np.int64)
+    seg[order] = segment
+    song, bar = (notes.index[k][idx].astype(np.int64) for k in ("song", "bar"))
+    by_line = np.lexsort((bar, song))  # rows of idx, song by song, bar line by bar line
+    key = (song[by_line] << 32) | bar[by_line]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(idx) else np.zeros(0, int)
+    ends = np.r_[starts[1:], len(idx)]
     window = np.zeros((len(idx), 8), np.float32)
     running = np.zeros_like(window)
-    state = np.zeros((int(segment.max()) + 1 if len(idx) else 0, model.state_size), np.float32)
-    for k in range(int(position.max()) + 1 if len(idx) else 0):
-        at = order[position == k]  # rows of idx at position k of their segment
-        seg = segment[position == k]
-        for s in range(0, len(at), batch):
-            rows, segs = at[s : s + batch], seg[s : s + batch]
-            x = notes.inputs(idx[rows]).astype(np.float32)
-            window[rows], running[rows], state[segs] = model.step(x, state[segs])
+    state = np.zeros((len(segment) and int(segment.max()) + 1, model.state_size), np.float32)
+    for first in range(0, len(starts), lines):
+        block = slice(first, min(first + lines, len(starts)))
+        lo, hi = starts[block][0], ends[block][-1]
+        x = notes.inputs(idx[by_line[lo:hi]]).astype(np.float32)
+        for a, b in zip(starts[block], ends[block], strict=True):
+            rows = by_line[a:b]
+            segs = seg[rows]
+            window[rows], running[rows], state[segs] = model.step(x[a - lo : b - lo], state[segs])
     return window, running
 
 
@@ -205,6 +233,23 @@ def fit_pool(workers: int = 2) -> ProcessPoolExecutor:
     after this process ran OpenMP (any fit or ``predict`` here, unless ``OMP_NUM_THREADS=1``)
     hangs in libgomp the first time it uses OpenMP itself."""
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def blends(
+    window: Probs, running: Probs, floor_entry: dict, shares: list[float]
+) -> list[tuple[float, dict]]:
+    """For each student share ``w``: the answers ``w * student + (1 - w) * floor``, window and
+    running, as :func:`score_entry` takes them."""
+    return [
+        (
+            w,
+            {
+                "window": w * window + (1 - w) * floor_entry["window"],
+                "running": w * running + (1 - w) * floor_entry["running"],
+            },
+        )
+        for w in shares
+    ]
 
 
 def timed_fit(x: npt.NDArray[np.float32], y: npt.NDArray[np.int64], seed: int) -> tuple[Any, float]:
