@@ -92,6 +92,13 @@ class Bundle:
         return int((self.manifest.get("state") or {}).get("size", 0))
 
     @property
+    def history_share(self) -> float:
+        """The running answer's share of the student's history (contract 2 with a state): the
+        rest is the mean of the part's window answers so far. The manifest's
+        ``state.history_share``; 1 (the history alone) where it has none."""
+        return float((self.manifest.get("state") or {}).get("history_share", 1.0))
+
+    @property
     def stream_paths(self) -> tuple[Path, Path] | None:
         """The streaming graphs (steps, head) of a student that streams, else None."""
         stream = self.manifest.get("stream")
@@ -246,6 +253,12 @@ def _check_manifest(folder: Path, m: dict[str, Any]) -> None:
     shape = list((m.get("input") or {}).get("shape") or [])[1:]
     if shape != list(found.input_shape):
         raise BundleError(f"{folder}: its input shape {shape} is not its contract's: {_REEXPORT}")
+    share = (m.get("state") or {}).get("history_share", 1.0)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise BundleError(
+            f"{folder}: its state's history_share {share!r} is not a number from 0 to 1: "
+            "set it so (or remove it: the history alone) or re-export"
+        )
     for key, field in (("input", "name"), ("output", "name"), ("onnx", "sha256")):
         if not isinstance(m.get(key), dict) or field not in m[key]:
             raise BundleError(f"{folder}: manifest lacks {key!r}: {_REEXPORT}")

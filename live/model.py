@@ -83,6 +83,7 @@ class Model:
         self.contract = self.bundle.contract
         self.input_shape = self.contract.input_shape
         self.state_size = self.bundle.state_size
+        self.history_share = self.bundle.history_share
         self.threads = threads
         self.stream = stream
         self.runner: Runner = self._select(backend)

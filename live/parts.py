@@ -3,9 +3,11 @@
 Beside a window's own answer, the daemon (and ``kdlive replay``) keeps a *running answer* per
 channel. A contract-2 student with a history carries a state from window to window
 (:meth:`live.model.Model.step`); any other model's running answer is the mean of the channel's
-window answers so far. Either starts afresh, as training does (``train.history``), on Start,
-Stop and a Song Position Pointer jump (the engine's ``epoch``), and when the part comes back
-after more than :data:`RESET_BARS` bars without a window.
+window answers so far. A bundle may mix the two: its ``history_share`` of the history's
+answer, the rest the mean (``experiments/running_mix.py`` chooses it on validation). Either
+starts afresh, as training does (``train.history``), on Start, Stop and a Song Position
+Pointer jump (the engine's ``epoch``), and when the part comes back after more than
+:data:`RESET_BARS` bars without a window.
 
 Answers are computed first (:meth:`PartTracker.compute`, which may run ahead of the bar line)
 and kept only when they are sent (:meth:`PartTracker.commit`).
@@ -43,6 +45,7 @@ class StepModel(Protocol):
 
     contract: Contract
     state_size: int
+    history_share: float
 
     def predict(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
 
@@ -59,7 +62,7 @@ class Answers:
     bars: npt.NDArray[np.int64]
     window: npt.NDArray[np.float32]  # [B, 8] each window's own answer
     part: npt.NDArray[np.float32]  # [B, 8] each channel's running answer
-    state: npt.NDArray[np.float32]  # [B, S] (the model's state, or the running sum)
+    state: npt.NDArray[np.float32]  # [B, S] (the model's state, the running sum, or both)
     count: npt.NDArray[np.int64]  # windows in each running answer
     epoch: int
 
@@ -69,7 +72,10 @@ class PartTracker:
 
     def __init__(self, model: StepModel) -> None:
         self.model = model
-        self.size = model.state_size or N_CLASSES  # without a state: the sum of the answers
+        # Without a state, the sum of the window answers; with one mixed with their mean, the
+        # model's state and that sum side by side.
+        self.mean_share = 1.0 - model.history_share if model.state_size else 1.0
+        self.size = model.state_size + (N_CLASSES if self.mean_share else 0)
         self.state = np.zeros((17, self.size), np.float32)
         self.count = np.zeros(17, np.int64)
         self.last_bar = np.full(17, NEVER, np.int64)
@@ -116,13 +122,19 @@ class PartTracker:
             # alone, and the others' answers must not change with that choice.
             window = np.empty((len(windows), N_CLASSES), np.float32)
             part = np.empty_like(window)
+            history = state[:, : self.model.state_size]
             for rows in (~drums, drums):
-                window[rows], part[rows], state[rows] = self._answer(batch[rows], state[rows])
+                window[rows], part[rows], history[rows] = self._answer(batch[rows], history[rows])
         else:
-            window, part, state = self._answer(batch, state)
-        if not self.model.state_size:
-            state = state + window
-            part = state / count[:, None]
+            history = state[:, : self.model.state_size]
+            window, part, history = self._answer(batch, history)
+        if self.mean_share:  # the mean of the window answers so far, alone or mixed in
+            total = state[:, self.model.state_size :] + window
+            mean = total / count[:, None]
+            part = mean if self.mean_share == 1 else part + self.mean_share * (mean - part)
+            state = np.concatenate([history, total], axis=1)
+        else:
+            state = history
         return Answers(channels, bars, window, part, state, count, epoch)
 
     def _answer(

@@ -94,7 +94,8 @@ def expected_answers(
     """Each channel's window answers and running answers, from the model itself, given each
     bar line's ``(channel, inputs)``: a bar line's channels answered together (as the daemon
     does: a student whose channels attend to each other reads them all), the state carried
-    window to window, or (without one) the mean of the window answers so far."""
+    window to window, or (without one) the mean of the window answers so far; with both, the
+    model's ``history_share`` of the state's answer and the rest the mean."""
     out: dict[int, tuple[list, list]] = {}
     state: dict[int, np.ndarray] = {}
     total: dict[int, np.ndarray] = {}
@@ -104,15 +105,16 @@ def expected_answers(
         if model.state_size:
             zero = np.zeros(model.state_size, np.float32)
             h = np.stack([state.get(c, zero) for c in channels])
-            windows, parts, h = model.step(x, h)
+            windows, history, h = model.step(x, h)
             state.update(zip(channels, h, strict=True))
         else:
             windows = model.predict(x)
-            means = []
-            for c, w in zip(channels, windows, strict=True):
-                total[c] = total.get(c, 0) + w
-                means.append(total[c] / (len(out.get(c, ([], []))[0]) + 1))
-            parts = np.stack(means)
+        means = []
+        for c, w in zip(channels, windows, strict=True):
+            total[c] = total.get(c, 0) + w
+            means.append(total[c] / (len(out.get(c, ([], []))[0]) + 1))
+        share = model.history_share if model.state_size else 0.0
+        parts = np.stack(means) if share == 0 else share * history + (1 - share) * np.stack(means)
         for c, w, part in zip(channels, windows, parts, strict=True):
             mine = out.setdefault(c, ([], []))
             mine[0].append(w)

@@ -225,6 +225,8 @@ def _break(kind: str, folder: Path) -> None:
         manifest["format_version"] = 99
     elif kind == "classes":
         manifest["classes"] = list(reversed(CLASSES))
+    elif kind == "share":
+        manifest.setdefault("state", {})["history_share"] = 1.5
     elif kind == "truncated":
         data = (folder / ONNX_NAME).read_bytes()
         (folder / ONNX_NAME).write_bytes(data[: len(data) // 2])
@@ -232,7 +234,7 @@ def _break(kind: str, folder: Path) -> None:
         data = (folder / ONNX_NAME).read_bytes()
         (folder / ONNX_NAME).write_bytes(data[: len(data) // 2])
         manifest["onnx"]["sha256"] = sha256_file(folder / ONNX_NAME)
-    if kind in ("format", "classes", "truncated-rehashed"):
+    if kind in ("format", "classes", "share", "truncated-rehashed"):
         (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
 
 
@@ -242,6 +244,7 @@ BROKEN = {
     "not-json": "not valid JSON",
     "format": "format version 99",
     "classes": "differ from the contract",
+    "share": "history_share 1.5 is not a number from 0 to 1",
     "truncated": "does not match its manifest",
     "truncated-rehashed": "cannot be loaded by ONNX Runtime",
 }

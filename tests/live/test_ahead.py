@@ -26,6 +26,7 @@ class Failing:
 
     def __init__(self, model: Model) -> None:
         self.contract, self.state_size = model.contract, model.state_size
+        self.history_share = model.history_share
         self.input_shape, self.classes = model.input_shape, model.classes
 
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ class CountingModel:
         self.fail_always = fail_always
         self.classes, self.contract = model.classes, model.contract
         self.state_size, self.input_shape = model.state_size, model.input_shape
+        self.history_share = model.history_share
 
     def predict(self, rolls: np.ndarray) -> np.ndarray:
         self._count(len(rolls))

@@ -21,7 +21,7 @@ class W:
 class MeanModel:
     """No state: window answers that spell the window's bar."""
 
-    contract, state_size, input_shape = V1, 0, (1, 128, 16)
+    contract, state_size, input_shape, history_share = V1, 0, (1, 128, 16), 1.0
 
     def __init__(self) -> None:
         self.next: list[np.ndarray] = []
@@ -33,7 +33,7 @@ class MeanModel:
 class CountingStateModel:
     """A state that counts the windows it has heard: step adds 1."""
 
-    contract, state_size, input_shape = V2, 3, (5, 128, 16)
+    contract, state_size, input_shape, history_share = V2, 3, (5, 128, 16), 1.0
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         raise AssertionError("a model with a state is stepped")
@@ -61,6 +61,37 @@ def test_without_a_state_the_running_answer_is_the_mean_since_the_part_came() ->
         means.append(answers.part[0])
     assert means[-1] == pytest.approx([0.5, 0, 0, 0.5, 0, 0, 0, 0])
     assert means[1] == pytest.approx(onehot(0))
+
+
+class MixedModel:
+    """A state that counts; the history always answers Piano, each window what ``next`` says;
+    the running answer a quarter the history's."""
+
+    contract, state_size, input_shape, history_share = V2, 2, (5, 128, 16), 0.25
+
+    def __init__(self) -> None:
+        self.next = onehot(0)
+
+    def step(self, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.stack([self.next] * len(x)), np.stack([onehot(0)] * len(x)), h + 1
+
+
+def test_a_history_share_mixes_the_history_with_the_mean_of_the_window_answers() -> None:
+    model = MixedModel()
+    tracker = PartTracker(model)
+
+    def hear(bar: int, k: int, epoch: int = 0) -> np.ndarray:
+        model.next = onehot(k)
+        answers = tracker.compute([W(1, bar)], epoch=epoch)
+        tracker.commit(answers)
+        return answers.part[0]
+
+    assert hear(0, 3) == pytest.approx(0.25 * onehot(0) + 0.75 * onehot(3))
+    assert hear(1, 5) == pytest.approx(0.25 * onehot(0) + 0.375 * (onehot(3) + onehot(5)))
+    assert tracker.state[1, :2].tolist() == [2, 2]  # the model's own state goes on beside
+    assert hear(2 + RESET_BARS, 6) == pytest.approx(0.25 * onehot(0) + 0.75 * onehot(6))
+    assert tracker.state[1, :2].tolist() == [1, 1]  # after a long silence: both afresh
+    assert hear(3 + RESET_BARS, 6, epoch=1) == pytest.approx(0.25 * onehot(0) + 0.75 * onehot(6))
 
 
 def test_computing_ahead_keeps_nothing_until_commit() -> None:
@@ -123,8 +154,8 @@ class BatchModel:
 
     contract, input_shape = V2, (5, 128, 16)
 
-    def __init__(self, state_size: int) -> None:
-        self.state_size = state_size
+    def __init__(self, state_size: int, history_share: float = 1.0) -> None:
+        self.state_size, self.history_share = state_size, history_share
 
     def _probs(self, x: np.ndarray) -> np.ndarray:
         probs = np.zeros((len(x), 8), np.float32)
@@ -138,13 +169,13 @@ class BatchModel:
         return self._probs(x), self._probs(x), h + 1
 
 
-@pytest.mark.parametrize("state_size", [0, 3])
+@pytest.mark.parametrize(("state_size", "share"), [(0, 1.0), (3, 1.0), (3, 0.25)])
 def test_the_drums_are_answered_apart_so_the_others_answers_stay_the_same(
-    state_size: int,
+    state_size: int, share: float
 ) -> None:
     pitched = [W(c, 0) for c in (1, 2, 5)]
-    alone = PartTracker(BatchModel(state_size)).compute(pitched, epoch=0)
-    answers = PartTracker(BatchModel(state_size)).compute([*pitched, W(10, 0)], epoch=0)
+    alone = PartTracker(BatchModel(state_size, share)).compute(pitched, epoch=0)
+    answers = PartTracker(BatchModel(state_size, share)).compute([*pitched, W(10, 0)], epoch=0)
     assert answers.window[:3, 0].tolist() == alone.window[:, 0].tolist() == [3, 3, 3]
     assert answers.window[3, 0] == 1  # the drums in a call of their own
     np.testing.assert_array_equal(answers.part[:3], alone.part)
