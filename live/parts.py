@@ -116,17 +116,16 @@ class PartTracker:
         for i, w in enumerate(windows):
             batch[i] = self.model.contract.model_input(w.inputs)
         drums = channels == DRUM_CHANNEL + 1
+        history = state[:, : self.model.state_size]  # the model's own state (a view)
         if drums.any() and not drums.all():
             # The drums, classified only when asked (--channels), are answered apart: a
             # student whose channels attend to each other learnt bar lines of pitched parts
             # alone, and the others' answers must not change with that choice.
             window = np.empty((len(windows), N_CLASSES), np.float32)
             part = np.empty_like(window)
-            history = state[:, : self.model.state_size]
             for rows in (~drums, drums):
                 window[rows], part[rows], history[rows] = self._answer(batch[rows], history[rows])
         else:
-            history = state[:, : self.model.state_size]
             window, part, history = self._answer(batch, history)
         if self.mean_share:  # the mean of the window answers so far, alone or mixed in
             total = state[:, self.model.state_size :] + window
