@@ -2,6 +2,7 @@
 
     nice python experiments/tag_agreement.py                      # demo corpus + freedoom
     nice python experiments/tag_agreement.py --corpus mine=/path/to/midi --json out.json
+    nice python experiments/tag_agreement.py --bundle my-bundle --json out.json
 
 For every file: strip every Program Change, run `kdlive tag --all` on the stripped copy (the
 shipped model, CPU) and compare, per part (a channel with notes, not 10), the family of the
@@ -132,12 +133,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", action="append", default=[], help="NAME=FOLDER (repeatable)")
     ap.add_argument("--json", type=Path, help="write the figures here too")
+    ap.add_argument("--bundle", type=Path, help="the model bundle (default: the shipped one)")
     args = ap.parse_args()
     corpora = {"demo": demo_midi_files(), "freedoom": sorted(FREEDOOM.glob("*.mid"))}
     for item in args.corpus:
         name, _, folder = item.partition("=")
         corpora[name] = sorted(p for p in Path(folder).rglob("*.mid*") if p.is_file())
-    model = Model(backend="cpu")
+    model = Model(args.bundle, backend="cpu")
     results, everything = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for name, files in corpora.items():
