@@ -70,13 +70,24 @@ def song_interval(
 ) -> tuple[float, float]:
     """The 2.5th and 97.5th percentiles of macro-F1 over ``n`` resamplings of the songs (with
     replacement; a song's windows go together)."""
+    f1 = song_draws(song, y, [pred], n, seed)[0]
+    return float(np.percentile(f1, 2.5)), float(np.percentile(f1, 97.5))
+
+
+def song_draws(
+    song: npt.NDArray, y: npt.NDArray, preds: list[npt.NDArray], n: int = BOOTSTRAP, seed: int = 0
+) -> npt.NDArray[np.float64]:
+    """``[len(preds), n]``: the macro-F1 of each of ``preds`` on the same ``n`` resamplings of
+    the songs (so two models' draws can be subtracted: a paired interval)."""
     songs, inverse = np.unique(song, return_inverse=True)
-    per_song = np.zeros((len(songs), N * N), np.int64)
-    np.add.at(per_song, (inverse, y * N + pred), 1)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(len(songs), np.full(len(songs), 1 / len(songs)), size=n)
-    f1 = [macro_f1((w @ per_song).reshape(N, N)) for w in draws]
-    return float(np.percentile(f1, 2.5)), float(np.percentile(f1, 97.5))
+    out = np.empty((len(preds), n))
+    for k, pred in enumerate(preds):
+        per_song = np.zeros((len(songs), N * N), np.int64)
+        np.add.at(per_song, (inverse, y * N + pred), 1)
+        out[k] = [macro_f1((w @ per_song).reshape(N, N)) for w in draws]
+    return out
 
 
 def reweighted(probs: npt.NDArray, target: npt.NDArray, source: npt.NDArray) -> npt.NDArray:

@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO / "experiments"))
 
 from floor import BARS, say, score, song_split, student_answers  # noqa: E402
 from levers import add_ood_option, ood_store  # noqa: E402
+from ood import BOOTSTRAP, confusion, macro_f1, song_draws  # noqa: E402
 
 from live.bundle import MANIFEST_NAME, read_bundle  # noqa: E402
 from live.model import Model  # noqa: E402
@@ -56,33 +57,14 @@ def paired_bootstrap(
     song: npt.ArrayLike,
     base: npt.NDArray[np.int64],
     other: npt.NDArray[np.int64],
-    draws: int = 1000,
+    draws: int = BOOTSTRAP,
     seed: int = 0,
 ) -> dict:
     """The macro-F1 of predictions ``other`` minus that of ``base`` (labels ``y``), and its 95%
-    interval over ``draws`` resamplings of the songs (each window keeps its song's weight)."""
-    _, inv = np.unique(np.asarray(song), return_inverse=True)
-    n = int(inv.max()) + 1 if len(inv) else 0
-
-    def counts(pred: npt.NDArray[np.int64]) -> list[npt.NDArray[np.float64]]:
-        out = [np.zeros((n, 8)) for _ in range(3)]  # per song: right, answered, true
-        np.add.at(out[0], (inv, y), pred == y)
-        np.add.at(out[1], (inv, pred), 1)
-        np.add.at(out[2], (inv, y), 1)
-        return out
-
-    def f1(c: list[npt.NDArray[np.float64]], w: npt.NDArray[np.float64]) -> float:
-        right, answered, true = (w @ a for a in c)
-        return float(np.mean(2 * right / np.maximum(answered + true, 1)))
-
-    a, b = counts(base), counts(other)
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(draws):
-        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-        diffs.append(f1(b, w) - f1(a, w))
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    whole = f1(b, np.ones(n)) - f1(a, np.ones(n))
+    interval over ``draws`` resamplings of the songs, the same for both (:func:`ood.song_draws`)."""
+    a, b = song_draws(np.asarray(song), y, [base, other], draws, seed)
+    low, high = np.percentile(b - a, [2.5, 97.5])
+    whole = macro_f1(confusion(y, other)) - macro_f1(confusion(y, base))
     return {"gain": round(whole, 4), "95%": [round(float(low), 4), round(float(high), 4)]}
 
 
